@@ -1,0 +1,246 @@
+//! Conversion between `Value` and JSON (`serde_json::Value`).
+//!
+//! JSON has no bytes type, so `Value::Bytes` is written as an object with
+//! the single key `"$bytes"` holding standard padded base64, and such an
+//! object is read back as bytes. Integers that fit `i64` become `I64`;
+//! numbers with a fraction or exponent become `F64`; an integer beyond the
+//! `i64` range is refused rather than silently rounded.
+
+use serde_json::{Map, Number, Value as Json};
+
+use crate::error::{FormatError, Result};
+use crate::limits::VALUE_DEPTH_MAX;
+use crate::value::{Document, Value};
+
+const BYTES_KEY: &str = "$bytes";
+
+/// Converts a JSON object into a document. `field` names the input for
+/// error messages (e.g. `line 3: doc`).
+pub fn document_from_json(json: &Json, field: &str) -> Result<Document> {
+    match json {
+        Json::Object(map) => object_from_json(map, field, 1),
+        other => Err(FormatError::invalid(
+            field,
+            format!("must be a JSON object, found {}", json_type(other)),
+        )),
+    }
+}
+
+/// Converts a document into a JSON object.
+pub fn document_to_json(doc: &Document) -> Json {
+    Json::Object(
+        doc.iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+/// Converts one value into JSON.
+pub fn value_to_json(v: &Value) -> Json {
+    match v {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::I64(i) => Json::Number(Number::from(*i)),
+        // Non-finite floats never enter a Value (encode and decode refuse
+        // them); null keeps this total for hand-built values.
+        Value::F64(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(b) => {
+            let mut m = Map::new();
+            m.insert(BYTES_KEY.to_owned(), Json::String(base64_encode(b)));
+            Json::Object(m)
+        }
+        Value::Array(items) => Json::Array(items.iter().map(value_to_json).collect()),
+        Value::Object(map) => document_to_json(map),
+    }
+}
+
+fn object_from_json(map: &Map<String, Json>, field: &str, depth: usize) -> Result<Document> {
+    if depth > VALUE_DEPTH_MAX {
+        return Err(FormatError::invalid(
+            field,
+            format!("nesting deeper than {VALUE_DEPTH_MAX} levels"),
+        ));
+    }
+    map.iter()
+        .map(|(k, v)| {
+            Ok((
+                k.clone(),
+                value_from_json(v, &format!("{field}.{k}"), depth)?,
+            ))
+        })
+        .collect()
+}
+
+fn value_from_json(json: &Json, field: &str, depth: usize) -> Result<Value> {
+    Ok(match json {
+        Json::Null => Value::Null,
+        Json::Bool(b) => Value::Bool(*b),
+        Json::Number(n) => number_from_json(n, field)?,
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => {
+            if depth + 1 > VALUE_DEPTH_MAX {
+                return Err(FormatError::invalid(
+                    field,
+                    format!("nesting deeper than {VALUE_DEPTH_MAX} levels"),
+                ));
+            }
+            Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| value_from_json(v, &format!("{field}[{i}]"), depth + 1))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Json::Object(map) => match (map.len(), map.get(BYTES_KEY)) {
+            (1, Some(Json::String(b64))) => Value::Bytes(base64_decode(b64).ok_or_else(|| {
+                FormatError::invalid(field, "\"$bytes\" is not valid padded base64")
+            })?),
+            _ => Value::Object(object_from_json(map, field, depth + 1)?),
+        },
+    })
+}
+
+fn number_from_json(n: &Number, field: &str) -> Result<Value> {
+    if let Some(i) = n.as_i64() {
+        return Ok(Value::I64(i));
+    }
+    if n.is_u64() {
+        return Err(FormatError::invalid(
+            field,
+            format!("integer {n} does not fit in i64; write it as a float or a string"),
+        ));
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() => Ok(Value::F64(f)),
+        _ => Err(FormatError::invalid(
+            field,
+            format!("number {n} is not a finite f64"),
+        )),
+    }
+}
+
+fn json_type(j: &Json) -> &'static str {
+    match j {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn b64_char(sextet: u32) -> char {
+    char::from(B64.get((sextet & 63) as usize).copied().unwrap_or(b'A'))
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [0, 1, 2].map(|i| u32::from(chunk.get(i).copied().unwrap_or(0)));
+        let n = (b[0] << 16) | (b[1] << 8) | b[2];
+        out.push(b64_char(n >> 18));
+        out.push(b64_char(n >> 12));
+        out.push(if chunk.len() > 1 {
+            b64_char(n >> 6)
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 { b64_char(n) } else { '=' });
+    }
+    out
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    let quads = bytes.len() / 4;
+    for (qi, quad) in bytes.chunks(4).enumerate() {
+        let pad = quad.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && qi + 1 != quads) {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in quad.iter().enumerate() {
+            let v = if i >= 4 - pad {
+                0
+            } else {
+                B64.iter().position(|&a| a == c)? as u32
+            };
+            n = (n << 6) | v;
+        }
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        // Refuse non-canonical encodings whose padding bits are not zero, so
+        // that decoding and re-encoding is the identity.
+        let kept = 3 - pad;
+        if decoded
+            .get(kept..)
+            .is_some_and(|rest| rest.iter().any(|&b| b != 0))
+        {
+            return None;
+        }
+        out.extend_from_slice(decoded.get(..kept)?);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        let vectors = [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ];
+        for (plain, enc) in vectors {
+            assert_eq!(base64_encode(plain.as_bytes()), enc);
+            assert_eq!(base64_decode(enc).unwrap(), plain.as_bytes());
+        }
+        assert!(base64_decode("Zg=").is_none());
+        assert!(base64_decode("Zh==").is_none(), "non-zero padding bits");
+        assert!(base64_decode("Zg==Zg==").is_none(), "padding mid-string");
+    }
+
+    #[test]
+    fn json_round_trip_keeps_types() {
+        let j = json!({"i": -3, "f": 1.5, "s": "x", "n": null, "b": true,
+                       "a": [1, {"k": "v"}], "raw": {"$bytes": "AAEC"}});
+        let doc = document_from_json(&j, "doc").unwrap();
+        assert_eq!(doc["i"], Value::I64(-3));
+        assert_eq!(doc["f"], Value::F64(1.5));
+        assert_eq!(doc["raw"], Value::Bytes(vec![0, 1, 2]));
+        assert_eq!(document_to_json(&doc), j);
+    }
+
+    #[test]
+    fn bad_json_is_named() {
+        let err = document_from_json(&json!([1]), "line 3: doc")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3: doc") && err.contains("an array"),
+            "{err}"
+        );
+        let err = document_from_json(&json!({"big": u64::MAX}), "doc")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("doc.big") && err.contains("i64"), "{err}");
+        let err = document_from_json(&json!({"x": {"$bytes": "!"}}), "doc").unwrap_err();
+        assert!(err.to_string().contains("base64"), "{err}");
+    }
+}

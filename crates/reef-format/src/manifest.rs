@@ -1,0 +1,329 @@
+//! Manifest versions (`manifest/<version>.mf`): the committed state of a
+//! namespace. Creating version N+1 with put-if-absent is the commit point of
+//! fold, compaction and GC.
+//!
+//! A manifest lists the live segments by level, how far the WAL has been
+//! folded (`last_applied_lsn`), the fencing epoch of the current writer, the
+//! idempotency records still inside their retention window, and the
+//! namespace's content totals: `written` (everything ever acknowledged) and
+//! `dropped` (superseded entries removed by fold or compaction). The live
+//! digest is the sum of the segments' setsums, so `check_accounting` can
+//! prove `written = live + dropped`.
+//!
+//! Invariants checked on encode and decode: segment ids unique; each
+//! segment's id and version ranges ordered; idempotency keys unique.
+
+use crate::codec::{Reader, Writer};
+use crate::error::{FormatError, ObjectKind, Result};
+use crate::frame::{FrameSpec, HEADER_BYTES};
+use crate::limits::IDEMPOTENCY_KEY_BYTES_HARD_MAX;
+use crate::setsum::{SETSUM_BYTES, Setsum};
+
+/// Current manifest format version.
+pub const MANIFEST_FORMAT_VERSION: u16 = 1;
+/// Largest manifest body accepted.
+pub const MANIFEST_BODY_BYTES_MAX: u64 = 256 << 20;
+/// Most segments one manifest may list.
+pub const SEGMENTS_MAX: usize = 1_000_000;
+/// Most idempotency records one manifest may carry.
+pub const IDEMPOTENCY_RECORDS_MAX: usize = 1_000_000;
+/// Highest level number.
+pub const LEVEL_MAX: u8 = 7;
+
+const MANIFEST_FRAME: FrameSpec = FrameSpec {
+    kind: ObjectKind::Manifest,
+    magic: *b"RFMF",
+    version: MANIFEST_FORMAT_VERSION,
+    body_bytes_max: MANIFEST_BODY_BYTES_MAX,
+};
+
+/// A live segment as the manifest records it (a copy of its footer's
+/// summary, so planning needs no segment reads).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentMeta {
+    /// Unique id; the object key is `seg/<id as 32 hex digits>.seg`.
+    pub id: u128,
+    /// 0 for folded segments, 1.. for compacted ones.
+    pub level: u8,
+    /// Size of the segment object.
+    pub object_bytes: u64,
+    /// Entries in the segment.
+    pub entry_count: u64,
+    /// Tombstones among them.
+    pub tombstone_count: u64,
+    /// Smallest version.
+    pub min_version: u64,
+    /// Largest version.
+    pub max_version: u64,
+    /// Setsum of its entries.
+    pub setsum: Setsum,
+    /// Smallest id.
+    pub min_id: String,
+    /// Largest id.
+    pub max_id: String,
+}
+
+/// What a committed request did, kept for idempotent replay.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteSummary {
+    /// LSN of the WAL record that committed the request.
+    pub lsn: u64,
+    /// First and last version the request assigned; `None` when it changed
+    /// nothing (every op a skipped patch).
+    pub versions: Option<(u64, u64)>,
+    /// Upserts applied.
+    pub upserted: u32,
+    /// Patches applied.
+    pub patched: u32,
+    /// Deletes applied.
+    pub deleted: u32,
+    /// Patches of missing ids skipped.
+    pub skipped: u32,
+}
+
+/// An idempotency key still inside its retention window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The key.
+    pub key: String,
+    /// Fingerprint of the request's ops.
+    pub fingerprint: u128,
+    /// When the request was committed (ms since the Unix epoch).
+    pub committed_at_ms: u64,
+    /// Its original result.
+    pub summary: WriteSummary,
+}
+
+/// Content totals of a namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Digest of every entry ever folded out of the WAL.
+    pub written: Setsum,
+    /// Count of those entries.
+    pub written_count: u64,
+    /// Digest of entries dropped by fold or compaction.
+    pub dropped: Setsum,
+    /// Count of those entries.
+    pub dropped_count: u64,
+}
+
+/// One manifest version.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// This manifest's version; equals the number in its object key.
+    pub version: u64,
+    /// Fencing epoch of the writer allowed to commit WAL (DESIGN §3.2).
+    pub writer_epoch: u64,
+    /// Every WAL record with `lsn <= last_applied_lsn` is folded into the
+    /// segments below.
+    pub last_applied_lsn: u64,
+    /// Highest document version folded.
+    pub last_version: u64,
+    /// When this version was created (ms since the Unix epoch).
+    pub created_at_ms: u64,
+    /// Live segments.
+    pub segments: Vec<SegmentMeta>,
+    /// Content totals.
+    pub totals: Totals,
+    /// Idempotency records still within retention.
+    pub idempotency: Vec<IdempotencyRecord>,
+}
+
+impl Manifest {
+    /// Digest of all live entries: the sum of the segments' setsums.
+    pub fn live(&self) -> (Setsum, u64) {
+        self.segments
+            .iter()
+            .fold((Setsum::EMPTY, 0), |(s, n), seg| {
+                (s.add(&seg.setsum), n + seg.entry_count)
+            })
+    }
+
+    /// Checks `written = live + dropped`, both as digests and as counts.
+    pub fn check_accounting(&self, object: &str) -> Result<()> {
+        let (live, live_count) = self.live();
+        let t = &self.totals;
+        let sum = live.add(&t.dropped);
+        let count = live_count.checked_add(t.dropped_count);
+        if sum != t.written || count != Some(t.written_count) {
+            return Err(FormatError::Corrupt {
+                kind: ObjectKind::Manifest,
+                object: object.to_owned(),
+                offset: 0,
+                reason: format!(
+                    "accounting broken: written {} ({} entries) != live {} ({live_count}) + dropped {} ({})",
+                    t.written.to_hex(),
+                    t.written_count,
+                    live.to_hex(),
+                    t.dropped.to_hex(),
+                    t.dropped_count
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Encodes and frames the manifest.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        self.check(|reason| FormatError::invalid("manifest", reason))?;
+        let mut w = Writer::with_capacity(256 + self.segments.len() * 128);
+        w.u64(self.version);
+        w.u64(self.writer_epoch);
+        w.u64(self.last_applied_lsn);
+        w.u64(self.last_version);
+        w.u64(self.created_at_ms);
+        w.bytes(&self.totals.written.to_bytes());
+        w.u64(self.totals.written_count);
+        w.bytes(&self.totals.dropped.to_bytes());
+        w.u64(self.totals.dropped_count);
+        w.count("segments", self.segments.len())?;
+        for s in &self.segments {
+            w.u128(s.id);
+            w.u8(s.level);
+            w.u64(s.object_bytes);
+            w.u64(s.entry_count);
+            w.u64(s.tombstone_count);
+            w.u64(s.min_version);
+            w.u64(s.max_version);
+            w.bytes(&s.setsum.to_bytes());
+            w.bytes16("segment.min_id", s.min_id.as_bytes())?;
+            w.bytes16("segment.max_id", s.max_id.as_bytes())?;
+        }
+        w.count("idempotency", self.idempotency.len())?;
+        for rec in &self.idempotency {
+            w.bytes16("idempotency.key", rec.key.as_bytes())?;
+            w.u128(rec.fingerprint);
+            w.u64(rec.committed_at_ms);
+            let s = &rec.summary;
+            w.u64(s.lsn);
+            match s.versions {
+                None => {
+                    w.u8(0);
+                    w.u64(0);
+                    w.u64(0);
+                }
+                Some((first, last)) => {
+                    w.u8(1);
+                    w.u64(first);
+                    w.u64(last);
+                }
+            }
+            w.u32(s.upserted);
+            w.u32(s.patched);
+            w.u32(s.deleted);
+            w.u32(s.skipped);
+        }
+        MANIFEST_FRAME.seal(w.as_slice())
+    }
+
+    /// Checks the frame and decodes a manifest.
+    pub fn decode(bytes: &[u8], object: &str) -> Result<Manifest> {
+        let body = MANIFEST_FRAME.open(bytes, object)?;
+        let mut r = Reader::new(body, ObjectKind::Manifest, object, HEADER_BYTES as u64);
+        let setsum = |r: &mut Reader<'_>| -> Result<Setsum> {
+            Setsum::from_bytes(
+                &r.fixed::<SETSUM_BYTES>("setsum")?,
+                ObjectKind::Manifest,
+                object,
+            )
+        };
+        let mut m = Manifest {
+            version: r.u64("version")?,
+            writer_epoch: r.u64("writer_epoch")?,
+            last_applied_lsn: r.u64("last_applied_lsn")?,
+            last_version: r.u64("last_version")?,
+            created_at_ms: r.u64("created_at_ms")?,
+            ..Manifest::default()
+        };
+        m.totals = Totals {
+            written: setsum(&mut r)?,
+            written_count: r.u64("written_count")?,
+            dropped: setsum(&mut r)?,
+            dropped_count: r.u64("dropped_count")?,
+        };
+        let n = r.count("segments", SEGMENTS_MAX, 109)?;
+        m.segments.reserve(n);
+        for _ in 0..n {
+            m.segments.push(SegmentMeta {
+                id: r.u128("segment id")?,
+                level: r.u8("segment level")?,
+                object_bytes: r.u64("object_bytes")?,
+                entry_count: r.u64("entry_count")?,
+                tombstone_count: r.u64("tombstone_count")?,
+                min_version: r.u64("min_version")?,
+                max_version: r.u64("max_version")?,
+                setsum: setsum(&mut r)?,
+                min_id: r.str16("min_id")?.to_owned(),
+                max_id: r.str16("max_id")?.to_owned(),
+            });
+        }
+        let n = r.count("idempotency", IDEMPOTENCY_RECORDS_MAX, 75)?;
+        m.idempotency.reserve(n);
+        for _ in 0..n {
+            let key = r.str16("idempotency key")?.to_owned();
+            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
+                return Err(r.corrupt(format!("idempotency key of {} bytes", key.len())));
+            }
+            let fingerprint = r.u128("fingerprint")?;
+            let committed_at_ms = r.u64("committed_at_ms")?;
+            let lsn = r.u64("lsn")?;
+            let has_versions = r.u8("has_versions")?;
+            let (first, last) = (r.u64("first_version")?, r.u64("last_version")?);
+            let versions = match has_versions {
+                0 if first == 0 && last == 0 => None,
+                1 if first <= last => Some((first, last)),
+                _ => return Err(r.corrupt("bad version range in idempotency record")),
+            };
+            let summary = WriteSummary {
+                lsn,
+                versions,
+                upserted: r.u32("upserted")?,
+                patched: r.u32("patched")?,
+                deleted: r.u32("deleted")?,
+                skipped: r.u32("skipped")?,
+            };
+            m.idempotency.push(IdempotencyRecord {
+                key,
+                fingerprint,
+                committed_at_ms,
+                summary,
+            });
+        }
+        r.finish("manifest")?;
+        m.check(|reason| FormatError::Corrupt {
+            kind: ObjectKind::Manifest,
+            object: object.to_owned(),
+            offset: HEADER_BYTES as u64,
+            reason,
+        })?;
+        Ok(m)
+    }
+
+    fn check(&self, err: impl Fn(String) -> FormatError) -> Result<()> {
+        let mut ids = std::collections::HashSet::with_capacity(self.segments.len());
+        for s in &self.segments {
+            if !ids.insert(s.id) {
+                return Err(err(format!("segment {:032x} listed twice", s.id)));
+            }
+            if s.level > LEVEL_MAX
+                || s.min_id.is_empty()
+                || s.min_id > s.max_id
+                || s.min_version > s.max_version
+                || s.tombstone_count > s.entry_count
+                || s.entry_count == 0
+            {
+                return Err(err(format!(
+                    "segment {:032x} has inconsistent metadata",
+                    s.id
+                )));
+            }
+        }
+        let mut keys = std::collections::HashSet::with_capacity(self.idempotency.len());
+        for rec in &self.idempotency {
+            if !keys.insert(rec.key.as_str()) {
+                return Err(err(format!("idempotency key {:?} listed twice", rec.key)));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,385 @@
+//! A k-way merge over sorted runs of entries (memtable, segments), with the
+//! two policies Reef needs:
+//!
+//! - `MergeIter::visible(runs, at, tombstones)`: for reads. Per id, the
+//!   newest entry with `version <= at`; with `Tombstones::Hide` an id whose
+//!   visible entry is a tombstone is skipped.
+//! - `MergeIter::compacting(runs, snapshots, drop_tombstones)`: for fold and
+//!   compaction. Per id, keeps the newest entry plus, for each snapshot `s`,
+//!   the newest entry with `version <= s`; with `drop_tombstones` (only
+//!   correct when no older data lies below the output) trailing tombstones
+//!   of the kept set are dropped too. Everything not kept is accounted in
+//!   `dropped()` so callers can prove `input = output + dropped`.
+//!
+//! Invariants: input runs must each be in segment order (id ascending,
+//! version descending); a run that is not yields a `Corrupt` error instead
+//! of wrong output. Entries with equal (id, version) in several runs are the
+//! same write seen twice: one is kept, the others are counted as dropped.
+//! After yielding an error the iterator ends.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::entry::Entry;
+use crate::error::{FormatError, ObjectKind};
+use crate::setsum::Setsum;
+
+/// Whether a read merge shows deletions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tombstones {
+    /// Yield tombstones (an upper layer will shadow older data with them).
+    Keep,
+    /// Skip ids whose visible entry is a tombstone.
+    Hide,
+}
+
+enum Policy {
+    Visible {
+        at: u64,
+        tombstones: Tombstones,
+    },
+    Compacting {
+        snapshots: Vec<u64>,
+        drop_tombstones: bool,
+    },
+}
+
+struct Head {
+    entry: Entry,
+    run: usize,
+}
+
+impl PartialEq for Head {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Head {}
+impl PartialOrd for Head {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Head {
+    /// Reversed, so the max-heap pops the smallest (id, newest version,
+    /// lowest run) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .entry
+            .id
+            .as_bytes()
+            .cmp(self.entry.id.as_bytes())
+            .then_with(|| self.entry.version.cmp(&other.entry.version))
+            .then_with(|| other.run.cmp(&self.run))
+    }
+}
+
+/// The merge iterator. `E` is the runs' error type.
+pub struct MergeIter<I, E> {
+    runs: Vec<I>,
+    last_key: Vec<Option<(String, u64)>>,
+    heap: BinaryHeap<Head>,
+    policy: Policy,
+    pending: std::vec::IntoIter<Entry>,
+    dropped: Setsum,
+    dropped_count: u64,
+    primed: bool,
+    failed: bool,
+    _err: std::marker::PhantomData<E>,
+}
+
+impl<I, E> MergeIter<I, E>
+where
+    I: Iterator<Item = Result<Entry, E>>,
+    E: From<FormatError>,
+{
+    fn new(runs: Vec<I>, policy: Policy) -> Self {
+        let n = runs.len();
+        MergeIter {
+            runs,
+            last_key: vec![None; n],
+            heap: BinaryHeap::with_capacity(n),
+            policy,
+            pending: Vec::new().into_iter(),
+            dropped: Setsum::EMPTY,
+            dropped_count: 0,
+            primed: false,
+            failed: false,
+            _err: std::marker::PhantomData,
+        }
+    }
+
+    /// A read merge: the newest version of each id at snapshot `at`.
+    pub fn visible(runs: Vec<I>, at: u64, tombstones: Tombstones) -> Self {
+        Self::new(runs, Policy::Visible { at, tombstones })
+    }
+
+    /// A compaction merge keeping what `snapshots` can still see.
+    pub fn compacting(runs: Vec<I>, mut snapshots: Vec<u64>, drop_tombstones: bool) -> Self {
+        snapshots.sort_unstable_by(|a, b| b.cmp(a));
+        snapshots.dedup();
+        Self::new(
+            runs,
+            Policy::Compacting {
+                snapshots,
+                drop_tombstones,
+            },
+        )
+    }
+
+    /// Setsum and count of entries a compacting merge dropped so far.
+    /// (A visible merge drops nothing; it only hides.)
+    pub fn dropped(&self) -> (Setsum, u64) {
+        (self.dropped, self.dropped_count)
+    }
+
+    /// Pulls the next entry of `run` into the heap, checking run order.
+    fn advance(&mut self, run: usize) -> Result<(), E> {
+        let Some(iter) = self.runs.get_mut(run) else {
+            return Ok(());
+        };
+        let Some(next) = iter.next() else {
+            return Ok(());
+        };
+        let entry = next?;
+        let slot = self.last_key.get_mut(run);
+        if let Some(Some((id, version))) = slot.as_deref() {
+            let in_order = match entry.id.as_bytes().cmp(id.as_bytes()) {
+                Ordering::Greater => true,
+                Ordering::Equal => entry.version < *version,
+                Ordering::Less => false,
+            };
+            if !in_order {
+                return Err(E::from(FormatError::Corrupt {
+                    kind: ObjectKind::Segment,
+                    object: format!("merge run {run}"),
+                    offset: 0,
+                    reason: format!(
+                        "({:?}, v{}) out of order after ({id:?}, v{version})",
+                        entry.id, entry.version
+                    ),
+                }));
+            }
+        }
+        if let Some(slot) = self.last_key.get_mut(run) {
+            *slot = Some((entry.id.clone(), entry.version));
+        }
+        self.heap.push(Head { entry, run });
+        Ok(())
+    }
+
+    /// All versions of the next id, newest first, duplicates removed.
+    fn next_group(&mut self) -> Result<Vec<Entry>, E> {
+        if !self.primed {
+            self.primed = true;
+            for run in 0..self.runs.len() {
+                self.advance(run)?;
+            }
+        }
+        let mut group: Vec<Entry> = Vec::new();
+        while let Some(top) = self.heap.peek() {
+            if group.first().is_some_and(|g| g.id != top.entry.id) {
+                break;
+            }
+            let Some(Head { entry, run }) = self.heap.pop() else {
+                break;
+            };
+            self.advance(run)?;
+            if group.last().is_some_and(|g| g.version == entry.version) {
+                self.drop_entry(&entry);
+            } else {
+                group.push(entry);
+            }
+        }
+        Ok(group)
+    }
+
+    fn drop_entry(&mut self, e: &Entry) {
+        self.dropped = self.dropped.add(&e.setsum());
+        self.dropped_count += 1;
+    }
+
+    /// Applies the policy to one id's versions; returns what to yield.
+    fn resolve(&mut self, group: Vec<Entry>) -> Vec<Entry> {
+        match &self.policy {
+            Policy::Visible { at, tombstones } => {
+                let at = *at;
+                let hide = *tombstones == Tombstones::Hide;
+                group
+                    .into_iter()
+                    .find(|e| e.version <= at)
+                    .filter(|e| !(hide && e.is_tombstone()))
+                    .into_iter()
+                    .collect()
+            }
+            Policy::Compacting {
+                snapshots,
+                drop_tombstones,
+            } => {
+                let drop_tombstones = *drop_tombstones;
+                let mut keep = vec![false; group.len()];
+                if let Some(k) = keep.first_mut() {
+                    *k = true;
+                }
+                for s in snapshots {
+                    if let Some(i) = group.iter().position(|e| e.version <= *s)
+                        && let Some(k) = keep.get_mut(i)
+                    {
+                        *k = true;
+                    }
+                }
+                if drop_tombstones {
+                    // Only the oldest kept entries may go: a tombstone with
+                    // kept data below it still hides that data.
+                    for i in (0..group.len()).rev() {
+                        match (keep.get(i), group.get(i)) {
+                            (Some(false), _) => continue,
+                            (Some(true), Some(e)) if e.is_tombstone() => {
+                                if let Some(k) = keep.get_mut(i) {
+                                    *k = false;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                let mut out = Vec::with_capacity(group.len());
+                for (e, kept) in group.into_iter().zip(keep) {
+                    if kept {
+                        out.push(e);
+                    } else {
+                        self.drop_entry(&e);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+impl<I, E> Iterator for MergeIter<I, E>
+where
+    I: Iterator<Item = Result<Entry, E>>,
+    E: From<FormatError>,
+{
+    type Item = Result<Entry, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.pending.next() {
+                return Some(Ok(e));
+            }
+            if self.failed {
+                return None;
+            }
+            let group = match self.next_group() {
+                Ok(g) => g,
+                Err(e) => {
+                    self.failed = true;
+                    return Some(Err(e));
+                }
+            };
+            if group.is_empty() {
+                return None;
+            }
+            self.pending = self.resolve(group).into_iter();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Run = std::vec::IntoIter<Result<Entry, FormatError>>;
+
+    fn run(entries: &[(&str, u64, bool)]) -> Run {
+        entries
+            .iter()
+            .map(|&(id, v, del)| {
+                Ok(if del {
+                    Entry::delete(id, v)
+                } else {
+                    Entry::put(id, v, format!("{id}{v}"))
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    fn keys(it: impl Iterator<Item = Result<Entry, FormatError>>) -> Vec<(String, u64)> {
+        it.map(|e| e.map(|e| (e.id, e.version)))
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn visible_takes_newest_at_snapshot_and_hides_tombstones() {
+        let runs = || {
+            vec![
+                run(&[("a", 5, false), ("b", 6, true)]),
+                run(&[("a", 2, false), ("b", 1, false)]),
+            ]
+        };
+        let latest = MergeIter::visible(runs(), u64::MAX, Tombstones::Hide);
+        assert_eq!(keys(latest), vec![("a".into(), 5)]);
+        let old = MergeIter::visible(runs(), 4, Tombstones::Hide);
+        assert_eq!(keys(old), vec![("a".into(), 2), ("b".into(), 1)]);
+        let with_tombs = MergeIter::visible(runs(), u64::MAX, Tombstones::Keep);
+        assert_eq!(keys(with_tombs), vec![("a".into(), 5), ("b".into(), 6)]);
+    }
+
+    #[test]
+    fn compacting_keeps_snapshot_versions_and_accounts_drops() {
+        let input = vec![
+            run(&[
+                ("a", 9, false),
+                ("a", 7, false),
+                ("a", 3, false),
+                ("b", 8, true),
+            ]),
+            run(&[("b", 2, false), ("c", 1, true)]),
+        ];
+        let total: Setsum = input
+            .iter()
+            .flat_map(|r| r.as_slice())
+            .fold(Setsum::EMPTY, |s, e| s.add(&e.as_ref().unwrap().setsum()));
+        let mut merge = MergeIter::compacting(input, vec![4], true);
+        let out: Vec<Entry> = merge.by_ref().collect::<Result<_, _>>().unwrap();
+        let got: Vec<_> = out.iter().map(|e| (e.id.as_str(), e.version)).collect();
+        // a: newest (9) and the snapshot-4 version (3); b: tombstone 8 hides
+        // b@2, which snapshot 4 still needs; c: a lone trailing tombstone.
+        assert_eq!(got, vec![("a", 9), ("a", 3), ("b", 8), ("b", 2)]);
+        let kept = out.iter().fold(Setsum::EMPTY, |s, e| s.add(&e.setsum()));
+        let (dropped, n) = merge.dropped();
+        assert_eq!(n, 2);
+        assert_eq!(kept.add(&dropped), total);
+    }
+
+    #[test]
+    fn out_of_order_run_is_an_error() {
+        let merge = MergeIter::visible(
+            vec![run(&[("b", 1, false), ("a", 1, false)])],
+            u64::MAX,
+            Tombstones::Keep,
+        );
+        let results: Vec<_> = merge.collect();
+        assert!(
+            results
+                .iter()
+                .any(|r| r.as_ref().is_err_and(FormatError::is_corruption))
+        );
+        assert!(
+            results.last().unwrap().is_err(),
+            "iterator ends after an error"
+        );
+    }
+
+    #[test]
+    fn duplicates_across_runs_are_kept_once() {
+        let runs = vec![run(&[("a", 1, false)]), run(&[("a", 1, false)])];
+        let mut merge = MergeIter::compacting(runs, vec![], false);
+        assert_eq!(keys(merge.by_ref()), vec![("a".into(), 1)]);
+        assert_eq!(merge.dropped().1, 1);
+    }
+}

@@ -1,0 +1,315 @@
+//! The write request model: ordered ops with optional preconditions, an
+//! optional idempotency key, validation against `Limits`, and the request
+//! fingerprint that detects an idempotency key reused with different ops.
+//!
+//! Invariant: `WriteRequest::validate` is the single gate for user input;
+//! anything it accepts can be encoded by every codec in this crate.
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::error::{FormatError, Result};
+use crate::limits::Limits;
+use crate::value::{Document, encode_document};
+
+/// What an op does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    /// Replace the whole document.
+    Upsert,
+    /// RFC 7396 merge patch of an existing document.
+    Patch,
+    /// Remove the document.
+    Delete,
+}
+
+impl OpKind {
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            OpKind::Upsert => 1,
+            OpKind::Patch => 2,
+            OpKind::Delete => 3,
+        }
+    }
+
+    pub(crate) fn from_tag(tag: u8) -> Option<OpKind> {
+        match tag {
+            1 => Some(OpKind::Upsert),
+            2 => Some(OpKind::Patch),
+            3 => Some(OpKind::Delete),
+            _ => None,
+        }
+    }
+
+    /// The lowercase name used in JSON input (`"upsert"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::Upsert => "upsert",
+            OpKind::Patch => "patch",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
+/// A condition on the current state of an id, checked before the op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Precondition {
+    /// The id must not exist.
+    Absent,
+    /// The id must exist.
+    Exists,
+    /// The id must exist at exactly this version.
+    Version(u64),
+}
+
+/// One op of a write request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Op {
+    /// What to do.
+    pub kind: OpKind,
+    /// Target document id.
+    pub id: String,
+    /// The document (upsert) or patch (patch); `None` for delete.
+    pub doc: Option<Document>,
+    /// Optional precondition.
+    pub precondition: Option<Precondition>,
+}
+
+/// An ordered list of ops applied atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteRequest {
+    /// The ops, applied in order; later ops see earlier ones.
+    pub ops: Vec<Op>,
+    /// Optional idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// Checks a document id against the limits.
+pub fn validate_id(id: &str, field: &str, limits: &Limits) -> Result<()> {
+    if id.is_empty() {
+        return Err(FormatError::invalid(field, "id is empty"));
+    }
+    if id.len() > limits.id_bytes_max {
+        return Err(FormatError::invalid(
+            field,
+            format!("id is {} bytes, limit is {}", id.len(), limits.id_bytes_max),
+        ));
+    }
+    Ok(())
+}
+
+impl WriteRequest {
+    /// Validates every op against `limits`, naming the first bad field as
+    /// `ops[i].<field>`. Returns the request's encoded size in bytes.
+    pub fn validate(&self, limits: &Limits) -> Result<usize> {
+        if self.ops.is_empty() {
+            return Err(FormatError::invalid(
+                "ops",
+                "a request needs at least one op",
+            ));
+        }
+        if self.ops.len() > limits.ops_per_request_max {
+            return Err(FormatError::invalid(
+                "ops",
+                format!(
+                    "{} ops, limit is {}",
+                    self.ops.len(),
+                    limits.ops_per_request_max
+                ),
+            ));
+        }
+        if let Some(key) = &self.idempotency_key
+            && (key.is_empty() || key.len() > limits.idempotency_key_bytes_max)
+        {
+            return Err(FormatError::invalid(
+                "idempotency_key",
+                format!(
+                    "{} bytes, must be 1..={}",
+                    key.len(),
+                    limits.idempotency_key_bytes_max
+                ),
+            ));
+        }
+        let mut total = 0usize;
+        for (i, op) in self.ops.iter().enumerate() {
+            validate_id(&op.id, &format!("ops[{i}].id"), limits)?;
+            total += op.id.len();
+            match (op.kind, &op.doc) {
+                (OpKind::Delete, None) => {}
+                (OpKind::Delete, Some(_)) => {
+                    return Err(FormatError::invalid(
+                        format!("ops[{i}].doc"),
+                        "delete takes no doc",
+                    ));
+                }
+                (_, None) => {
+                    return Err(FormatError::invalid(
+                        format!("ops[{i}].doc"),
+                        format!("{} needs a doc", op.kind.name()),
+                    ));
+                }
+                (_, Some(doc)) => {
+                    total += encode_document(doc, limits)
+                        .map_err(|e| relabel(e, &format!("ops[{i}].doc")))?
+                        .len();
+                }
+            }
+            if total > limits.request_bytes_max {
+                return Err(FormatError::invalid(
+                    "ops",
+                    format!(
+                        "request exceeds {} bytes at ops[{i}]",
+                        limits.request_bytes_max
+                    ),
+                ));
+            }
+        }
+        Ok(total)
+    }
+
+    /// A 128-bit fingerprint of the ops (not the key): two requests with the
+    /// same key are the same request iff their fingerprints match.
+    ///
+    /// Hashes, per op: kind tag, id, precondition, and the canonical
+    /// document encoding (see docs/format.md, "Request fingerprint"). Call
+    /// `validate` first: an unencodable document hashes as its error text.
+    pub fn fingerprint(&self) -> u128 {
+        let mut h = Xxh3::new();
+        h.update(&(self.ops.len() as u64).to_le_bytes());
+        // Fingerprints only need encodable documents; the limit here is the
+        // codec's own, so validation limits do not change fingerprints.
+        let unbounded = Limits {
+            doc_bytes_max: crate::limits::DOC_BYTES_HARD_MAX,
+            ..Limits::default()
+        };
+        for op in &self.ops {
+            h.update(&[op.kind.tag()]);
+            h.update(&(op.id.len() as u64).to_le_bytes());
+            h.update(op.id.as_bytes());
+            match op.precondition {
+                None => h.update(&[0]),
+                Some(Precondition::Absent) => h.update(&[1]),
+                Some(Precondition::Exists) => h.update(&[2]),
+                Some(Precondition::Version(v)) => {
+                    h.update(&[3]);
+                    h.update(&v.to_le_bytes());
+                }
+            }
+            match &op.doc {
+                None => h.update(&[0]),
+                Some(doc) => {
+                    h.update(&[1]);
+                    let bytes = encode_document(doc, &unbounded)
+                        .unwrap_or_else(|e| e.to_string().into_bytes());
+                    h.update(&(bytes.len() as u64).to_le_bytes());
+                    h.update(&bytes);
+                }
+            }
+        }
+        h.digest128()
+    }
+}
+
+fn relabel(e: FormatError, field: &str) -> FormatError {
+    match e {
+        FormatError::Invalid {
+            field: inner,
+            reason,
+        } => {
+            let suffix = inner.strip_prefix("doc").unwrap_or(&inner);
+            FormatError::invalid(format!("{field}{suffix}"), reason)
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn upsert(id: &str, n: i64) -> Op {
+        Op {
+            kind: OpKind::Upsert,
+            id: id.to_owned(),
+            doc: Some([("n".to_owned(), Value::I64(n))].into()),
+            precondition: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_op() {
+        let limits = Limits::default();
+        let req = WriteRequest {
+            ops: vec![upsert("a", 1), upsert("", 2)],
+            idempotency_key: None,
+        };
+        let err = req.validate(&limits).unwrap_err().to_string();
+        assert!(err.contains("ops[1].id") && err.contains("empty"), "{err}");
+
+        let long = "x".repeat(1025);
+        let req = WriteRequest {
+            ops: vec![upsert(&long, 1)],
+            idempotency_key: None,
+        };
+        let err = req.validate(&limits).unwrap_err().to_string();
+        assert!(err.contains("1025 bytes, limit is 1024"), "{err}");
+
+        let mut bad = upsert("a", 1);
+        bad.doc = Some([("f".to_owned(), Value::F64(f64::INFINITY))].into());
+        let req = WriteRequest {
+            ops: vec![bad],
+            idempotency_key: None,
+        };
+        let err = req.validate(&limits).unwrap_err().to_string();
+        assert!(err.contains("ops[0].doc.f"), "{err}");
+    }
+
+    #[test]
+    fn ops_count_and_key_limits() {
+        let limits = Limits {
+            ops_per_request_max: 2,
+            ..Limits::default()
+        };
+        let req = WriteRequest {
+            ops: vec![upsert("a", 1), upsert("b", 1), upsert("c", 1)],
+            idempotency_key: None,
+        };
+        assert!(
+            req.validate(&limits)
+                .unwrap_err()
+                .to_string()
+                .contains("3 ops, limit is 2")
+        );
+        let req = WriteRequest {
+            ops: vec![upsert("a", 1)],
+            idempotency_key: Some("k".repeat(257)),
+        };
+        assert!(req.validate(&Limits::default()).is_err());
+        let req = WriteRequest {
+            ops: vec![],
+            idempotency_key: None,
+        };
+        assert!(req.validate(&Limits::default()).is_err());
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_but_not_ops() {
+        let a = WriteRequest {
+            ops: vec![upsert("a", 1)],
+            idempotency_key: Some("k".into()),
+        };
+        let b = WriteRequest {
+            ops: vec![upsert("a", 1)],
+            idempotency_key: None,
+        };
+        let c = WriteRequest {
+            ops: vec![upsert("a", 2)],
+            idempotency_key: Some("k".into()),
+        };
+        let mut d = a.clone();
+        d.ops[0].precondition = Some(Precondition::Version(0));
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+}

@@ -1,0 +1,192 @@
+//! `SegmentBuilder`: turns entries given in segment order into one segment
+//! object.
+//!
+//! Invariant: `finish` re-opens what it built (footer, index, bloom) before
+//! returning it, so a builder bug fails here rather than after the PUT.
+
+use bytes::Bytes;
+
+use crate::entry::Entry;
+use crate::error::{FormatError, Result};
+use crate::segment::block::{BlockBuilder, order};
+use crate::segment::bloom::{Bloom, key_hash};
+use crate::segment::index::{BlockHandle, SEGMENT_FORMAT_VERSION, SegmentFooter, SegmentIndex};
+use crate::segment::reader::Segment;
+use crate::setsum::Setsum;
+
+/// Tuning knobs of a segment. Changing them never changes what readers
+/// accept; they are not part of the format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentOptions {
+    /// A block is closed once it reaches this many bytes (default 32 KiB).
+    /// An entry larger than this gets a block of its own.
+    pub block_bytes_target: usize,
+    /// Bloom filter bits per distinct id (default 10, ~1% false positives).
+    pub bloom_bits_per_key: u32,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        SegmentOptions {
+            block_bytes_target: 32 << 10,
+            bloom_bits_per_key: 10,
+        }
+    }
+}
+
+/// A finished segment: its bytes and its footer (what a manifest records).
+#[derive(Clone, Debug)]
+pub struct BuiltSegment {
+    /// The whole object.
+    pub bytes: Bytes,
+    /// Its decoded footer.
+    pub footer: SegmentFooter,
+}
+
+/// Builds one segment from entries in (id ascending, version descending)
+/// order.
+pub struct SegmentBuilder {
+    opts: SegmentOptions,
+    out: Vec<u8>,
+    block: BlockBuilder,
+    handles: Vec<BlockHandle>,
+    id_hashes: Vec<u64>,
+    first: Option<Entry>,
+    last: Option<Entry>,
+    entry_count: u64,
+    tombstone_count: u64,
+    min_version: u64,
+    max_version: u64,
+    setsum: Setsum,
+}
+
+impl SegmentBuilder {
+    /// An empty builder.
+    pub fn new(opts: SegmentOptions) -> SegmentBuilder {
+        SegmentBuilder {
+            opts,
+            out: Vec::new(),
+            block: BlockBuilder::default(),
+            handles: Vec::new(),
+            id_hashes: Vec::new(),
+            first: None,
+            last: None,
+            entry_count: 0,
+            tombstone_count: 0,
+            min_version: u64::MAX,
+            max_version: 0,
+            setsum: Setsum::EMPTY,
+        }
+    }
+
+    /// Entries added so far.
+    pub fn entry_count(&self) -> u64 {
+        self.entry_count
+    }
+
+    /// Bytes written so far, including the open block.
+    pub fn estimated_bytes(&self) -> usize {
+        self.out.len() + self.block.estimated_bytes()
+    }
+
+    /// Appends an entry; it must sort strictly after the previous one.
+    pub fn add(&mut self, e: &Entry) -> Result<()> {
+        if e.id.is_empty() {
+            return Err(FormatError::invalid("segment entry", "empty id"));
+        }
+        if let Some(prev) = &self.last
+            && order(prev, e) != std::cmp::Ordering::Less
+        {
+            return Err(FormatError::invalid(
+                "segment entry",
+                format!(
+                    "({:?}, v{}) does not sort after ({:?}, v{})",
+                    e.id, e.version, prev.id, prev.version
+                ),
+            ));
+        }
+        if self.last.as_ref().is_none_or(|prev| prev.id != e.id) {
+            self.id_hashes.push(key_hash(&e.id));
+        }
+        self.block.add(e)?;
+        self.entry_count += 1;
+        self.tombstone_count += u64::from(e.is_tombstone());
+        self.min_version = self.min_version.min(e.version);
+        self.max_version = self.max_version.max(e.version);
+        self.setsum = self.setsum.add(&e.setsum());
+        if self.first.is_none() {
+            self.first = Some(e.clone());
+        }
+        self.last = Some(e.clone());
+        if self.block.estimated_bytes() >= self.opts.block_bytes_target {
+            self.flush_block()?;
+        }
+        Ok(())
+    }
+
+    fn flush_block(&mut self) -> Result<()> {
+        let (Some(last), false) = (&self.last, self.block.is_empty()) else {
+            return Ok(());
+        };
+        let entries = self.block.entries() as u32;
+        let bytes = self.block.finish()?;
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| FormatError::invalid("segment", "block exceeds 4 GiB"))?;
+        self.handles.push(BlockHandle {
+            offset: self.out.len() as u64,
+            len,
+            entries,
+            last_id: last.id.clone(),
+            last_version: last.version,
+        });
+        self.out.extend_from_slice(&bytes);
+        Ok(())
+    }
+
+    /// Writes index, bloom and footer, verifies the result, and returns it.
+    pub fn finish(mut self) -> Result<BuiltSegment> {
+        self.flush_block()?;
+        let (Some(first), Some(last)) = (self.first.take(), self.last.take()) else {
+            return Err(FormatError::invalid(
+                "segment",
+                "a segment needs at least one entry",
+            ));
+        };
+        let index_offset = self.out.len() as u64;
+        let index = SegmentIndex::encode(&self.handles)?;
+        let bloom = Bloom::build(&self.id_hashes, self.opts.bloom_bits_per_key).encode();
+        let region_len = |b: &[u8]| {
+            u32::try_from(b.len())
+                .map_err(|_| FormatError::invalid("segment", "region exceeds 4 GiB"))
+        };
+        let footer = SegmentFooter {
+            version: SEGMENT_FORMAT_VERSION,
+            entry_count: self.entry_count,
+            tombstone_count: self.tombstone_count,
+            block_count: self.handles.len() as u32,
+            index_offset,
+            index_len: region_len(&index)?,
+            bloom_offset: index_offset + index.len() as u64,
+            bloom_len: region_len(&bloom)?,
+            min_version: self.min_version,
+            max_version: self.max_version,
+            setsum: self.setsum,
+            min_id: first.id,
+            max_id: last.id,
+        };
+        let mut out = self.out;
+        out.extend_from_slice(&index);
+        out.extend_from_slice(&bloom);
+        footer.encode_into(&mut out)?;
+        let bytes = Bytes::from(out);
+        // Check twice: what we hand to the PUT must open cleanly.
+        let reopened = Segment::open(bytes.clone(), "(segment being built)")?;
+        if reopened.footer() != &footer {
+            return Err(FormatError::invalid(
+                "segment",
+                "footer did not survive a round trip",
+            ));
+        }
+        Ok(BuiltSegment { bytes, footer })
+    }
+}

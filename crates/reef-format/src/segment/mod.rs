@@ -1,0 +1,29 @@
+//! Segments: immutable, sorted runs of entries, the unit of folding and
+//! compaction (`seg/<id>.seg`).
+//!
+//! ```text
+//! [data block 0] ... [data block n-1] [index block] [bloom block] [footer] [tail: 12 bytes]
+//! ```
+//! Entries are sorted by id ascending, then version descending, so one
+//! segment may keep several versions of an id for snapshots. Each block,
+//! the index, the bloom filter and the footer carry their own CRC, so a
+//! reader can fetch only the tail (`FOOTER_FETCH_BYTES`), then the index and
+//! bloom, then just the blocks it needs, and check each piece on arrival.
+//!
+//! Submodules: `block` (data blocks), `bloom`, `index` (index + footer),
+//! `builder`, `reader`. Byte tables: docs/format.md.
+
+mod block;
+mod bloom;
+mod builder;
+mod index;
+mod reader;
+
+pub use block::Block;
+pub use bloom::Bloom;
+pub use builder::{BuiltSegment, SegmentBuilder, SegmentOptions};
+pub use index::{
+    BlockHandle, FOOTER_FETCH_BYTES, SEGMENT_FORMAT_VERSION, SEGMENT_MAGIC, SegmentFooter,
+    SegmentIndex, TAIL_BYTES,
+};
+pub use reader::{PointLookup, Probe, Segment, SegmentIter};
