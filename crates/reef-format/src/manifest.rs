@@ -30,6 +30,13 @@ pub const IDEMPOTENCY_RECORDS_MAX: usize = 1_000_000;
 /// Highest level number.
 pub const LEVEL_MAX: u8 = 7;
 
+/// Smallest encoded `SegmentMeta`: id 16, level 1, five u64 counters 40,
+/// setsum 32, two ids of at least one byte with u16 lengths 6.
+const SEGMENT_META_BYTES_MIN: usize = 16 + 1 + 40 + SETSUM_BYTES + 6;
+/// Smallest encoded `IdempotencyRecord`: key 2+1, fingerprint 16,
+/// committed_at 8, lsn 8, flag 1, two versions 16, four counters 16.
+const IDEMPOTENCY_RECORD_BYTES_MIN: usize = 3 + 16 + 8 + 8 + 1 + 16 + 16;
+
 const MANIFEST_FRAME: FrameSpec = FrameSpec {
     kind: ObjectKind::Manifest,
     magic: *b"RFMF",
@@ -241,7 +248,7 @@ impl Manifest {
             dropped: setsum(&mut r)?,
             dropped_count: r.u64("dropped_count")?,
         };
-        let n = r.count("segments", SEGMENTS_MAX, 109)?;
+        let n = r.count("segments", SEGMENTS_MAX, SEGMENT_META_BYTES_MIN)?;
         m.segments.reserve(n);
         for _ in 0..n {
             m.segments.push(SegmentMeta {
@@ -257,7 +264,11 @@ impl Manifest {
                 max_id: r.str16("max_id")?.to_owned(),
             });
         }
-        let n = r.count("idempotency", IDEMPOTENCY_RECORDS_MAX, 75)?;
+        let n = r.count(
+            "idempotency",
+            IDEMPOTENCY_RECORDS_MAX,
+            IDEMPOTENCY_RECORD_BYTES_MIN,
+        )?;
         m.idempotency.reserve(n);
         for _ in 0..n {
             let key = r.str16("idempotency key")?.to_owned();
@@ -325,5 +336,45 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The decoder's per-item minimum sizes must not refuse the smallest
+    /// legal items at the very end of the body.
+    #[test]
+    fn smallest_items_round_trip() {
+        let m = Manifest {
+            segments: vec![SegmentMeta {
+                id: 1,
+                level: 0,
+                object_bytes: 1,
+                entry_count: 1,
+                tombstone_count: 0,
+                min_version: 1,
+                max_version: 1,
+                setsum: Setsum::EMPTY,
+                min_id: "a".into(),
+                max_id: "a".into(),
+            }],
+            idempotency: vec![IdempotencyRecord {
+                key: "k".into(),
+                fingerprint: 0,
+                committed_at_ms: 0,
+                summary: WriteSummary::default(),
+            }],
+            ..Manifest::default()
+        };
+        let bytes = m.encode().unwrap();
+        assert_eq!(Manifest::decode(&bytes, "m").unwrap(), m);
+        let only_segment = Manifest {
+            idempotency: vec![],
+            ..m.clone()
+        };
+        let bytes = only_segment.encode().unwrap();
+        assert_eq!(Manifest::decode(&bytes, "m").unwrap(), only_segment);
     }
 }
