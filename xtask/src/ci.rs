@@ -1,0 +1,179 @@
+//! `cargo xtask ci`: the ordered list of CI steps, the cargo-backed steps
+//! themselves, and the runner that prints a banner per step, stops at the
+//! first failure and ends with a per-step wall-time summary.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::{fuzz, layering, metadata, tidy, util};
+
+/// One CI step; each is also its own `cargo xtask <name>` subcommand.
+pub struct Step {
+    /// Subcommand name and banner label.
+    pub name: &'static str,
+    /// One-line description for the usage text.
+    pub about: &'static str,
+    /// The step body.
+    pub run: fn() -> Result<()>,
+}
+
+/// The CI steps, in the order `cargo xtask ci` runs them.
+pub const STEPS: &[Step] = &[
+    Step {
+        name: "fmt",
+        about: "cargo fmt --all -- --check",
+        run: fmt,
+    },
+    Step {
+        name: "tidy",
+        about: "every .rs file starts with a `//!` module doc",
+        run: tidy::run,
+    },
+    Step {
+        name: "layering",
+        about: "crate dependency edges point down; reef-format stays runtime-free",
+        run: layering::run,
+    },
+    Step {
+        name: "clippy",
+        about: "cargo clippy --workspace --all-targets -- -D warnings",
+        run: clippy,
+    },
+    Step {
+        name: "test",
+        about: "cargo test --workspace (incl. doc tests)",
+        run: test,
+    },
+    Step {
+        name: "bench-test",
+        about: "run every criterion bench once in test mode",
+        run: bench_test,
+    },
+    Step {
+        name: "doc",
+        about: "cargo doc --workspace --no-deps with RUSTDOCFLAGS=-D warnings",
+        run: doc,
+    },
+    Step {
+        name: "fuzz-slice",
+        about: "every fuzz target for REEF_FUZZ_SECONDS (default 5) seconds",
+        run: fuzz::slice,
+    },
+];
+
+/// Looks up a step by subcommand name.
+pub fn step(name: &str) -> Option<&'static Step> {
+    STEPS.iter().find(|s| s.name == name)
+}
+
+/// Runs every step in order, stopping at the first failure.
+pub fn run_all() -> Result<()> {
+    let total = Instant::now();
+    let mut results: Vec<(&str, Duration, bool)> = Vec::new();
+    let mut failure = None;
+    for (i, step) in STEPS.iter().enumerate() {
+        println!(
+            "\n==> [{}/{}] {}: {}",
+            i + 1,
+            STEPS.len(),
+            step.name,
+            step.about
+        );
+        let start = Instant::now();
+        let outcome = (step.run)();
+        let elapsed = start.elapsed();
+        results.push((step.name, elapsed, outcome.is_ok()));
+        if let Err(e) = outcome {
+            eprintln!(
+                "==> {} FAILED after {}: {e:#}",
+                step.name,
+                util::fmt_duration(elapsed)
+            );
+            failure = Some((step.name, e));
+            break;
+        }
+        println!("==> {} ok ({})", step.name, util::fmt_duration(elapsed));
+    }
+
+    println!("\n==> summary");
+    for step in STEPS {
+        match results.iter().find(|(name, ..)| *name == step.name) {
+            Some((_, d, true)) => {
+                println!("  ok       {:<12} {:>8}", step.name, util::fmt_duration(*d))
+            }
+            Some((_, d, false)) => {
+                println!("  FAILED   {:<12} {:>8}", step.name, util::fmt_duration(*d))
+            }
+            None => println!("  skipped  {}", step.name),
+        }
+    }
+    println!(
+        "  total    {:<12} {:>8}",
+        "",
+        util::fmt_duration(total.elapsed())
+    );
+
+    match failure {
+        Some((name, e)) => Err(e.context(format!("ci step `{name}` failed"))),
+        None => {
+            println!("==> ci passed");
+            Ok(())
+        }
+    }
+}
+
+/// `cargo fmt --all -- --check`.
+fn fmt() -> Result<()> {
+    util::run(util::cargo().args(["fmt", "--all", "--", "--check"]))
+}
+
+/// `cargo clippy --workspace --all-targets -- -D warnings`.
+fn clippy() -> Result<()> {
+    util::run(util::cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+/// `cargo test --workspace`: unit, integration and doc tests.
+///
+/// `PROPTEST_CASES` is deliberately left alone: whatever the caller's
+/// environment says (or proptest's default) applies.
+fn test() -> Result<()> {
+    util::run(util::cargo().args(["test", "--workspace"]))
+}
+
+/// Runs each criterion bench once in test mode so benches cannot rot.
+///
+/// Uses `--bench '*'` rather than `--benches`: the latter also selects every
+/// library (libs are `bench = true` by default) and would run the whole unit
+/// test suite a second time. Cargo rejects the glob when no bench target
+/// exists, so that case is detected from `cargo metadata` and skipped.
+fn bench_test() -> Result<()> {
+    let meta = metadata::load()?;
+    let benches = metadata::bench_targets(&meta);
+    if benches.is_empty() {
+        println!("no bench targets yet; nothing to run");
+        return Ok(());
+    }
+    println!("bench targets: {}", benches.join(", "));
+    util::run(util::cargo().args(["test", "--workspace", "--bench", "*"]))
+}
+
+/// `cargo doc --workspace --no-deps` with rustdoc warnings denied.
+fn doc() -> Result<()> {
+    let flags = match std::env::var("RUSTDOCFLAGS") {
+        Ok(existing) if !existing.trim().is_empty() => format!("{existing} -D warnings"),
+        _ => "-D warnings".to_string(),
+    };
+    util::run(
+        util::cargo()
+            .args(["doc", "--workspace", "--no-deps"])
+            .env("RUSTDOCFLAGS", flags),
+    )
+}
