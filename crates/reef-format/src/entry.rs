@@ -9,7 +9,9 @@
 use bytes::Bytes;
 use xxhash_rust::xxh3::{Xxh3, xxh3_128_with_seed};
 
+use crate::limits::{DOC_BYTES_HARD_MAX, ID_BYTES_HARD_MAX};
 use crate::setsum::Setsum;
+use crate::value::is_document_encoding;
 
 /// The value side of an entry.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -98,9 +100,35 @@ impl Entry {
         let lo = h.digest128().to_le_bytes();
         let hi = xxh3_128_with_seed(&lo, DIGEST_SEED_HI).to_le_bytes();
         let mut out = [0u8; 32];
-        out[..16].copy_from_slice(&lo);
-        out[16..].copy_from_slice(&hi);
+        let (a, b) = out.split_at_mut(16);
+        a.copy_from_slice(&lo);
+        b.copy_from_slice(&hi);
         out
+    }
+
+    /// What every stored entry must satisfy to be decodable again (shared
+    /// by WAL records and segments, on both the encode and decode side):
+    /// an id of 1..=`ID_BYTES_HARD_MAX` bytes and, for a put, a document of
+    /// at most `DOC_BYTES_HARD_MAX` bytes that starts as an object.
+    pub fn check_storable(&self) -> Result<(), String> {
+        if self.id.is_empty() || self.id.len() > ID_BYTES_HARD_MAX {
+            return Err(format!(
+                "id of {} bytes, must be 1..={ID_BYTES_HARD_MAX}",
+                self.id.len()
+            ));
+        }
+        if let EntryValue::Put(doc) = &self.value {
+            if doc.len() > DOC_BYTES_HARD_MAX {
+                return Err(format!(
+                    "document of {} bytes exceeds {DOC_BYTES_HARD_MAX}",
+                    doc.len()
+                ));
+            }
+            if !is_document_encoding(doc) {
+                return Err("document bytes do not start with an object".to_owned());
+            }
+        }
+        Ok(())
     }
 
     /// This entry as a one-element setsum.

@@ -127,7 +127,10 @@ impl FrameSpec {
         let mut version_bytes = [0u8; 2];
         version_bytes.copy_from_slice(field(4..6));
         let version = u16::from_le_bytes(version_bytes);
-        if version == 0 || version > self.version {
+        if version == 0 {
+            return Err(corrupt(4, "format version 0 is invalid".to_owned()));
+        }
+        if version > self.version {
             return Err(FormatError::UnsupportedVersion {
                 kind: self.kind,
                 object: object.to_owned(),

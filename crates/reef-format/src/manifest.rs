@@ -16,7 +16,8 @@
 use crate::codec::{Reader, Writer};
 use crate::error::{FormatError, ObjectKind, Result};
 use crate::frame::{FrameSpec, HEADER_BYTES};
-use crate::limits::IDEMPOTENCY_KEY_BYTES_HARD_MAX;
+use crate::limits::{ID_BYTES_HARD_MAX, IDEMPOTENCY_KEY_BYTES_HARD_MAX};
+use crate::segment::SegmentFooter;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
 /// Current manifest format version.
@@ -68,6 +69,30 @@ pub struct SegmentMeta {
     pub min_id: String,
     /// Largest id.
     pub max_id: String,
+}
+
+impl SegmentMeta {
+    /// The manifest's record of a segment, copied from its footer.
+    pub fn from_footer(id: u128, level: u8, object_bytes: u64, f: &SegmentFooter) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            level,
+            object_bytes,
+            entry_count: f.entry_count,
+            tombstone_count: f.tombstone_count,
+            min_version: f.min_version,
+            max_version: f.max_version,
+            setsum: f.setsum,
+            min_id: f.min_id.clone(),
+            max_id: f.max_id.clone(),
+        }
+    }
+
+    /// Whether a segment's footer agrees with this record (what `verify`
+    /// checks for every live segment).
+    pub fn matches(&self, object_bytes: u64, f: &SegmentFooter) -> bool {
+        *self == SegmentMeta::from_footer(self.id, self.level, object_bytes, f)
+    }
 }
 
 /// What a committed request did, kept for idempotent replay.
@@ -137,12 +162,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Digest of all live entries: the sum of the segments' setsums.
-    pub fn live(&self) -> (Setsum, u64) {
+    /// Digest and count of all live entries: the sums over the segments.
+    /// The count is `None` if it overflows (only a damaged manifest can).
+    pub fn live(&self) -> (Setsum, Option<u64>) {
         self.segments
             .iter()
-            .fold((Setsum::EMPTY, 0), |(s, n), seg| {
-                (s.add(&seg.setsum), n + seg.entry_count)
+            .fold((Setsum::EMPTY, Some(0)), |(s, n), seg| {
+                (
+                    s.add(&seg.setsum),
+                    n.and_then(|n| n.checked_add(seg.entry_count)),
+                )
             })
     }
 
@@ -151,14 +180,14 @@ impl Manifest {
         let (live, live_count) = self.live();
         let t = &self.totals;
         let sum = live.add(&t.dropped);
-        let count = live_count.checked_add(t.dropped_count);
+        let count = live_count.and_then(|n| n.checked_add(t.dropped_count));
         if sum != t.written || count != Some(t.written_count) {
             return Err(FormatError::Corrupt {
                 kind: ObjectKind::Manifest,
                 object: object.to_owned(),
                 offset: 0,
                 reason: format!(
-                    "accounting broken: written {} ({} entries) != live {} ({live_count}) + dropped {} ({})",
+                    "accounting broken: written {} ({} entries) != live {} ({live_count:?}) + dropped {} ({})",
                     t.written.to_hex(),
                     t.written_count,
                     live.to_hex(),
@@ -272,9 +301,6 @@ impl Manifest {
         m.idempotency.reserve(n);
         for _ in 0..n {
             let key = r.str16("idempotency key")?.to_owned();
-            if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
-                return Err(r.corrupt(format!("idempotency key of {} bytes", key.len())));
-            }
             let fingerprint = r.u128("fingerprint")?;
             let committed_at_ms = r.u64("committed_at_ms")?;
             let lsn = r.u64("lsn")?;
@@ -318,6 +344,7 @@ impl Manifest {
             }
             if s.level > LEVEL_MAX
                 || s.min_id.is_empty()
+                || s.max_id.len() > ID_BYTES_HARD_MAX
                 || s.min_id > s.max_id
                 || s.min_version > s.max_version
                 || s.tombstone_count > s.entry_count
@@ -331,6 +358,9 @@ impl Manifest {
         }
         let mut keys = std::collections::HashSet::with_capacity(self.idempotency.len());
         for rec in &self.idempotency {
+            if rec.key.is_empty() || rec.key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
+                return Err(err(format!("idempotency key of {} bytes", rec.key.len())));
+            }
             if !keys.insert(rec.key.as_str()) {
                 return Err(err(format!("idempotency key {:?} listed twice", rec.key)));
             }
@@ -345,6 +375,51 @@ mod tests {
 
     /// The decoder's per-item minimum sizes must not refuse the smallest
     /// legal items at the very end of the body.
+    #[test]
+    fn encoder_refuses_keys_the_decoder_would() {
+        let rec = |key: &str| IdempotencyRecord {
+            key: key.into(),
+            fingerprint: 0,
+            committed_at_ms: 0,
+            summary: WriteSummary::default(),
+        };
+        for bad in [
+            String::new(),
+            "k".repeat(IDEMPOTENCY_KEY_BYTES_HARD_MAX + 1),
+        ] {
+            let m = Manifest {
+                idempotency: vec![rec(&bad)],
+                ..Manifest::default()
+            };
+            assert!(
+                matches!(m.encode(), Err(FormatError::Invalid { .. })),
+                "{} bytes",
+                bad.len()
+            );
+        }
+    }
+
+    #[test]
+    fn accounting_overflow_is_reported_not_a_panic() {
+        let seg = |id| SegmentMeta {
+            id,
+            level: 1,
+            object_bytes: 1,
+            entry_count: u64::MAX,
+            tombstone_count: 0,
+            min_version: 1,
+            max_version: 1,
+            setsum: Setsum::EMPTY,
+            min_id: "a".into(),
+            max_id: "a".into(),
+        };
+        let m = Manifest {
+            segments: vec![seg(1), seg(2)],
+            ..Manifest::default()
+        };
+        assert!(m.check_accounting("m").unwrap_err().is_corruption());
+    }
+
     #[test]
     fn smallest_items_round_trip() {
         let m = Manifest {

@@ -185,7 +185,20 @@ where
                 break;
             };
             self.advance(run)?;
-            if group.last().is_some_and(|g| g.version == entry.version) {
+            if let Some(same) = group.last().filter(|g| g.version == entry.version) {
+                // The same write seen twice is fine; two different writes
+                // claiming one (id, version) mean a run is damaged.
+                if *same != entry {
+                    return Err(E::from(FormatError::Corrupt {
+                        kind: ObjectKind::Segment,
+                        object: format!("merge run {run}"),
+                        offset: 0,
+                        reason: format!(
+                            "two different entries for ({:?}, v{})",
+                            entry.id, entry.version
+                        ),
+                    }));
+                }
                 self.drop_entry(&entry);
             } else {
                 group.push(entry);
@@ -373,6 +386,13 @@ mod tests {
             results.last().unwrap().is_err(),
             "iterator ends after an error"
         );
+    }
+
+    #[test]
+    fn conflicting_duplicates_are_an_error() {
+        let runs = vec![run(&[("a", 1, false)]), run(&[("a", 1, true)])];
+        let merge = MergeIter::compacting(runs, vec![], false);
+        assert!(merge.collect::<Vec<_>>().iter().any(Result::is_err));
     }
 
     #[test]

@@ -93,6 +93,12 @@ pub fn decode_document(bytes: &[u8], object: &str) -> Result<Document> {
     Ok(doc)
 }
 
+/// Whether `bytes` can be a document encoding at all (cheap check used by
+/// containers; `decode_document` does the full validation).
+pub(crate) fn is_document_encoding(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&TAG_OBJECT)
+}
+
 fn encode_object(w: &mut Writer, map: &Document, depth: usize, path: &str) -> Result<()> {
     check_depth(depth, path)?;
     w.u8(TAG_OBJECT);
@@ -130,6 +136,9 @@ fn encode_value(w: &mut Writer, v: &Value, depth: usize, path: &str, key: &str) 
                 ));
             }
             w.u8(TAG_F64);
+            // -0.0 == 0.0 as values, so both encode as +0.0: equal documents
+            // must have equal bytes (fingerprints and setsums hash bytes).
+            let f = if *f == 0.0 { 0.0 } else { *f };
             w.u64(f.to_bits());
         }
         Value::String(s) => {
@@ -194,9 +203,13 @@ fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<Value> {
         TAG_TRUE => Value::Bool(true),
         TAG_I64 => Value::I64(r.u64("i64")? as i64),
         TAG_F64 => {
-            let f = f64::from_bits(r.u64("f64")?);
+            let bits = r.u64("f64")?;
+            let f = f64::from_bits(bits);
             if !f.is_finite() {
                 return Err(r.corrupt("non-finite float"));
+            }
+            if bits == (-0.0f64).to_bits() {
+                return Err(r.corrupt("-0.0 is not canonical (written as 0.0)"));
             }
             Value::F64(f)
         }
@@ -207,7 +220,8 @@ fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<Value> {
                 return Err(r.corrupt(format!("nesting deeper than {VALUE_DEPTH_MAX}")));
             }
             let n = r.count("array length", usize::MAX, 1)?;
-            let mut items = Vec::with_capacity(n);
+            // Capped: every nesting level could claim the whole remainder.
+            let mut items = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
                 items.push(decode_value(r, depth + 1)?);
             }
@@ -243,6 +257,20 @@ mod tests {
         .concat();
         assert_eq!(bytes, expected);
         assert_eq!(decode_document(&bytes, "t").unwrap(), d);
+    }
+
+    #[test]
+    fn negative_zero_is_canonicalised() {
+        let neg = doc(&[("z", Value::F64(-0.0))]);
+        let pos = doc(&[("z", Value::F64(0.0))]);
+        let limits = Limits::default();
+        assert_eq!(
+            encode_document(&neg, &limits).unwrap(),
+            encode_document(&pos, &limits).unwrap()
+        );
+        let mut bytes = vec![TAG_OBJECT, 1, 0, 0, 0, 1, 0, 0, 0, b'z', TAG_F64];
+        bytes.extend_from_slice(&(-0.0f64).to_bits().to_le_bytes());
+        assert!(decode_document(&bytes, "t").unwrap_err().is_corruption());
     }
 
     #[test]

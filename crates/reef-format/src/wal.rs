@@ -17,7 +17,8 @@ use crate::codec::{Reader, Writer};
 use crate::entry::{Entry, EntryValue};
 use crate::error::{FormatError, ObjectKind, Result};
 use crate::frame::FrameSpec;
-use crate::limits::{DOC_BYTES_HARD_MAX, IDEMPOTENCY_KEY_BYTES_HARD_MAX, OPS_PER_REQUEST_HARD_MAX};
+use crate::limits::{IDEMPOTENCY_KEY_BYTES_HARD_MAX, OPS_PER_REQUEST_HARD_MAX};
+use crate::manifest::WriteSummary;
 use crate::request::OpKind;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
@@ -57,6 +58,33 @@ pub struct WalRequest {
     pub ops: Vec<WalOp>,
 }
 
+impl WalRequest {
+    /// The request's result as the write path reports it and the manifest
+    /// keeps it for idempotent replay; computed from the record alone, so
+    /// the live path and recovery cannot disagree.
+    pub fn summary(&self, lsn: u64) -> WriteSummary {
+        let mut s = WriteSummary {
+            lsn,
+            skipped: self.skipped,
+            ..WriteSummary::default()
+        };
+        for op in &self.ops {
+            match op.kind {
+                OpKind::Upsert => s.upserted += 1,
+                OpKind::Patch => s.patched += 1,
+                OpKind::Delete => s.deleted += 1,
+            }
+        }
+        // Versions increase through the request (checked), so the first
+        // and last ops hold its range.
+        s.versions = match (self.ops.first(), self.ops.last()) {
+            (Some(first), Some(last)) => Some((first.entry.version, last.entry.version)),
+            _ => None,
+        };
+        s
+    }
+}
+
 /// A WAL record: the unit of durability.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WalRecord {
@@ -86,31 +114,33 @@ impl WalRecord {
 
     /// Encodes and frames the record, checking its invariants first.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        self.check_versions(FormatError::invalid)?;
+        self.check(FormatError::invalid)?;
         let mut w = Writer::with_capacity(256);
         w.u64(self.lsn);
         w.u64(self.writer_epoch);
         w.u64(self.timestamp_ms);
         w.bytes(&self.setsum().to_bytes());
+        // `check` proved every length and count fits its field, so the
+        // writes below cannot fail; static field names keep the hot path
+        // free of per-op allocations.
         w.count("requests", self.requests.len())?;
-        for (ri, req) in self.requests.iter().enumerate() {
+        for req in &self.requests {
             match &req.idempotency_key {
                 None => w.u8(0),
                 Some(key) => {
                     w.u8(1);
-                    w.bytes16(&format!("requests[{ri}].idempotency_key"), key.as_bytes())?;
+                    w.bytes16("idempotency_key", key.as_bytes())?;
                 }
             }
             w.u128(req.fingerprint);
             w.u32(req.skipped);
-            w.count(&format!("requests[{ri}].ops"), req.ops.len())?;
-            for (oi, op) in req.ops.iter().enumerate() {
-                let field = format!("requests[{ri}].ops[{oi}]");
+            w.count("ops", req.ops.len())?;
+            for op in &req.ops {
                 w.u8(op.kind.tag());
-                w.bytes16(&format!("{field}.id"), op.entry.id.as_bytes())?;
+                w.bytes16("id", op.entry.id.as_bytes())?;
                 w.u64(op.entry.version);
                 if let EntryValue::Put(doc) = &op.entry.value {
-                    w.bytes32(&format!("{field}.doc"), doc)?;
+                    w.bytes32("doc", doc)?;
                 }
             }
         }
@@ -148,7 +178,7 @@ impl WalRecord {
             offset: base,
             reason,
         };
-        record.check_versions(corrupt)?;
+        record.check(corrupt)?;
         let actual = record.setsum();
         if actual != stored_setsum {
             return Err(corrupt(
@@ -163,24 +193,58 @@ impl WalRecord {
         Ok(record)
     }
 
-    fn check_versions(&self, err: impl Fn(String, String) -> FormatError) -> Result<()> {
+    /// The rules both encoder and decoder enforce, so a writer can never
+    /// produce a record its readers refuse: counts and sizes within the
+    /// hard caps, non-empty ids, documents that start as objects,
+    /// idempotency keys non-empty and unique, versions strictly
+    /// increasing, op kinds agreeing with values. Field names are only
+    /// formatted on failure.
+    fn check(&self, err: impl Fn(String, String) -> FormatError) -> Result<()> {
+        if self.requests.len() > WAL_REQUESTS_MAX {
+            return Err(err(
+                "requests".into(),
+                format!("{} requests exceed {WAL_REQUESTS_MAX}", self.requests.len()),
+            ));
+        }
+        let mut keys = std::collections::HashSet::new();
         let mut last: Option<u64> = None;
         for (ri, req) in self.requests.iter().enumerate() {
+            if let Some(key) = &req.idempotency_key {
+                if key.is_empty() || key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
+                    return Err(err(
+                        format!("requests[{ri}].idempotency_key"),
+                        format!(
+                            "{} bytes, must be 1..={IDEMPOTENCY_KEY_BYTES_HARD_MAX}",
+                            key.len()
+                        ),
+                    ));
+                }
+                if !keys.insert(key.as_str()) {
+                    return Err(err(
+                        format!("requests[{ri}].idempotency_key"),
+                        format!("key {key:?} appears twice in one record"),
+                    ));
+                }
+            }
+            if req.ops.len() > OPS_PER_REQUEST_HARD_MAX {
+                return Err(err(
+                    format!("requests[{ri}].ops"),
+                    format!("{} ops exceed {OPS_PER_REQUEST_HARD_MAX}", req.ops.len()),
+                ));
+            }
             for (oi, op) in req.ops.iter().enumerate() {
-                let field = format!("requests[{ri}].ops[{oi}]");
-                if last.is_some_and(|l| op.entry.version <= l) {
-                    return Err(err(
-                        field,
-                        format!("version {} does not increase", op.entry.version),
-                    ));
+                let e = &op.entry;
+                let problem = if last.is_some_and(|l| e.version <= l) {
+                    Some(format!("version {} does not increase", e.version))
+                } else if (op.kind == OpKind::Delete) != e.is_tombstone() {
+                    Some(format!("{} op with mismatched value", op.kind.name()))
+                } else {
+                    e.check_storable().err()
+                };
+                if let Some(reason) = problem {
+                    return Err(err(format!("requests[{ri}].ops[{oi}]"), reason));
                 }
-                last = Some(op.entry.version);
-                if (op.kind == OpKind::Delete) != op.entry.is_tombstone() {
-                    return Err(err(
-                        field,
-                        format!("{} op with mismatched value", op.kind.name()),
-                    ));
-                }
+                last = Some(e.version);
             }
         }
         Ok(())
@@ -190,13 +254,7 @@ impl WalRecord {
 fn decode_request(r: &mut Reader<'_>, whole: &Bytes) -> Result<WalRequest> {
     let idempotency_key = match r.u8("has_key")? {
         0 => None,
-        1 => {
-            let key = r.str16("idempotency_key")?;
-            if key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
-                return Err(r.corrupt(format!("idempotency key of {} bytes", key.len())));
-            }
-            Some(key.to_owned())
-        }
+        1 => Some(r.str16("idempotency_key")?.to_owned()),
         other => return Err(r.corrupt(format!("has_key flag {other}"))),
     };
     let fingerprint = r.u128("fingerprint")?;
@@ -208,17 +266,11 @@ fn decode_request(r: &mut Reader<'_>, whole: &Bytes) -> Result<WalRequest> {
         let tag = r.u8("op kind")?;
         let kind = OpKind::from_tag(tag).ok_or_else(|| r.corrupt(format!("op kind {tag}")))?;
         let id = r.str16("id")?.to_owned();
-        if id.is_empty() {
-            return Err(r.corrupt("empty id"));
-        }
         let version = r.u64("version")?;
         let value = if kind == OpKind::Delete {
             EntryValue::Delete
         } else {
             let doc = r.bytes32("doc")?;
-            if doc.len() > DOC_BYTES_HARD_MAX {
-                return Err(r.corrupt(format!("document of {} bytes", doc.len())));
-            }
             // `doc` was sliced from the frame body, itself a sub-slice of
             // `whole`, so `slice_ref` cannot fail.
             EntryValue::Put(whole.slice_ref(doc))
@@ -287,6 +339,38 @@ mod tests {
             err.contains("requests[0].ops[1]") && err.contains("does not increase"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn encoder_refuses_what_the_decoder_would() {
+        let mut rec = record();
+        rec.requests[1].idempotency_key = Some("k1".into());
+        assert!(
+            rec.encode()
+                .unwrap_err()
+                .to_string()
+                .contains("appears twice")
+        );
+        let mut rec = record();
+        rec.requests[0].idempotency_key = Some(String::new());
+        assert!(rec.encode().is_err());
+        let mut rec = record();
+        rec.requests[0].ops[0].entry = Entry::put("", 10, &b"\x08\0\0\0\0"[..]);
+        assert!(rec.encode().is_err());
+        let mut rec = record();
+        rec.requests[0].ops[0].entry = Entry::put("a", 10, &b"not a doc"[..]);
+        assert!(rec.encode().unwrap_err().to_string().contains("object"));
+    }
+
+    #[test]
+    fn summary_counts_ops_and_versions() {
+        let rec = record();
+        let s = rec.requests[0].summary(7);
+        assert_eq!(
+            (s.lsn, s.versions, s.upserted, s.deleted, s.skipped),
+            (7, Some((10, 11)), 1, 1, 1)
+        );
+        assert_eq!(rec.requests[1].summary(7).versions, None);
     }
 
     #[test]

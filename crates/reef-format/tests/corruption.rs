@@ -69,3 +69,27 @@ fn appended_garbage_is_detected() {
         assert!(err.is_corruption(), "{kind}: {err}");
     }
 }
+
+/// Each block carries only its own CRC, so a block fetched from the wrong
+/// range (or the wrong segment) is internally valid; the index check must
+/// still refuse it instead of answering from the wrong keys.
+#[test]
+fn a_valid_block_in_the_wrong_place_is_detected() {
+    let seg = reef_format::Segment::open(common::sample_segment(), "t").unwrap();
+    let bytes = common::sample_segment();
+    let blocks = seg.index().blocks();
+    assert!(blocks.len() > 2);
+    let raw = |i: usize| {
+        let h = &blocks[i];
+        bytes.slice(h.offset as usize..(h.offset + u64::from(h.len)) as usize)
+    };
+    for i in 0..blocks.len() {
+        seg.index().decode_block(i, &raw(i), "t").unwrap();
+        let j = (i + 1) % blocks.len();
+        let err = seg.index().decode_block(i, &raw(j), "t").unwrap_err();
+        assert!(
+            err.is_corruption(),
+            "block {j} accepted as block {i}: {err}"
+        );
+    }
+}

@@ -19,7 +19,6 @@ use bytes::Bytes;
 use crate::codec::{Reader, Writer, crc32};
 use crate::entry::{Entry, EntryValue};
 use crate::error::{FormatError, ObjectKind, Result};
-use crate::limits::DOC_BYTES_HARD_MAX;
 
 const TAG_PUT: u8 = 0;
 const TAG_DELETE: u8 = 1;
@@ -84,7 +83,10 @@ pub struct Block {
 }
 
 impl Block {
-    /// Checks and decodes a block read from `object` at byte `offset`.
+    /// Checks and decodes a block read from `object` at byte `offset`:
+    /// CRC, layout, entry order. It cannot know where the block belongs;
+    /// readers use `SegmentIndex::decode_block`, which also checks the block
+    /// against its index entry.
     pub fn decode(bytes: &Bytes, object: &str, offset: u64) -> Result<Block> {
         let corrupt = |at: usize, reason: String| FormatError::Corrupt {
             kind: ObjectKind::Segment,
@@ -137,6 +139,9 @@ impl Block {
                 return Err(r.corrupt(format!("entry offset {stored} does not match layout")));
             }
             let e = decode_entry(&mut r, bytes)?;
+            if let Err(reason) = e.check_storable() {
+                return Err(r.corrupt(reason));
+            }
             if let Some(prev) = entries.last()
                 && order(prev, &e) != Ordering::Less
             {
@@ -161,6 +166,14 @@ impl Block {
         self.entries.partition_point(|e| e.id.as_str() < id)
     }
 
+    pub(crate) fn first(&self) -> Option<&Entry> {
+        self.entries.first()
+    }
+
+    pub(crate) fn last(&self) -> Option<&Entry> {
+        self.entries.last()
+    }
+
     /// Consumes the block into its entries.
     pub fn into_entries(self) -> Vec<Entry> {
         self.entries
@@ -176,16 +189,10 @@ pub(crate) fn order(a: &Entry, b: &Entry) -> Ordering {
 
 fn decode_entry(r: &mut Reader<'_>, whole: &Bytes) -> Result<Entry> {
     let id = r.str16("entry id")?;
-    if id.is_empty() {
-        return Err(r.corrupt("empty id"));
-    }
     let version = r.u64("entry version")?;
     let value = match r.u8("entry tag")? {
         TAG_PUT => {
             let doc = r.bytes32("entry doc")?;
-            if doc.len() > DOC_BYTES_HARD_MAX {
-                return Err(r.corrupt(format!("document of {} bytes", doc.len())));
-            }
             // `doc` is a sub-slice of `whole` (the reader walks a prefix of
             // it), so `slice_ref` cannot fail.
             EntryValue::Put(whole.slice_ref(doc))

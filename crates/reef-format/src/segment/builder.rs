@@ -91,9 +91,8 @@ impl SegmentBuilder {
 
     /// Appends an entry; it must sort strictly after the previous one.
     pub fn add(&mut self, e: &Entry) -> Result<()> {
-        if e.id.is_empty() {
-            return Err(FormatError::invalid("segment entry", "empty id"));
-        }
+        e.check_storable()
+            .map_err(|reason| FormatError::invalid(format!("segment entry {:?}", e.id), reason))?;
         if let Some(prev) = &self.last
             && order(prev, e) != std::cmp::Ordering::Less
         {
@@ -104,6 +103,14 @@ impl SegmentBuilder {
                     e.id, e.version, prev.id, prev.version
                 ),
             ));
+        }
+        // An entry that would overflow a non-empty block starts a new one,
+        // so a large entry gets a block to itself.
+        let entry_bytes = e.payload_bytes() + 19;
+        if !self.block.is_empty()
+            && self.block.estimated_bytes() + entry_bytes > self.opts.block_bytes_target
+        {
+            self.flush_block()?;
         }
         if self.last.as_ref().is_none_or(|prev| prev.id != e.id) {
             self.id_hashes.push(key_hash(&e.id));
@@ -188,5 +195,41 @@ impl SegmentBuilder {
             ));
         }
         Ok(BuiltSegment { bytes, footer })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Document, Limits, Value, encode_document};
+
+    fn doc(len: usize) -> Bytes {
+        let d: Document = [("s".to_owned(), Value::String("x".repeat(len)))].into();
+        Bytes::from(encode_document(&d, &Limits::default()).unwrap())
+    }
+
+    #[test]
+    fn a_large_entry_gets_a_block_of_its_own() {
+        let mut b = SegmentBuilder::new(SegmentOptions {
+            block_bytes_target: 1024,
+            bloom_bits_per_key: 10,
+        });
+        b.add(&Entry::put("a", 1, doc(10))).unwrap();
+        b.add(&Entry::put("b", 1, doc(5000))).unwrap();
+        b.add(&Entry::put("c", 1, doc(10))).unwrap();
+        let built = b.finish().unwrap();
+        let seg = Segment::open(built.bytes, "s").unwrap();
+        let per_block: Vec<u32> = seg.index().blocks().iter().map(|h| h.entries).collect();
+        assert_eq!(per_block, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn unreadable_entries_are_refused_before_writing() {
+        let mut b = SegmentBuilder::new(SegmentOptions::default());
+        let err = b
+            .add(&Entry::put("a", 1, Bytes::from_static(b"junk")))
+            .unwrap_err();
+        assert!(err.to_string().contains("\"a\""), "{err}");
+        assert!(b.finish().is_err(), "nothing was added");
     }
 }

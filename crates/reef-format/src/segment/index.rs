@@ -21,8 +21,11 @@
 
 use std::cmp::Ordering;
 
+use bytes::Bytes;
+
 use crate::codec::{Reader, Writer, crc32};
 use crate::error::{FormatError, ObjectKind, Result};
+use crate::segment::block::Block;
 use crate::segment::bloom::split_crc;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
@@ -138,18 +141,20 @@ impl SegmentFooter {
                 .unwrap_or_default(),
         ) as u64;
         let needed = footer_len + TAIL_BYTES as u64;
-        if needed > object_len {
-            return Err(corrupt(
+        match usize::try_from(needed) {
+            Ok(n) if needed <= object_len => Ok(n),
+            _ => Err(corrupt(
                 object,
                 object_len.saturating_sub(TAIL_BYTES as u64),
                 format!("footer length {footer_len} exceeds object length {object_len}"),
-            ));
+            )),
         }
-        Ok(needed as usize)
     }
 
     /// Decodes the footer from a suffix of the object that is at least
-    /// `suffix_len` bytes long.
+    /// `suffix_len` bytes long. Ranged readers fetch `FOOTER_FETCH_BYTES`,
+    /// ask `suffix_len`, and fetch more first if it is larger; a shorter
+    /// suffix here is reported as corruption.
     pub fn decode(suffix: &[u8], object_len: u64, object: &str) -> Result<SegmentFooter> {
         let needed = Self::suffix_len(suffix, object_len, object)?;
         let start = suffix.len().checked_sub(needed).ok_or_else(|| {
@@ -169,7 +174,10 @@ impl SegmentFooter {
             .unwrap_or_default();
         let mut r = Reader::new(body, ObjectKind::Segment, object, footer_offset);
         let version = r.u16("footer version")?;
-        if version == 0 || version > SEGMENT_FORMAT_VERSION {
+        if version == 0 {
+            return Err(r.corrupt("format version 0 is invalid"));
+        }
+        if version > SEGMENT_FORMAT_VERSION {
             return Err(FormatError::UnsupportedVersion {
                 kind: ObjectKind::Segment,
                 object: object.to_owned(),
@@ -315,6 +323,44 @@ impl SegmentIndex {
     /// All block handles in order.
     pub fn blocks(&self) -> &[BlockHandle] {
         &self.blocks
+    }
+
+    /// Checks and decodes block `block_no` from its bytes, and checks that
+    /// it is the block the index describes: same length and entry count,
+    /// ending at the indexed last key, starting after the previous block's
+    /// last key. A block fetched from the wrong range or object is
+    /// corruption, never silently wrong data.
+    pub fn decode_block(&self, block_no: usize, bytes: &Bytes, object: &str) -> Result<Block> {
+        let Some(h) = self.blocks.get(block_no) else {
+            return Err(corrupt(object, 0, format!("no block {block_no}")));
+        };
+        let bad = |reason: String| corrupt(object, h.offset, format!("block {block_no}: {reason}"));
+        if bytes.len() != h.len as usize {
+            return Err(bad(format!("{} bytes, index says {}", bytes.len(), h.len)));
+        }
+        let block = Block::decode(bytes, object, h.offset)?;
+        if block.entries().len() != h.entries as usize {
+            return Err(bad(format!(
+                "{} entries, index says {}",
+                block.entries().len(),
+                h.entries
+            )));
+        }
+        let ends_right = block
+            .last()
+            .is_some_and(|e| e.id == h.last_id && e.version == h.last_version);
+        let prev = block_no.checked_sub(1).and_then(|p| self.blocks.get(p));
+        let starts_right = match (prev, block.first()) {
+            (Some(p), Some(e)) => {
+                key_cmp(&p.last_id, p.last_version, &e.id, e.version) == Ordering::Less
+            }
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if !ends_right || !starts_right {
+            return Err(bad("keys do not match the index".to_owned()));
+        }
+        Ok(block)
     }
 
     /// The first block that can hold an entry with id `>= id`, if any.

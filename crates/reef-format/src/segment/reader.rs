@@ -15,6 +15,8 @@ use crate::error::{FormatError, ObjectKind, Result};
 use crate::segment::block::Block;
 use crate::segment::bloom::Bloom;
 use crate::segment::index::{SegmentFooter, SegmentIndex};
+use crate::setsum::Setsum;
+use crate::value::decode_document;
 
 /// A segment whose bytes are all in memory.
 #[derive(Clone, Debug)]
@@ -141,7 +143,7 @@ impl Segment {
         &self.index
     }
 
-    /// Checks and decodes block `block_no`.
+    /// Checks and decodes block `block_no` (against the index too).
     pub fn read_block(&self, block_no: usize) -> Result<Block> {
         let h = self
             .index
@@ -157,7 +159,49 @@ impl Segment {
         // region, which lies inside the object.
         let start = h.offset as usize;
         let bytes = self.bytes.slice(start..start + h.len as usize);
-        Block::decode(&bytes, &self.object, h.offset)
+        self.index.decode_block(block_no, &bytes, &self.object)
+    }
+
+    /// Reads every block and checks the footer's claims against the
+    /// entries: setsum, entry and tombstone counts, version and id range,
+    /// and that every document decodes. What `verify --deep` runs.
+    pub fn verify(&self) -> Result<()> {
+        let (mut sum, mut n, mut tombstones) = (Setsum::EMPTY, 0u64, 0u64);
+        let (mut min_v, mut max_v) = (u64::MAX, 0u64);
+        let mut first_id = None;
+        for e in self.iter() {
+            let e = e?;
+            sum = sum.add(&e.setsum());
+            n += 1;
+            tombstones += u64::from(e.is_tombstone());
+            min_v = min_v.min(e.version);
+            max_v = max_v.max(e.version);
+            if let Some(doc) = e.doc() {
+                decode_document(doc, &self.object)?;
+            }
+            first_id.get_or_insert(e.id);
+        }
+        let f = &self.footer;
+        let claims_hold = sum == f.setsum
+            && n == f.entry_count
+            && tombstones == f.tombstone_count
+            && min_v == f.min_version
+            && max_v == f.max_version
+            && first_id.as_deref() == Some(f.min_id.as_str());
+        if claims_hold {
+            Ok(())
+        } else {
+            Err(FormatError::Corrupt {
+                kind: ObjectKind::Segment,
+                object: self.object.clone(),
+                offset: 0,
+                reason: format!(
+                    "footer does not match contents: {n} entries ({tombstones} tombstones), \
+                     versions {min_v}..={max_v}, setsum {}",
+                    sum.to_hex()
+                ),
+            })
+        }
     }
 
     /// The newest entry of `id` with version `<= snapshot` (use `u64::MAX`
