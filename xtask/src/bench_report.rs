@@ -141,7 +141,17 @@ pub fn throughput(t: &Value, mean_ns: f64) -> String {
     // n units per iteration / (mean_ns * 1e-9 s) / 1e6 = n * 1e3 / mean_ns mega-units per second.
     let rate = |n: &Value| n.as_f64().map(|n| n * 1e3 / mean_ns);
     let fmt = |n: &Value, unit: &str| {
-        rate(n).map_or_else(|| "?".to_string(), |r| format!("{r:.1} {unit}"))
+        rate(n).map_or_else(
+            || "?".to_string(),
+            // Slow ops (point lookups) must not print as "0.0".
+            |r| {
+                if r < 1.0 {
+                    format!("{r:.4} {unit}")
+                } else {
+                    format!("{r:.1} {unit}")
+                }
+            },
+        )
     };
     if mean_ns <= 0.0 {
         return "-".to_string();
