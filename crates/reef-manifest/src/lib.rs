@@ -1,17 +1,27 @@
-//! `reef-manifest`: everything Reef does to a bucket goes through this crate.
-//!
-//! It will own (issue #3): the object-store abstraction over fusio (local
-//! directory, memory, S3) with put-if-absent and CAS, the namespace object
-//! layout, manifest versions committed by put-if-absent with a CAS'd HEAD
-//! pointer, leases and checkpoints, the counting and fault-injecting store
-//! wrappers, and the ranged, cached segment reader.
-//!
-//! # Architecture invariant
-//! Every byte it writes is produced (and every byte it reads is checked) by
-//! `reef-format`; this crate adds I/O and never re-implements a codec.
+//! `reef-manifest`: everything Reef does to a bucket goes through this
+//! crate.
 //!
 //! # Core types
-//! None yet: this crate is a placeholder until issue #3 lands.
+//! - [`store::ObjectStore`]: the operations Reef needs (get, ranged get,
+//!   head, put, put-if-absent, put-if-match, list, delete) with one set of
+//!   semantics on every backend: [`store::LocalStore`] (the default),
+//!   [`store::MemoryStore`] and S3. [`store::open_store`] picks one from a
+//!   store URL.
+//! - Wrappers: [`store::CountingStore`] (requests and bytes by kind) and
+//!   [`store::FaultyStore`] (seeded crashes, transient errors, lost
+//!   responses, delays).
 //!
 //! # Error semantics
-//! None yet.
+//! One enum, [`Error`]. `Error::is_transient` says whether a retry may
+//! help. A lost conditional put is not an error (`PutOutcome`); a lost
+//! manifest commit is `Error::ManifestConflict`. Corrupt bytes surface as
+//! `Error::Format` with the object key.
+//!
+//! # Architecture invariant
+//! Every byte this crate writes comes from `reef-format`, and every byte it
+//! reads is checked by `reef-format` before use.
+
+mod error;
+pub mod store;
+
+pub use error::{Error, Result};

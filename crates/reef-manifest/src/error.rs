@@ -1,0 +1,160 @@
+//! The one error type of `reef-manifest`.
+//!
+//! Every variant names the object key or namespace it is about. Callers
+//! decide whether to retry with `Error::is_transient`; a lost commit race
+//! is its own variant (`ManifestConflict`) so it is never mistaken for an
+//! I/O failure.
+
+use reef_format::FormatError;
+
+/// Errors from the object-store layer and everything built on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An object key breaks the key rules (`[A-Za-z0-9/._-]`, no empty or
+    /// dot segments, at most 1024 bytes).
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A store URL could not be understood.
+    #[error("invalid store URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The URL (never contains credentials: those come from the
+        /// environment).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A namespace, checkpoint or lease name breaks its naming rule.
+    #[error("invalid {what} name {name:?}: {reason}")]
+    InvalidName {
+        /// What kind of name (`namespace`, `checkpoint`, ...).
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// A local file-system operation failed.
+    #[error("{op} {key}: {source}")]
+    Io {
+        /// The store operation (`get`, `put_if_absent`, ...).
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A remote backend (S3) failed.
+    #[error("{op} {key}: {message}")]
+    Backend {
+        /// The store operation.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// What the backend said (never credentials).
+        message: String,
+        /// Whether retrying may help (5xx, timeouts, connection errors).
+        transient: bool,
+    },
+    /// A ranged read asked for bytes the object does not have.
+    #[error("get_range {key}: range {start}..{end} is outside the object ({size} bytes)")]
+    RangeOutOfBounds {
+        /// The object key.
+        key: String,
+        /// Range start.
+        start: u64,
+        /// Range end (exclusive).
+        end: u64,
+        /// Object size.
+        size: u64,
+    },
+    /// An object that must exist does not.
+    #[error("{key}: object not found")]
+    NotFound {
+        /// The object key.
+        key: String,
+    },
+    /// A fault injected by `FaultyStore` (tests and simulations only).
+    #[error("{op} {key}: injected fault: {fault}")]
+    Injected {
+        /// The store operation.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// Which fault.
+        fault: &'static str,
+        /// Whether the fault is a transient one (retrying may succeed).
+        transient: bool,
+    },
+    /// Stored bytes failed their checks.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    /// Another committer created this manifest version first.
+    #[error(
+        "namespace {namespace}: manifest version {version} was committed by someone else; reload and retry"
+    )]
+    ManifestConflict {
+        /// The namespace.
+        namespace: String,
+        /// The contested version.
+        version: u64,
+    },
+    /// The namespace's objects contradict each other (e.g. HEAD points at a
+    /// manifest that does not exist). `reef verify` / `repair` territory.
+    #[error("namespace {namespace}: {reason}")]
+    Inconsistent {
+        /// The namespace.
+        namespace: String,
+        /// What contradicts what.
+        reason: String,
+    },
+    /// A checkpoint with this name already exists.
+    #[error("namespace {namespace}: checkpoint {name:?} already exists")]
+    CheckpointExists {
+        /// The namespace.
+        namespace: String,
+        /// The checkpoint name.
+        name: String,
+    },
+    /// The lease is gone (released, or expired and reclaimed).
+    #[error("namespace {namespace}: lease {id} is gone (released or expired)")]
+    LeaseGone {
+        /// The namespace.
+        namespace: String,
+        /// The lease id.
+        id: String,
+    },
+}
+
+impl Error {
+    /// Whether retrying the same operation may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Backend { transient, .. } | Error::Injected { transient, .. } => *transient,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn io(op: &'static str, key: &str, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            key: key.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Shorthand used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

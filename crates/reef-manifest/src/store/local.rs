@@ -1,0 +1,366 @@
+//! The local-directory backend (the default store).
+//!
+//! Object `k` lives at `<root>/k`. The protocol, which closes the two gaps
+//! of fusio 0.6's local `put_conditional` (no fsync before publishing; a
+//! `.lock` file whose presence wedges every later CAS after a crash):
+//!
+//! - Every write goes to a fresh temporary file `.tmp-*` in the target's
+//!   directory, is fsynced, and only then published; the directory is
+//!   fsynced after publishing, and new directories are fsynced into their
+//!   parents. So a published object is durable and whole.
+//! - `put_if_absent` publishes with `link(2)`, which fails atomically if
+//!   the name exists: of any number of processes exactly one wins, with no
+//!   lock at all.
+//! - `put`, `put_if_match` and `delete` hold an exclusive `flock(2)` on the
+//!   directory's `.reef-flock` file (std's `File::lock`). The kernel drops
+//!   the lock when its holder dies, so a crashed process can never wedge a
+//!   later CAS; the file's mere existence means nothing.
+//! - Tags are the XXH3-128 of the content.
+//!
+//! Why not fusio's `TokioFs` for the rest: it is a thin layer over
+//! `tokio::fs` without rename-over, OS locks or error kinds we need, so the
+//! backend uses `std::fs` on tokio's blocking pool directly. Leftover
+//! `.tmp-*` files from a crash are invisible to `list` and `get`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::{
+    ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range, page_of,
+    validate_key, validate_prefix,
+};
+use crate::error::{Error, Result};
+
+const LOCK_FILE: &str = ".reef-flock";
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A bucket in a local directory.
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+    cas_pause: Option<Duration>,
+}
+
+fn tag_of(bytes: &[u8]) -> Tag {
+    Tag(format!("{:032x}", xxh3_128(bytes)))
+}
+
+impl LocalStore {
+    /// A store rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> LocalStore {
+        LocalStore {
+            root: root.into(),
+            cas_pause: None,
+        }
+    }
+
+    /// For crash tests only: sleep this long inside `put_if_match` while
+    /// holding the lock, after writing the new content but before
+    /// publishing it, so a test can kill the process mid-CAS.
+    pub fn with_cas_pause(mut self, pause: Duration) -> LocalStore {
+        self.cas_pause = Some(pause);
+        self
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        key: &str,
+        f: impl FnOnce(&LocalStore, &Path) -> io::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        validate_key(key)?;
+        let this = self.clone();
+        let path = self.root.join(key);
+        let owned_key = key.to_owned();
+        tokio::task::spawn_blocking(move || f(&this, &path))
+            .await
+            .map_err(|e| Error::Backend {
+                op,
+                key: owned_key.clone(),
+                message: format!("blocking task failed: {e}"),
+                transient: false,
+            })?
+            .map_err(|e| Error::io(op, &owned_key, e))
+    }
+
+    /// Creates `dir` and any missing ancestors below the root, fsyncing
+    /// each new directory into its parent.
+    fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            if d.is_dir() {
+                break;
+            }
+            missing.push(d.to_path_buf());
+            cur = d.parent();
+        }
+        fs::create_dir_all(dir)?;
+        for d in missing.iter().rev() {
+            if let Some(parent) = d.parent() {
+                sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to a new, fsynced temporary file next to `path`.
+    fn write_temp(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
+        let dir = parent_of(path)?;
+        self.ensure_dir(dir)?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        Ok(tmp)
+    }
+
+    /// Takes the directory's CAS lock (released on drop, or by the kernel
+    /// if the process dies).
+    fn lock_dir(&self, path: &Path) -> io::Result<File> {
+        let dir = parent_of(path)?;
+        self.ensure_dir(dir)?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        lock.lock()?;
+        Ok(lock)
+    }
+
+    /// Publishes `tmp` as `path`, replacing it; caller holds the lock.
+    fn replace(&self, tmp: &Path, path: &Path) -> io::Result<()> {
+        fs::rename(tmp, path)?;
+        sync_dir(parent_of(path)?)
+    }
+}
+
+fn parent_of(path: &Path) -> io::Result<&Path> {
+    path.parent()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "object path has no parent"))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // A directory where a file is expected: no such object.
+        Err(e) if path.is_dir() => {
+            let _ = e;
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Collects files under `dir` whose key (relative to `root`) starts with
+/// `prefix`, skipping dot-files and directories that cannot match.
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Listed>) -> io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let Some(key) = path.strip_prefix(root).ok().and_then(|p| p.to_str()) else {
+            continue;
+        };
+        let key = key.replace(std::path::MAIN_SEPARATOR, "/");
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            let dir_key = format!("{key}/");
+            if dir_key.starts_with(prefix) || prefix.starts_with(&dir_key) {
+                walk(root, &path, prefix, out)?;
+            }
+        } else if file_type.is_file() && key.starts_with(prefix) {
+            // A file deleted between read_dir and metadata is just gone.
+            match entry.metadata() {
+                Ok(m) => out.push(Listed { key, size: m.len() }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ObjectStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.blocking("get", key, |_, path| {
+            Ok(read_opt(path)?.map(|b| Object {
+                tag: tag_of(&b),
+                bytes: Bytes::from(b),
+            }))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let r = range.clone();
+        let read = self
+            .blocking("get_range", key, move |_, path| {
+                let mut f = match File::open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let size = f.metadata()?.len();
+                if r.start > r.end || r.end > size {
+                    return Ok(Some(Err(size)));
+                }
+                f.seek(SeekFrom::Start(r.start))?;
+                let mut buf = vec![0u8; (r.end - r.start) as usize];
+                f.read_exact(&mut buf)?;
+                Ok(Some(Ok(Bytes::from(buf))))
+            })
+            .await?;
+        match read {
+            None => Err(Error::NotFound {
+                key: key.to_owned(),
+            }),
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(size)) => {
+                check_range(key, &range, size)?;
+                Err(Error::NotFound {
+                    key: key.to_owned(),
+                })
+            }
+        }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        // Tags are content hashes, so head reads the object; it is used on
+        // small control objects, never on the read path of segments.
+        self.blocking("head", key, |_, path| {
+            Ok(read_opt(path)?.map(|b| ObjectMeta {
+                size: b.len() as u64,
+                tag: tag_of(&b),
+            }))
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag> {
+        self.blocking("put", key, move |this, path| {
+            let _lock = this.lock_dir(path)?;
+            let tmp = this.write_temp(path, &bytes)?;
+            this.replace(&tmp, path)?;
+            Ok(tag_of(&bytes))
+        })
+        .await
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        self.blocking("put_if_absent", key, move |this, path| {
+            let tmp = this.write_temp(path, &bytes)?;
+            let linked = fs::hard_link(&tmp, path);
+            // The temporary name goes either way; a crash here leaves only
+            // an invisible `.tmp-*` file.
+            fs::remove_file(&tmp)?;
+            match linked {
+                Ok(()) => {
+                    sync_dir(parent_of(path)?)?;
+                    Ok(PutOutcome::Written(tag_of(&bytes)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    Ok(PutOutcome::ConditionFailed)
+                }
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
+        let expected = expected.clone();
+        self.blocking("put_if_match", key, move |this, path| {
+            let _lock = this.lock_dir(path)?;
+            match read_opt(path)? {
+                Some(current) if tag_of(&current) == expected => {}
+                _ => return Ok(PutOutcome::ConditionFailed),
+            }
+            let tmp = this.write_temp(path, &bytes)?;
+            if let Some(pause) = this.cas_pause {
+                std::thread::sleep(pause);
+            }
+            this.replace(&tmp, path)?;
+            Ok(PutOutcome::Written(tag_of(&bytes)))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        validate_prefix(prefix)?;
+        let root = self.root.clone();
+        let owned = prefix.to_owned();
+        let start_dir = match prefix.rfind('/') {
+            Some(i) => root.join(&prefix[..i]),
+            None => root.clone(),
+        };
+        let mut all = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            walk(&root, &start_dir, &owned, &mut out).map(|()| out)
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            op: "list",
+            key: prefix.to_owned(),
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+        })?
+        .map_err(|e| Error::io("list", prefix, e))?;
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(page_of(all, start_after, limit))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.blocking("delete", key, |this, path| {
+            if !path.exists() {
+                return Ok(());
+            }
+            let _lock = this.lock_dir(path)?;
+            match fs::remove_file(path) {
+                Ok(()) => sync_dir(parent_of(path)?),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+}

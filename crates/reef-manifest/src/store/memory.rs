@@ -1,0 +1,175 @@
+//! The in-memory backend, over fusio's `InMemoryFs` (which implements real
+//! put-if-absent and If-Match semantics). For tests and simulations: it
+//! lives as long as the process, and clones share one bucket.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use fusio::fs::{CasCondition, Fs, FsCas};
+use fusio::impls::mem::fs::InMemoryFs;
+use fusio::path::Path;
+
+use super::{
+    ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range, page_of,
+    validate_key, validate_prefix,
+};
+use crate::error::{Error, Result};
+
+/// An in-process bucket.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    fs: Arc<InMemoryFs>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryStore")
+    }
+}
+
+fn backend(op: &'static str, key: &str, e: fusio::Error) -> Error {
+    Error::Backend {
+        op,
+        key: key.to_owned(),
+        message: e.to_string(),
+        transient: false,
+    }
+}
+
+impl MemoryStore {
+    /// An empty bucket.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    async fn load(&self, op: &'static str, key: &str) -> Result<Option<(Vec<u8>, String)>> {
+        validate_key(key)?;
+        self.fs
+            .load_with_tag(&Path::from(key))
+            .await
+            .map_err(|e| backend(op, key, e))
+    }
+
+    async fn conditional(
+        &self,
+        op: &'static str,
+        key: &str,
+        bytes: &[u8],
+        condition: CasCondition,
+    ) -> Result<PutOutcome> {
+        validate_key(key)?;
+        match self
+            .fs
+            .put_conditional(&Path::from(key), bytes, None, None, condition)
+            .await
+        {
+            Ok(tag) => Ok(PutOutcome::Written(Tag(tag))),
+            Err(fusio::Error::PreconditionFailed) => Ok(PutOutcome::ConditionFailed),
+            Err(e) => Err(backend(op, key, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        Ok(self.load("get", key).await?.map(|(bytes, tag)| Object {
+            bytes: Bytes::from(bytes),
+            tag: Tag(tag),
+        }))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        let Some((bytes, _)) = self.load("get_range", key).await? else {
+            return Err(Error::NotFound {
+                key: key.to_owned(),
+            });
+        };
+        check_range(key, &range, bytes.len() as u64)?;
+        // check_range proved start <= end <= len.
+        Ok(Bytes::from(bytes).slice(range.start as usize..range.end as usize))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self
+            .load("head", key)
+            .await?
+            .map(|(bytes, tag)| ObjectMeta {
+                size: bytes.len() as u64,
+                tag: Tag(tag),
+            }))
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag> {
+        // InMemoryFs has no atomic unconditional replace, so build one from
+        // its conditional puts; a lost race just means try again.
+        loop {
+            let condition = match self.load("put", key).await? {
+                None => CasCondition::IfNotExists,
+                Some((_, tag)) => CasCondition::IfMatch(tag),
+            };
+            if let PutOutcome::Written(tag) =
+                self.conditional("put", key, &bytes, condition).await?
+            {
+                return Ok(tag);
+            }
+        }
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        self.conditional("put_if_absent", key, &bytes, CasCondition::IfNotExists)
+            .await
+    }
+
+    async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
+        self.conditional(
+            "put_if_match",
+            key,
+            &bytes,
+            CasCondition::IfMatch(expected.0.clone()),
+        )
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        validate_prefix(prefix)?;
+        use futures_util::StreamExt;
+        // InMemoryFs lists by bare string prefix in hash order; filter
+        // exactly and sort here.
+        let list_path = Path::from(prefix);
+        let stream = self
+            .fs
+            .list(&list_path)
+            .await
+            .map_err(|e| backend("list", prefix, e))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut all = Vec::new();
+        while let Some(meta) = stream.next().await {
+            let meta = meta.map_err(|e| backend("list", prefix, e))?;
+            let key: String = meta.path.into();
+            if key.starts_with(prefix) {
+                all.push(Listed {
+                    key,
+                    size: meta.size,
+                });
+            }
+        }
+        all.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(page_of(all, start_after, limit))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        validate_key(key)?;
+        self.fs
+            .remove(&Path::from(key))
+            .await
+            .map_err(|e| backend("delete", key, e))
+    }
+}

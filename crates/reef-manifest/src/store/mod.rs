@@ -1,0 +1,253 @@
+//! The object-store abstraction: exactly the operations Reef needs, with
+//! the same semantics on every backend (DESIGN §5).
+//!
+//! Semantics every backend keeps (checked by `tests/conformance.rs`):
+//! - `put_if_absent` creates the object only if no object has the key; of
+//!   any number of concurrent callers exactly one gets `Created`.
+//! - `put_if_match` replaces the object only if its current tag equals the
+//!   given one; a missing object is a mismatch (S3 answers 404 there).
+//! - An object is visible whole or not at all; `put` replaces atomically.
+//! - `list` returns keys that start with the prefix (plain string prefix:
+//!   callers end prefixes with `/`), sorted bytewise, in pages.
+//! - `delete` of a missing key succeeds (idempotent).
+//! - Tags are opaque; equal tags mean equal content (S3 ETag, content
+//!   hash on local disk, generation on memory).
+//!
+//! Keys are restricted (see `validate_key`) because backends encode other
+//! characters differently (a fusio quirk) and because dot-segments are
+//! reserved for the local backend's temporary files.
+
+mod counting;
+mod faulty;
+mod local;
+mod memory;
+mod url;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+
+pub use counting::{CountingStore, StoreCounts};
+pub use faulty::{FaultPlan, FaultyStore};
+pub use local::LocalStore;
+pub use memory::MemoryStore;
+pub use url::{StoreUrl, open_store};
+
+/// Longest object key.
+pub const KEY_BYTES_MAX: usize = 1024;
+/// Largest page `list` returns.
+pub const LIST_PAGE_MAX: usize = 1000;
+
+/// An opaque version tag of an object's content (an ETag).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tag(pub String);
+
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An object's bytes with its tag.
+#[derive(Clone, Debug)]
+pub struct Object {
+    /// The content.
+    pub bytes: Bytes,
+    /// Its tag, for a later `put_if_match`.
+    pub tag: Tag,
+}
+
+/// Size and tag of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Size in bytes.
+    pub size: u64,
+    /// Content tag.
+    pub tag: Tag,
+}
+
+/// A conditional put's outcome. A failed condition is an answer, not an
+/// error: losing a race is normal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was written; its new tag.
+    Written(Tag),
+    /// The condition did not hold; nothing was written.
+    ConditionFailed,
+}
+
+/// One listed object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Full key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects, sorted by key.
+    pub objects: Vec<Listed>,
+    /// Pass as `start_after` to get the next page; `None` at the end.
+    pub next: Option<String>,
+}
+
+/// The operations Reef performs on a bucket.
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// The whole object, or `None` if absent.
+    async fn get(&self, key: &str) -> Result<Option<Object>>;
+
+    /// Bytes `range` of an object; the range must lie inside it.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
+
+    /// Size and tag, or `None` if absent.
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+
+    /// Writes (or replaces) the object durably.
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag>;
+
+    /// Writes the object durably only if the key is free.
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome>;
+
+    /// Replaces the object only if its current tag is `expected`.
+    async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome>;
+
+    /// Up to `limit` (≤ `LIST_PAGE_MAX`) objects whose keys start with
+    /// `prefix` and sort after `start_after`, in key order.
+    async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
+    -> Result<ListPage>;
+
+    /// Deletes the object; deleting a missing key succeeds.
+    async fn delete(&self, key: &str) -> Result<()>;
+}
+
+/// A shared, dynamically chosen store.
+pub type DynStore = Arc<dyn ObjectStore>;
+
+/// Every object under `prefix`, following pages.
+pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list(prefix, after.as_deref(), LIST_PAGE_MAX).await?;
+        out.extend(page.objects);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// Checks an object key: 1..=1024 bytes of `[A-Za-z0-9/._-]`, no leading,
+/// trailing or doubled `/`, and no segment starting with `.`.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason: &str| {
+        Err(Error::InvalidKey {
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        })
+    };
+    if key.is_empty() || key.len() > KEY_BYTES_MAX {
+        return bad("must be 1..=1024 bytes");
+    }
+    if let Some(c) = key
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-')))
+    {
+        return Err(Error::InvalidKey {
+            key: key.to_owned(),
+            reason: format!("character {c:?} is not in [A-Za-z0-9/._-]"),
+        });
+    }
+    if key.split('/').any(|seg| seg.is_empty()) {
+        return bad("empty path segment (leading, trailing or doubled '/')");
+    }
+    if key.split('/').any(|seg| seg.starts_with('.')) {
+        return bad("a path segment may not start with '.'");
+    }
+    Ok(())
+}
+
+/// Checks a list prefix: empty, or a key-like string that may end in `/`.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    match prefix.strip_suffix('/') {
+        Some("") => validate_key(prefix),
+        Some(stem) => validate_key(stem),
+        None if prefix.is_empty() => Ok(()),
+        None => validate_key(prefix),
+    }
+}
+
+/// Applies `start_after` and `limit` to sorted candidate objects.
+pub(crate) fn page_of(sorted: Vec<Listed>, start_after: Option<&str>, limit: usize) -> ListPage {
+    let limit = limit.clamp(1, LIST_PAGE_MAX);
+    let mut objects: Vec<Listed> = sorted
+        .into_iter()
+        .filter(|o| start_after.is_none_or(|after| o.key.as_str() > after))
+        .take(limit + 1)
+        .collect();
+    let next = if objects.len() > limit {
+        objects.truncate(limit);
+        objects.last().map(|o| o.key.clone())
+    } else {
+        None
+    };
+    ListPage { objects, next }
+}
+
+/// Checks a range request against an object size.
+pub(crate) fn check_range(key: &str, range: &Range<u64>, size: u64) -> Result<()> {
+    if range.start > range.end || range.end > size {
+        return Err(Error::RangeOutOfBounds {
+            key: key.to_owned(),
+            start: range.start,
+            end: range.end,
+            size,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_rules() {
+        for ok in ["a", "ns/x/wal/00000000000000000001.wal", "A-b_c.d/e"] {
+            validate_key(ok).unwrap();
+        }
+        for bad in [
+            "", "/a", "a/", "a//b", "a b", "a+b", "ns/.tmp", "./a", "a/../b", "é",
+        ] {
+            assert!(validate_key(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_prefix("").unwrap();
+        validate_prefix("ns/").unwrap();
+        assert!(validate_prefix("/").is_err());
+    }
+
+    #[test]
+    fn paging_is_exclusive_and_complete() {
+        let all: Vec<Listed> = (0..5)
+            .map(|i| Listed {
+                key: format!("k{i}"),
+                size: 1,
+            })
+            .collect();
+        let p1 = page_of(all.clone(), None, 2);
+        assert_eq!(p1.objects.len(), 2);
+        let p2 = page_of(all.clone(), p1.next.as_deref(), 2);
+        assert_eq!(p2.objects[0].key, "k2");
+        let p3 = page_of(all, p2.next.as_deref(), 2);
+        assert_eq!((p3.objects.len(), p3.next), (1, None));
+    }
+}

@@ -1,0 +1,276 @@
+//! One conformance suite, run against every backend: each operation's
+//! semantics, conditional-put races from many tasks, paging, bad keys.
+//! (Races between processes on local disk: `local_processes.rs`.)
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reef_manifest::Error;
+use reef_manifest::store::{DynStore, LocalStore, MemoryStore, ObjectStore, PutOutcome, list_all};
+
+async fn basic_semantics(s: &DynStore) {
+    assert!(s.get("a/missing").await.unwrap().is_none());
+    assert!(s.head("a/missing").await.unwrap().is_none());
+    s.delete("a/missing").await.unwrap();
+
+    let t1 = s.put("a/one", Bytes::from_static(b"hello")).await.unwrap();
+    let got = s.get("a/one").await.unwrap().unwrap();
+    assert_eq!((got.bytes.as_ref(), &got.tag), (&b"hello"[..], &t1));
+    let meta = s.head("a/one").await.unwrap().unwrap();
+    assert_eq!((meta.size, &meta.tag), (5, &t1));
+
+    // put replaces, and the tag changes with the content.
+    let t2 = s.put("a/one", Bytes::from_static(b"world!")).await.unwrap();
+    assert_ne!(t1, t2);
+    assert_eq!(
+        s.get("a/one").await.unwrap().unwrap().bytes.as_ref(),
+        b"world!"
+    );
+
+    s.delete("a/one").await.unwrap();
+    assert!(s.get("a/one").await.unwrap().is_none());
+}
+
+async fn conditional_puts(s: &DynStore) {
+    let first = s
+        .put_if_absent("c/k", Bytes::from_static(b"v1"))
+        .await
+        .unwrap();
+    let PutOutcome::Written(tag1) = first else {
+        panic!("first put_if_absent lost")
+    };
+    let second = s
+        .put_if_absent("c/k", Bytes::from_static(b"v2"))
+        .await
+        .unwrap();
+    assert_eq!(second, PutOutcome::ConditionFailed);
+    assert_eq!(
+        s.get("c/k").await.unwrap().unwrap().bytes.as_ref(),
+        b"v1",
+        "loser wrote nothing"
+    );
+
+    let PutOutcome::Written(tag2) = s
+        .put_if_match("c/k", Bytes::from_static(b"v3"), &tag1)
+        .await
+        .unwrap()
+    else {
+        panic!("CAS with the current tag failed")
+    };
+    let stale = s
+        .put_if_match("c/k", Bytes::from_static(b"v4"), &tag1)
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        PutOutcome::ConditionFailed,
+        "CAS with a stale tag must fail"
+    );
+    assert_eq!(s.get("c/k").await.unwrap().unwrap().bytes.as_ref(), b"v3");
+    assert_eq!(s.get("c/k").await.unwrap().unwrap().tag, tag2);
+
+    // If-Match on a missing key is a lost race, not an error (S3: 404).
+    let missing = s
+        .put_if_match("c/none", Bytes::from_static(b"x"), &tag2)
+        .await
+        .unwrap();
+    assert_eq!(missing, PutOutcome::ConditionFailed);
+    assert!(s.get("c/none").await.unwrap().is_none());
+}
+
+async fn ranges(s: &DynStore) {
+    let data: Vec<u8> = (0..=255u8).collect();
+    s.put("r/obj", Bytes::from(data.clone())).await.unwrap();
+    assert_eq!(
+        s.get_range("r/obj", 10..20).await.unwrap().as_ref(),
+        &data[10..20]
+    );
+    assert_eq!(
+        s.get_range("r/obj", 0..256).await.unwrap().as_ref(),
+        &data[..]
+    );
+    assert!(matches!(
+        s.get_range("r/obj", 200..300).await,
+        Err(Error::RangeOutOfBounds { size: 256, .. })
+    ));
+    assert!(matches!(
+        s.get_range("r/missing", 0..1).await,
+        Err(Error::NotFound { .. })
+    ));
+}
+
+async fn listing(s: &DynStore) {
+    for k in ["l/b/2", "l/a", "l/b/1", "lX/nope", "l/c"] {
+        s.put(k, Bytes::from(k.as_bytes().to_vec())).await.unwrap();
+    }
+    let keys: Vec<String> = list_all(s.as_ref(), "l/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["l/a", "l/b/1", "l/b/2", "l/c"],
+        "sorted, prefix-exact with a trailing '/'"
+    );
+    let sizes: Vec<u64> = list_all(s.as_ref(), "l/b/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.size)
+        .collect();
+    assert_eq!(sizes, [5, 5]);
+
+    // Paging one at a time visits everything once, in order.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s.list("l/", after.as_deref(), 1).await.unwrap();
+        assert!(page.objects.len() <= 1);
+        seen.extend(page.objects.into_iter().map(|o| o.key));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(seen, keys);
+    assert!(list_all(s.as_ref(), "nothing/").await.unwrap().is_empty());
+}
+
+async fn bad_keys_write_nothing(s: &DynStore) {
+    for key in [
+        "",
+        "/abs",
+        "x//y",
+        "has space",
+        "q?x",
+        "x/.hidden",
+        "../escape",
+    ] {
+        let err = s.put(key, Bytes::from_static(b"x")).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidKey { .. }), "{key:?}: {err}");
+        assert!(s.put_if_absent(key, Bytes::new()).await.is_err());
+    }
+    assert!(
+        list_all(s.as_ref(), "")
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| !o.key.contains(' '))
+    );
+}
+
+async fn put_if_absent_race(s: &DynStore) {
+    let mut tasks = Vec::new();
+    for i in 0..32u32 {
+        let s = Arc::clone(s);
+        tasks.push(tokio::spawn(async move {
+            s.put_if_absent("race/once", Bytes::from(i.to_le_bytes().to_vec()))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if let PutOutcome::Written(_) = t.await.unwrap() {
+            winners.push(i as u32);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one put_if_absent wins");
+    let stored = s.get("race/once").await.unwrap().unwrap().bytes;
+    assert_eq!(
+        stored.as_ref(),
+        winners[0].to_le_bytes(),
+        "the winner's bytes are stored"
+    );
+}
+
+/// A counter incremented by CAS from many tasks: linearizable only if no
+/// two CASes with the same tag both succeed.
+async fn cas_counter_race(s: &DynStore) {
+    s.put("race/counter", Bytes::from_static(b"0"))
+        .await
+        .unwrap();
+    let (tasks_n, per_task) = (16u64, 8u64);
+    let mut tasks = Vec::new();
+    for _ in 0..tasks_n {
+        let s = Arc::clone(s);
+        tasks.push(tokio::spawn(async move {
+            let mut done = 0;
+            while done < per_task {
+                let cur = s.get("race/counter").await.unwrap().unwrap();
+                let n: u64 = std::str::from_utf8(&cur.bytes).unwrap().parse().unwrap();
+                let next = Bytes::from((n + 1).to_string());
+                if let PutOutcome::Written(_) = s
+                    .put_if_match("race/counter", next, &cur.tag)
+                    .await
+                    .unwrap()
+                {
+                    done += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: u64 = std::str::from_utf8(&s.get("race/counter").await.unwrap().unwrap().bytes)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(n, tasks_n * per_task);
+}
+
+async fn large_object(s: &DynStore) {
+    // Past S3 multipart thresholds (fusio starts multipart at 5 MiB).
+    let big: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    s.put("big/obj", Bytes::from(big.clone())).await.unwrap();
+    let got = s.get("big/obj").await.unwrap().unwrap();
+    assert_eq!(got.bytes.len(), big.len());
+    assert!(got.bytes == big);
+    let PutOutcome::Written(_) = s.put_if_absent("big/once", Bytes::from(big)).await.unwrap()
+    else {
+        panic!("conditional put of a large object failed")
+    };
+}
+
+async fn suite(s: DynStore) {
+    basic_semantics(&s).await;
+    conditional_puts(&s).await;
+    ranges(&s).await;
+    listing(&s).await;
+    bad_keys_write_nothing(&s).await;
+    put_if_absent_race(&s).await;
+    cas_counter_race(&s).await;
+    large_object(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_backend_conforms() {
+    suite(Arc::new(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_backend_conforms() {
+    let dir = common::TempDir::new("conformance");
+    suite(Arc::new(LocalStore::new(dir.path()))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn local_backend_hides_temporary_files() {
+    let dir = common::TempDir::new("tmpfiles");
+    let s = LocalStore::new(dir.path());
+    s.put("t/a", Bytes::from_static(b"x")).await.unwrap();
+    // What a crash between writing and publishing leaves behind.
+    std::fs::write(dir.path().join("t/.tmp-999-0"), b"partial").unwrap();
+    let keys: Vec<String> = list_all(&s, "t/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["t/a"]);
+}
