@@ -41,6 +41,11 @@ pub const STEPS: &[Step] = &[
         run: clippy,
     },
     Step {
+        name: "s3-setup",
+        about: "install the moto S3 test server into target/moto-venv (once)",
+        run: s3_setup,
+    },
+    Step {
         name: "test",
         about: "cargo test --workspace (incl. doc tests)",
         run: test,
@@ -144,6 +149,16 @@ fn clippy() -> Result<()> {
 ///
 /// `PROPTEST_CASES` is deliberately left alone: whatever the caller's
 /// environment says (or proptest's default) applies.
+/// The S3 tests start their own moto server on 127.0.0.1; this installs it
+/// from PyPI the first time (see .ci/s3/setup.sh).
+fn s3_setup() -> Result<()> {
+    util::run(
+        std::process::Command::new("bash")
+            .arg(util::root().join(".ci/s3/setup.sh"))
+            .current_dir(util::root()),
+    )
+}
+
 fn test() -> Result<()> {
     util::run(util::cargo().args(["test", "--workspace"]))
 }

@@ -7,6 +7,10 @@
 //!   semantics on every backend: [`store::LocalStore`] (the default),
 //!   [`store::MemoryStore`] and S3. [`store::open_store`] picks one from a
 //!   store URL.
+//! - [`Layout`]: every key of a namespace (DESIGN §4), in one place.
+//! - [`ManifestStore`]: manifest versions committed by put-if-absent, HEAD
+//!   advanced by CAS, `load_current` rolling forward past a lagging HEAD.
+//! - [`Clock`]: injected time ([`SystemClock`], [`ManualClock`]).
 //! - Wrappers: [`store::CountingStore`] (requests and bytes by kind) and
 //!   [`store::FaultyStore`] (seeded crashes, transient errors, lost
 //!   responses, delays).
@@ -21,7 +25,13 @@
 //! Every byte this crate writes comes from `reef-format`, and every byte it
 //! reads is checked by `reef-format` before use.
 
+pub mod clock;
 mod error;
+pub mod layout;
+mod manifests;
 pub mod store;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use layout::Layout;
+pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};

@@ -15,14 +15,16 @@ async fn basic_semantics(s: &DynStore) {
     assert!(s.head("a/missing").await.unwrap().is_none());
     s.delete("a/missing").await.unwrap();
 
-    let t1 = s.put("a/one", Bytes::from_static(b"hello")).await.unwrap();
+    s.put("a/one", Bytes::from_static(b"hello")).await.unwrap();
+    let t1 = s.head("a/one").await.unwrap().unwrap().tag;
     let got = s.get("a/one").await.unwrap().unwrap();
     assert_eq!((got.bytes.as_ref(), &got.tag), (&b"hello"[..], &t1));
     let meta = s.head("a/one").await.unwrap().unwrap();
     assert_eq!((meta.size, &meta.tag), (5, &t1));
 
     // put replaces, and the tag changes with the content.
-    let t2 = s.put("a/one", Bytes::from_static(b"world!")).await.unwrap();
+    s.put("a/one", Bytes::from_static(b"world!")).await.unwrap();
+    let t2 = s.head("a/one").await.unwrap().unwrap().tag;
     assert_ne!(t1, t2);
     assert_eq!(
         s.get("a/one").await.unwrap().unwrap().bytes.as_ref(),
@@ -273,4 +275,25 @@ async fn local_backend_hides_temporary_files() {
         .map(|o| o.key)
         .collect();
     assert_eq!(keys, ["t/a"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_backend_conforms() {
+    let Some(server) = common::S3Server::start() else {
+        return;
+    };
+    suite(Arc::new(server.store("conformance"))).await;
+}
+
+/// A key prefix in the URL keeps two stores on one bucket apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_prefixes_isolate_stores() {
+    let Some(server) = common::S3Server::start() else {
+        return;
+    };
+    let (a, b) = (server.store("tenant-a"), server.store("tenant-b"));
+    a.put("k/x", Bytes::from_static(b"a")).await.unwrap();
+    assert!(b.get("k/x").await.unwrap().is_none());
+    assert_eq!(list_all(&a, "k/").await.unwrap().len(), 1);
+    assert!(list_all(&b, "").await.unwrap().is_empty());
 }

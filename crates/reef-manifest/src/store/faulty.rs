@@ -162,7 +162,7 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.after("head", key, b, out)
     }
 
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag> {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         let b = self.before("put", key).await?;
         let out = self.inner.put(key, bytes).await;
         self.after("put", key, b, out)

@@ -271,12 +271,11 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag> {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         self.blocking("put", key, move |this, path| {
             let _lock = this.lock_dir(path)?;
             let tmp = this.write_temp(path, &bytes)?;
-            this.replace(&tmp, path)?;
-            Ok(tag_of(&bytes))
+            this.replace(&tmp, path)
         })
         .await
     }

@@ -102,7 +102,7 @@ impl ObjectStore for MemoryStore {
             }))
     }
 
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag> {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
         // InMemoryFs has no atomic unconditional replace, so build one from
         // its conditional puts; a lost race just means try again.
         loop {
@@ -110,10 +110,8 @@ impl ObjectStore for MemoryStore {
                 None => CasCondition::IfNotExists,
                 Some((_, tag)) => CasCondition::IfMatch(tag),
             };
-            if let PutOutcome::Written(tag) =
-                self.conditional("put", key, &bytes, condition).await?
-            {
-                return Ok(tag);
+            if let PutOutcome::Written(_) = self.conditional("put", key, &bytes, condition).await? {
+                return Ok(());
             }
         }
     }

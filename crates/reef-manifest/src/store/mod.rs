@@ -21,6 +21,7 @@ mod counting;
 mod faulty;
 mod local;
 mod memory;
+mod s3;
 mod url;
 
 use std::fmt;
@@ -36,6 +37,7 @@ pub use counting::{CountingStore, StoreCounts};
 pub use faulty::{FaultPlan, FaultyStore};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use s3::{S3Config, S3Store};
 pub use url::{StoreUrl, open_store};
 
 /// Longest object key.
@@ -111,8 +113,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
-    /// Writes (or replaces) the object durably.
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<Tag>;
+    /// Writes (or replaces) the object durably. (No tag: S3's streaming
+    /// upload does not return one; callers that need it use `head`.)
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()>;
 
     /// Writes the object durably only if the key is free.
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome>;

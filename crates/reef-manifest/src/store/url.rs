@@ -61,10 +61,9 @@ impl StoreUrl {
                 return bad("credentials do not belong in the URL; use AWS_* variables");
             }
             let prefix = prefix.trim_end_matches('/').to_owned();
-            if !prefix.is_empty()
-                && super::validate_key(&prefix).is_err() {
-                    return bad("prefix must be [A-Za-z0-9/._-]");
-                }
+            if !prefix.is_empty() && super::validate_key(&prefix).is_err() {
+                return bad("prefix must be [A-Za-z0-9/._-]");
+            }
             return Ok(StoreUrl::S3 {
                 bucket: bucket.to_owned(),
                 prefix,
@@ -82,10 +81,9 @@ pub fn open_store(url: &str) -> Result<DynStore> {
     match StoreUrl::parse(url)? {
         StoreUrl::Local(path) => Ok(std::sync::Arc::new(LocalStore::new(path))),
         StoreUrl::Memory => Ok(std::sync::Arc::new(MemoryStore::new())),
-        StoreUrl::S3 { .. } => Err(Error::InvalidUrl {
-            url: url.to_owned(),
-            reason: "the S3 backend is not built yet (issue #3 in progress)".to_owned(),
-        }),
+        StoreUrl::S3 { bucket, prefix } => Ok(std::sync::Arc::new(super::S3Store::from_env(
+            &bucket, &prefix,
+        )?)),
     }
 }
 

@@ -1,0 +1,174 @@
+//! Manifest versions and the HEAD pointer of one namespace.
+//!
+//! Commit protocol (DESIGN §3.4): version N+1 is created with put-if-absent
+//! — that single request is the commit point, and of concurrent committers
+//! exactly one wins it; the others get `Error::ManifestConflict` and must
+//! reload and retry. HEAD is advanced afterwards by CAS, never backwards.
+//! HEAD may lag (a committer can die between the two requests), so
+//! `load_current` reads HEAD and then rolls forward over any newer
+//! committed versions. HEAD only saves readers a LIST.
+//!
+//! Invariants: a manifest's `version` equals the number in its key (checked
+//! on every load); HEAD never points at a version that was not committed.
+
+use bytes::Bytes;
+use reef_format::{Head, Manifest};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::store::{DynStore, PutOutcome, Tag, list_all};
+
+/// Most CAS attempts to advance HEAD before giving up (the commit itself
+/// is already durable; readers roll forward past a lagging HEAD).
+pub const HEAD_CAS_RETRIES_MAX: u32 = 64;
+
+/// Manifests and HEAD of one namespace.
+#[derive(Clone, Debug)]
+pub struct ManifestStore {
+    store: DynStore,
+    layout: Layout,
+}
+
+/// What a successful commit did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Committed {
+    /// The committed version.
+    pub version: u64,
+    /// Whether this call moved HEAD (false if someone already moved it
+    /// further, or HEAD contention outlasted the retries).
+    pub head_advanced: bool,
+}
+
+impl ManifestStore {
+    /// Manifests of the namespace `layout` describes.
+    pub fn new(store: DynStore, layout: Layout) -> ManifestStore {
+        ManifestStore { store, layout }
+    }
+
+    /// The namespace layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The store.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// Loads manifest `version`, or `None` if it was never committed (or
+    /// has been garbage-collected).
+    pub async fn load(&self, version: u64) -> Result<Option<Manifest>> {
+        let key = self.layout.manifest_key(version);
+        let Some(obj) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let manifest = Manifest::decode(&obj.bytes, &key)?;
+        if manifest.version != version {
+            return Err(
+                self.inconsistent(format!("{key} holds manifest version {}", manifest.version))
+            );
+        }
+        Ok(Some(manifest))
+    }
+
+    /// HEAD's version and tag, if HEAD exists.
+    pub async fn head(&self) -> Result<Option<(u64, Tag)>> {
+        let key = self.layout.head_key();
+        let Some(obj) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            Head::decode(&obj.bytes, &key)?.manifest_version,
+            obj.tag,
+        )))
+    }
+
+    /// All committed versions still in the bucket, ascending.
+    pub async fn list_versions(&self) -> Result<Vec<u64>> {
+        let listed = list_all(self.store.as_ref(), &self.layout.manifest_prefix()).await?;
+        let mut versions: Vec<u64> = listed
+            .iter()
+            .filter_map(|o| self.layout.parse_manifest_key(&o.key))
+            .collect();
+        versions.sort_unstable();
+        Ok(versions)
+    }
+
+    /// The newest committed manifest, or `None` for a namespace with none.
+    pub async fn load_current(&self) -> Result<Option<Manifest>> {
+        let mut current = match self.head().await? {
+            Some((version, _)) => Some(self.load(version).await?.ok_or_else(|| {
+                self.inconsistent(format!(
+                    "HEAD points at manifest {version}, which does not exist"
+                ))
+            })?),
+            // No HEAD: a new namespace, or a first committer that died
+            // before writing HEAD. A LIST settles which.
+            None => match self.list_versions().await?.last() {
+                Some(&v) => self.load(v).await?,
+                None => None,
+            },
+        };
+        // Roll forward past versions committed after HEAD was last moved.
+        while let Some(m) = &current {
+            match self.load(m.version + 1).await? {
+                Some(next) => current = Some(next),
+                None => break,
+            }
+        }
+        Ok(current)
+    }
+
+    /// Commits `manifest` as version `manifest.version` (the caller's base
+    /// plus one), then advances HEAD to it.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<Committed> {
+        let key = self.layout.manifest_key(manifest.version);
+        let bytes = Bytes::from(manifest.encode()?);
+        // Check twice: what we are about to commit must decode.
+        Manifest::decode(&bytes, &key)?;
+        match self.store.put_if_absent(&key, bytes).await? {
+            PutOutcome::Written(_) => {}
+            PutOutcome::ConditionFailed => {
+                return Err(Error::ManifestConflict {
+                    namespace: self.layout.namespace().to_owned(),
+                    version: manifest.version,
+                });
+            }
+        }
+        let head_advanced = self.advance_head(manifest.version).await?;
+        Ok(Committed {
+            version: manifest.version,
+            head_advanced,
+        })
+    }
+
+    /// Moves HEAD to `version` unless it already points at or past it.
+    /// Returns whether this call moved it.
+    pub async fn advance_head(&self, version: u64) -> Result<bool> {
+        let key = self.layout.head_key();
+        let bytes = Bytes::from(
+            Head {
+                manifest_version: version,
+            }
+            .encode()?,
+        );
+        for _ in 0..HEAD_CAS_RETRIES_MAX {
+            let outcome = match self.head().await? {
+                Some((current, _)) if current >= version => return Ok(false),
+                Some((_, tag)) => self.store.put_if_match(&key, bytes.clone(), &tag).await?,
+                None => self.store.put_if_absent(&key, bytes.clone()).await?,
+            };
+            if let PutOutcome::Written(_) = outcome {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn inconsistent(&self, reason: String) -> Error {
+        Error::Inconsistent {
+            namespace: self.layout.namespace().to_owned(),
+            reason,
+        }
+    }
+}
