@@ -10,6 +10,8 @@
 //! - [`Layout`]: every key of a namespace (DESIGN §4), in one place.
 //! - [`ManifestStore`]: manifest versions committed by put-if-absent, HEAD
 //!   advanced by CAS, `load_current` rolling forward past a lagging HEAD.
+//! - [`Pins`]: leases (TTL pins, renewed by CAS) and checkpoints (named,
+//!   durable pins), and the [`PinSet`] garbage collection must respect.
 //! - [`Clock`]: injected time ([`SystemClock`], [`ManualClock`]).
 //! - Wrappers: [`store::CountingStore`] (requests and bytes by kind) and
 //!   [`store::FaultyStore`] (seeded crashes, transient errors, lost
@@ -28,10 +30,12 @@
 pub mod clock;
 mod error;
 pub mod layout;
+mod leases;
 mod manifests;
 pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use layout::Layout;
+pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};

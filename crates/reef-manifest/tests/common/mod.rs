@@ -118,3 +118,31 @@ impl Drop for S3Server {
         let _ = self.child.wait();
     }
 }
+
+/// The three backends, each empty, and what keeps them alive.
+pub struct Backends {
+    _dir: TempDir,
+    _s3: Option<S3Server>,
+    pub stores: Vec<(&'static str, reef_manifest::store::DynStore)>,
+}
+
+pub fn backends(tag: &str) -> Backends {
+    use std::sync::Arc;
+    let dir = TempDir::new(tag);
+    let mut stores: Vec<(&'static str, reef_manifest::store::DynStore)> = vec![
+        ("memory", Arc::new(reef_manifest::store::MemoryStore::new())),
+        (
+            "local",
+            Arc::new(reef_manifest::store::LocalStore::new(dir.path())),
+        ),
+    ];
+    let s3 = S3Server::start();
+    if let Some(server) = &s3 {
+        stores.push(("s3", Arc::new(server.store(tag))));
+    }
+    Backends {
+        _dir: dir,
+        _s3: s3,
+        stores,
+    }
+}

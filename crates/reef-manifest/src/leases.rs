@@ -1,0 +1,235 @@
+//! Leases (TTL pins of a manifest version, held by readers) and checkpoints
+//! (named, durable pins) of one namespace, and the pins GC must respect.
+//!
+//! A lease object is created with put-if-absent under a fresh id, renewed
+//! by CAS on its tag (so a lease that GC has reclaimed cannot be silently
+//! resurrected by a late renewal), and deleted on release. GC treats a
+//! lease as live until `expires_at_ms + LEASE_CLOCK_SKEW_MS` by its own
+//! clock: the margin covers clocks that disagree between the reader that
+//! took the lease and the process that collects garbage.
+//!
+//! Invariant: `pins` returns every manifest version that a live lease or
+//! any checkpoint can still read; GC never deletes an object one of them
+//! reaches.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use reef_format::{Checkpoint, Lease, Manifest};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::layout::{Layout, validate_checkpoint_name};
+use crate::manifests::ManifestStore;
+use crate::store::{DynStore, PutOutcome, Tag, list_all};
+
+/// How far apart two processes' clocks may be; leases get this much grace.
+pub const LEASE_CLOCK_SKEW_MS: u64 = 30_000;
+
+/// A lease this process holds.
+#[derive(Clone, Debug)]
+pub struct LeaseHandle {
+    /// The lease id (in the object key).
+    pub id: String,
+    /// The lease as last written.
+    pub lease: Lease,
+    tag: Tag,
+}
+
+/// Leases and checkpoints of one namespace.
+#[derive(Clone, Debug)]
+pub struct Pins {
+    store: DynStore,
+    layout: Layout,
+    clock: Arc<dyn Clock>,
+}
+
+/// What GC must keep: versions pinned by live leases and by checkpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PinSet {
+    /// Pinned manifest versions, ascending, without duplicates.
+    pub versions: Vec<u64>,
+    /// Leases that have expired (past the skew margin): GC may delete them.
+    pub expired_leases: Vec<String>,
+}
+
+impl PinSet {
+    /// The oldest pinned version, if any.
+    pub fn low_watermark(&self) -> Option<u64> {
+        self.versions.first().copied()
+    }
+}
+
+impl Pins {
+    /// Leases and checkpoints of the namespace `layout` describes.
+    pub fn new(store: DynStore, layout: Layout, clock: Arc<dyn Clock>) -> Pins {
+        Pins {
+            store,
+            layout,
+            clock,
+        }
+    }
+
+    /// Takes a lease on `manifest_version` for `ttl_ms`.
+    pub async fn acquire(
+        &self,
+        holder: &str,
+        manifest_version: u64,
+        ttl_ms: u64,
+    ) -> Result<LeaseHandle> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let now = self.clock.now_ms();
+        let lease = Lease {
+            holder: holder.to_owned(),
+            manifest_version,
+            renewed_at_ms: now,
+            expires_at_ms: now.saturating_add(ttl_ms),
+        };
+        let bytes = Bytes::from(lease.encode()?);
+        loop {
+            // Unique per process and call; the put-if-absent settles any
+            // collision between processes.
+            let seed = format!(
+                "{holder}/{}/{now}/{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let id = format!("{:032x}", xxh3_128(seed.as_bytes()));
+            let key = self.layout.lease_key(&id);
+            if let PutOutcome::Written(tag) = self.store.put_if_absent(&key, bytes.clone()).await? {
+                return Ok(LeaseHandle { id, lease, tag });
+            }
+        }
+    }
+
+    /// Extends a lease by `ttl_ms` from now. Fails with `LeaseGone` if it
+    /// was released or reclaimed; then the snapshot is no longer pinned.
+    pub async fn renew(&self, handle: &mut LeaseHandle, ttl_ms: u64) -> Result<()> {
+        let now = self.clock.now_ms();
+        let lease = Lease {
+            renewed_at_ms: now,
+            expires_at_ms: now.saturating_add(ttl_ms),
+            ..handle.lease.clone()
+        };
+        let key = self.layout.lease_key(&handle.id);
+        match self
+            .store
+            .put_if_match(&key, Bytes::from(lease.encode()?), &handle.tag)
+            .await?
+        {
+            PutOutcome::Written(tag) => {
+                handle.lease = lease;
+                handle.tag = tag;
+                Ok(())
+            }
+            PutOutcome::ConditionFailed => Err(Error::LeaseGone {
+                namespace: self.layout.namespace().to_owned(),
+                id: handle.id.clone(),
+            }),
+        }
+    }
+
+    /// Releases a lease.
+    pub async fn release(&self, handle: LeaseHandle) -> Result<()> {
+        self.store.delete(&self.layout.lease_key(&handle.id)).await
+    }
+
+    /// Every lease object, live or not, by id.
+    pub async fn leases(&self) -> Result<Vec<(String, Lease)>> {
+        let mut out = Vec::new();
+        for o in list_all(self.store.as_ref(), &self.layout.lease_prefix()).await? {
+            let Some(id) = self.layout.parse_lease_key(&o.key) else {
+                continue;
+            };
+            // A lease released between LIST and GET is simply gone.
+            if let Some(obj) = self.store.get(&o.key).await? {
+                out.push((id, Lease::decode(&obj.bytes, &o.key)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Creates a checkpoint of `manifest_version`.
+    pub async fn create_checkpoint(&self, name: &str, manifest_version: u64) -> Result<Checkpoint> {
+        validate_checkpoint_name(name)?;
+        let ckpt = Checkpoint {
+            name: name.to_owned(),
+            manifest_version,
+            created_at_ms: self.clock.now_ms(),
+        };
+        let key = self.layout.checkpoint_key(name);
+        match self
+            .store
+            .put_if_absent(&key, Bytes::from(ckpt.encode()?))
+            .await?
+        {
+            PutOutcome::Written(_) => Ok(ckpt),
+            PutOutcome::ConditionFailed => Err(Error::CheckpointExists {
+                namespace: self.layout.namespace().to_owned(),
+                name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Every checkpoint, by name order.
+    pub async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        let mut out = Vec::new();
+        for o in list_all(self.store.as_ref(), &self.layout.checkpoint_prefix()).await? {
+            if self.layout.parse_checkpoint_key(&o.key).is_none() {
+                continue;
+            }
+            if let Some(obj) = self.store.get(&o.key).await? {
+                out.push(Checkpoint::decode(&obj.bytes, &o.key)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a checkpoint (succeeds if it does not exist).
+    pub async fn delete_checkpoint(&self, name: &str) -> Result<()> {
+        validate_checkpoint_name(name)?;
+        self.store.delete(&self.layout.checkpoint_key(name)).await
+    }
+
+    /// The manifest a checkpoint pins, to open it read-only as a snapshot.
+    pub async fn open_checkpoint(&self, name: &str, manifests: &ManifestStore) -> Result<Manifest> {
+        validate_checkpoint_name(name)?;
+        let key = self.layout.checkpoint_key(name);
+        let obj = self
+            .store
+            .get(&key)
+            .await?
+            .ok_or_else(|| Error::NotFound { key: key.clone() })?;
+        let ckpt = Checkpoint::decode(&obj.bytes, &key)?;
+        manifests
+            .load(ckpt.manifest_version)
+            .await?
+            .ok_or_else(|| Error::Inconsistent {
+                namespace: self.layout.namespace().to_owned(),
+                reason: format!(
+                    "checkpoint {name:?} pins manifest {}, which is gone",
+                    ckpt.manifest_version
+                ),
+            })
+    }
+
+    /// The versions GC must keep now, and the leases it may reclaim.
+    pub async fn pins(&self) -> Result<PinSet> {
+        let now = self.clock.now_ms();
+        let mut set = PinSet::default();
+        for (id, lease) in self.leases().await? {
+            if lease.expires_at_ms.saturating_add(LEASE_CLOCK_SKEW_MS) > now {
+                set.versions.push(lease.manifest_version);
+            } else {
+                set.expired_leases.push(id);
+            }
+        }
+        set.versions
+            .extend(self.checkpoints().await?.iter().map(|c| c.manifest_version));
+        set.versions.sort_unstable();
+        set.versions.dedup();
+        Ok(set)
+    }
+}
