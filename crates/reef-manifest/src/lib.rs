@@ -12,6 +12,9 @@
 //!   advanced by CAS, `load_current` rolling forward past a lagging HEAD.
 //! - [`Pins`]: leases (TTL pins, renewed by CAS) and checkpoints (named,
 //!   durable pins), and the [`PinSet`] garbage collection must respect.
+//! - [`SegmentReader`]: segments read by byte range (tail, then index and
+//!   bloom, then only the blocks a lookup needs), with decoded blocks in a
+//!   shared, byte-bounded LRU [`BlockCache`].
 //! - [`Clock`]: injected time ([`SystemClock`], [`ManualClock`]).
 //! - Wrappers: [`store::CountingStore`] (requests and bytes by kind) and
 //!   [`store::FaultyStore`] (seeded crashes, transient errors, lost
@@ -27,15 +30,19 @@
 //! Every byte this crate writes comes from `reef-format`, and every byte it
 //! reads is checked by `reef-format` before use.
 
+mod cache;
 pub mod clock;
 mod error;
 pub mod layout;
 mod leases;
 mod manifests;
+mod segments;
 pub mod store;
 
+pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use layout::Layout;
 pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
+pub use segments::SegmentReader;

@@ -1,0 +1,178 @@
+//! Reading segments from a bucket by byte range, with blocks cached.
+//!
+//! Opening costs two ranged GETs: the last `FOOTER_FETCH_BYTES` (tail and
+//! footer; a third GET only for a footer with ids over ~1 KiB each), then
+//! the index and bloom filter together. A point read then costs nothing if
+//! the bloom filter rules the id out, and otherwise one GET per block the
+//! lookup visits that is not cached. All lookup logic is reef-format's
+//! (`PointLookup`, `SegmentIndex::seek`/`decode_block`); this module only
+//! fetches.
+
+use std::ops::{Bound, Range};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use reef_format::segment::{
+    Block, Bloom, FOOTER_FETCH_BYTES, PointLookup, Probe, SegmentFooter, SegmentIndex,
+};
+use reef_format::{Entry, FormatError, ObjectKind};
+
+use crate::cache::BlockCache;
+use crate::error::{Error, Result};
+use crate::store::DynStore;
+
+/// An opened segment: footer, index and bloom in memory, blocks on demand.
+#[derive(Debug, Clone)]
+pub struct SegmentReader {
+    store: DynStore,
+    key: Arc<str>,
+    footer: SegmentFooter,
+    index: SegmentIndex,
+    bloom: Bloom,
+    cache: Arc<BlockCache>,
+}
+
+impl SegmentReader {
+    /// Opens segment `key`. Pass `object_len` when known (the manifest
+    /// records it) to save a HEAD.
+    pub async fn open(
+        store: DynStore,
+        key: &str,
+        object_len: Option<u64>,
+        cache: Arc<BlockCache>,
+    ) -> Result<SegmentReader> {
+        let len = match object_len {
+            Some(len) => len,
+            None => {
+                store
+                    .head(key)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        key: key.to_owned(),
+                    })?
+                    .size
+            }
+        };
+        let tail_start = len.saturating_sub(FOOTER_FETCH_BYTES as u64);
+        let mut suffix = store.get_range(key, tail_start..len).await?;
+        let needed = SegmentFooter::suffix_len(&suffix, len, key)? as u64;
+        if needed > suffix.len() as u64 {
+            suffix = store.get_range(key, len - needed..len).await?;
+        }
+        let footer = SegmentFooter::decode(&suffix, len, key)?;
+        // Index and bloom are adjacent: one request for both.
+        let meta_start = footer.index_offset;
+        let meta = store
+            .get_range(
+                key,
+                meta_start..footer.bloom_offset + u64::from(footer.bloom_len),
+            )
+            .await?;
+        let slice = |r: Range<u64>| -> Result<&[u8]> {
+            meta.get((r.start - meta_start) as usize..(r.end - meta_start) as usize)
+                .ok_or_else(|| {
+                    Error::Format(FormatError::Corrupt {
+                        kind: ObjectKind::Segment,
+                        object: key.to_owned(),
+                        offset: r.start,
+                        reason: "index/bloom region shorter than the footer says".to_owned(),
+                    })
+                })
+        };
+        let index_range = footer.index_offset..footer.index_offset + u64::from(footer.index_len);
+        let bloom_range = footer.bloom_offset..footer.bloom_offset + u64::from(footer.bloom_len);
+        let index = SegmentIndex::decode(slice(index_range)?, &footer, key)?;
+        let bloom = Bloom::decode(slice(bloom_range)?, key, footer.bloom_offset)?;
+        Ok(SegmentReader {
+            store,
+            key: Arc::from(key),
+            footer,
+            index,
+            bloom,
+            cache,
+        })
+    }
+
+    /// The footer (what the manifest copies).
+    pub fn footer(&self) -> &SegmentFooter {
+        &self.footer
+    }
+
+    /// The object key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Block `n`, from the cache or fetched, checked against the index.
+    pub async fn block(&self, n: usize) -> Result<Arc<Block>> {
+        let cache_key = (Arc::clone(&self.key), n);
+        if let Some(b) = self.cache.get(&cache_key) {
+            return Ok(b);
+        }
+        let h = self.index.blocks().get(n).ok_or_else(|| {
+            Error::Format(FormatError::Corrupt {
+                kind: ObjectKind::Segment,
+                object: self.key.to_string(),
+                offset: 0,
+                reason: format!("no block {n}"),
+            })
+        })?;
+        let bytes: Bytes = self
+            .store
+            .get_range(&self.key, h.offset..h.offset + u64::from(h.len))
+            .await?;
+        let block = Arc::new(self.index.decode_block(n, &bytes, &self.key)?);
+        self.cache
+            .insert(cache_key, Arc::clone(&block), bytes.len());
+        Ok(block)
+    }
+
+    /// The newest entry of `id` with version `<= snapshot`, tombstones
+    /// included.
+    pub async fn get(&self, id: &str, snapshot: u64) -> Result<Option<Entry>> {
+        let (lookup, mut probe) = PointLookup::start(&self.index, &self.bloom, id, snapshot);
+        loop {
+            match probe {
+                Probe::Done(found) => return Ok(found),
+                Probe::Fetch(n) => probe = lookup.feed(n, &*self.block(n).await?),
+            }
+        }
+    }
+
+    /// Up to `limit` entries (all versions, segment order) with ids within
+    /// the bounds.
+    pub async fn scan(
+        &self,
+        from: Bound<&str>,
+        to: Bound<&str>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let first = match from {
+            Bound::Included(id) | Bound::Excluded(id) => self.index.seek(id),
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for n in first..self.index.blocks().len() {
+            let block = self.block(n).await?;
+            for e in block.entries() {
+                let after_from = match from {
+                    Bound::Included(f) => e.id.as_str() >= f,
+                    Bound::Excluded(f) => e.id.as_str() > f,
+                    Bound::Unbounded => true,
+                };
+                let before_to = match to {
+                    Bound::Included(t) => e.id.as_str() <= t,
+                    Bound::Excluded(t) => e.id.as_str() < t,
+                    Bound::Unbounded => true,
+                };
+                if !before_to || out.len() >= limit {
+                    return Ok(out);
+                }
+                if after_from {
+                    out.push(e.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+}
