@@ -8,8 +8,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 use reef_format::{Head, Manifest};
-use reef_manifest::store::{DynStore, MemoryStore, ObjectStore};
+use reef_manifest::store::{DynStore, MemoryStore};
 use reef_manifest::{Error, Layout, ManifestStore};
+
+/// One test scenario run against a fresh store.
+type Scenario = fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 fn manifest(version: u64) -> Manifest {
     Manifest {
@@ -158,8 +161,7 @@ async fn concurrent_committers(store: &DynStore, actors: u64, each: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manifests_on_every_backend() {
-    let scenarios: [fn(DynStore) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
-        5] = [
+    let scenarios: [Scenario; 5] = [
         |s| Box::pin(async move { commit_load_conflict(&s).await }),
         |s| Box::pin(async move { head_lags_and_never_moves_back(&s).await }),
         |s| Box::pin(async move { no_head_and_dangling_head(&s).await }),

@@ -158,8 +158,18 @@ impl std::fmt::Debug for S3Config {
 impl S3Config {
     /// The configuration for `bucket`/`prefix` from the `AWS_*` variables.
     pub fn from_env(bucket: &str, prefix: &str) -> Result<S3Config> {
+        S3Config::from_vars(bucket, prefix, env)
+    }
+
+    /// Same, reading variables through `var` (tests pass a map).
+    pub fn from_vars(
+        bucket: &str,
+        prefix: &str,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Config> {
+        let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let (Some(access_key_id), Some(secret_access_key)) =
-            (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+            (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
         else {
             return Err(Error::InvalidUrl {
                 url: format!("s3://{bucket}/{prefix}"),
@@ -170,13 +180,13 @@ impl S3Config {
         Ok(S3Config {
             bucket: bucket.to_owned(),
             prefix: prefix.to_owned(),
-            endpoint: env("AWS_ENDPOINT_URL"),
-            region: env("AWS_REGION")
-                .or_else(|| env("AWS_DEFAULT_REGION"))
+            endpoint: var("AWS_ENDPOINT_URL"),
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
                 .unwrap_or_else(|| "us-east-1".to_owned()),
             access_key_id,
             secret_access_key,
-            session_token: env("AWS_SESSION_TOKEN"),
+            session_token: var("AWS_SESSION_TOKEN"),
         })
     }
 }
@@ -391,5 +401,72 @@ impl ObjectStore for S3Store {
             .remove(&path)
             .await
             .map_err(|e| backend("delete", key, &e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_credentials() {
+        let config = S3Config {
+            bucket: "b".into(),
+            prefix: "p".into(),
+            endpoint: Some("http://127.0.0.1:1".into()),
+            region: "us-east-1".into(),
+            access_key_id: "AKIDEXAMPLEKEYID".into(),
+            secret_access_key: "wJalrXUtnFEMIsecretEXAMPLEKEY".into(),
+            session_token: Some("SESSIONTOKENEXAMPLE".into()),
+        };
+        let store = S3Store::new(config.clone());
+        for text in [format!("{config:?}"), format!("{store:?}")] {
+            for secret in [
+                "AKIDEXAMPLEKEYID",
+                "wJalrXUtnFEMIsecretEXAMPLEKEY",
+                "SESSIONTOKENEXAMPLE",
+            ] {
+                assert!(!text.contains(secret), "{text}");
+            }
+            assert!(text.contains("\"b\""), "{text}");
+        }
+    }
+
+    #[test]
+    fn config_comes_from_the_aws_variables() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let err = S3Config::from_vars("bucket", "", vars(&[("AWS_ACCESS_KEY_ID", "k")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+        let c = S3Config::from_vars(
+            "bucket",
+            "p",
+            vars(&[
+                ("AWS_ACCESS_KEY_ID", "k"),
+                ("AWS_SECRET_ACCESS_KEY", "s"),
+                ("AWS_DEFAULT_REGION", "eu-west-1"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.region.as_str(), c.endpoint.as_deref()),
+            ("eu-west-1", Some("http://127.0.0.1:9"))
+        );
+        let c = S3Config::from_vars(
+            "bucket",
+            "",
+            vars(&[("AWS_ACCESS_KEY_ID", "k"), ("AWS_SECRET_ACCESS_KEY", "s")]),
+        )
+        .unwrap();
+        assert_eq!((c.region.as_str(), c.endpoint), ("us-east-1", None));
     }
 }
