@@ -12,6 +12,9 @@
 //!   advanced by CAS, `load_current` rolling forward past a lagging HEAD.
 //! - [`Pins`]: leases (TTL pins, renewed by CAS) and checkpoints (named,
 //!   durable pins), and the [`PinSet`] garbage collection must respect.
+//! - [`Objects`]: WAL records and segments of a namespace, written with
+//!   put-if-absent after a decode check, read back with their keys checked
+//!   (one implementation for the engine and a standalone compactor).
 //! - [`SegmentReader`]: segments read by byte range (tail, then index and
 //!   bloom, then only the blocks a lookup needs), with decoded blocks in a
 //!   shared, byte-bounded LRU [`BlockCache`].
@@ -36,6 +39,7 @@ mod error;
 pub mod layout;
 mod leases;
 mod manifests;
+mod objects;
 mod segments;
 pub mod store;
 
@@ -45,4 +49,5 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
+pub use objects::Objects;
 pub use segments::SegmentReader;

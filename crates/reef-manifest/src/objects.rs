@@ -1,0 +1,111 @@
+//! WAL records and segments as objects of one namespace: the single place
+//! both the engine (which writes WAL) and a standalone compactor (which
+//! reads WAL and writes segments) go through.
+//!
+//! Invariants: what is written was encoded by reef-format and decoded again
+//! before the PUT ("check twice"); WAL and segments are created only with
+//! put-if-absent (they are immutable); a WAL record read back must carry
+//! the LSN its key names.
+
+use bytes::Bytes;
+use reef_format::{BuiltSegment, WalRecord};
+
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::store::{DynStore, PutOutcome, list_all};
+
+/// WAL and segment objects of one namespace.
+#[derive(Clone, Debug)]
+pub struct Objects {
+    store: DynStore,
+    layout: Layout,
+}
+
+impl Objects {
+    /// Objects of the namespace `layout` describes.
+    pub fn new(store: DynStore, layout: Layout) -> Objects {
+        Objects { store, layout }
+    }
+
+    /// The layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Creates `wal/<record.lsn>` if no object has that key. The outcome
+    /// says whether this call created it; `ConditionFailed` means another
+    /// writer holds the LSN (or an earlier attempt of ours whose response
+    /// was lost: compare with `get_wal`).
+    pub async fn put_wal(&self, record: &WalRecord) -> Result<PutOutcome> {
+        let key = self.layout.wal_key(record.lsn);
+        let bytes = Bytes::from(record.encode()?);
+        WalRecord::decode(&bytes, &key)?;
+        self.store.put_if_absent(&key, bytes).await
+    }
+
+    /// The WAL record at `lsn`, or `None` if there is none.
+    pub async fn get_wal(&self, lsn: u64) -> Result<Option<WalRecord>> {
+        let key = self.layout.wal_key(lsn);
+        let Some(obj) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let record = WalRecord::decode(&obj.bytes, &key)?;
+        if record.lsn != lsn {
+            return Err(Error::Inconsistent {
+                namespace: self.layout.namespace().to_owned(),
+                reason: format!("{key} holds lsn {}", record.lsn),
+            });
+        }
+        Ok(Some(record))
+    }
+
+    /// LSNs of the WAL objects in the bucket with `lsn > after`, ascending.
+    pub async fn list_wal(&self, after: u64) -> Result<Vec<u64>> {
+        let start = self.layout.wal_key(after);
+        let mut lsns = Vec::new();
+        let mut cursor = Some(start);
+        // Keys are zero-padded, so starting after `wal/<after>` lists
+        // exactly the newer LSNs, in order, page by page.
+        while let Some(after_key) = cursor {
+            let page = self
+                .store
+                .list(&self.layout.wal_prefix(), Some(&after_key), 1000)
+                .await?;
+            lsns.extend(
+                page.objects
+                    .iter()
+                    .filter_map(|o| self.layout.parse_wal_key(&o.key)),
+            );
+            cursor = page.next;
+        }
+        Ok(lsns)
+    }
+
+    /// Creates `seg/<id>` from a built segment (ids are unique per
+    /// builder, so a lost race here means the id was reused: an error).
+    pub async fn put_segment(&self, id: u128, segment: &BuiltSegment) -> Result<()> {
+        let key = self.layout.segment_key(id);
+        match self
+            .store
+            .put_if_absent(&key, segment.bytes.clone())
+            .await?
+        {
+            PutOutcome::Written(_) => Ok(()),
+            PutOutcome::ConditionFailed => Err(Error::Inconsistent {
+                namespace: self.layout.namespace().to_owned(),
+                reason: format!("{key} already exists; segment ids must be unique"),
+            }),
+        }
+    }
+
+    /// Every segment id in the bucket (live or not), ascending.
+    pub async fn list_segments(&self) -> Result<Vec<u128>> {
+        let listed = list_all(self.store.as_ref(), &self.layout.segment_prefix()).await?;
+        let mut ids: Vec<u128> = listed
+            .iter()
+            .filter_map(|o| self.layout.parse_segment_key(&o.key))
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}
