@@ -2,8 +2,8 @@
 //!
 //! It will own (issues #4 and later): `verify`, `repair` and `rebuild`,
 //! working from the bucket alone, and the `reef` command-line contract of
-//! DESIGN §6. Today it holds the `demo`, which round-trips every codec
-//! through a local directory.
+//! DESIGN §6. Today it holds the `demo`, which drives the codecs and the
+//! store layer against a local directory.
 //!
 //! # Core types
 //! - [`demo::run`]: the README's first command.

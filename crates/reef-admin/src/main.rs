@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use reef_manifest::store::StoreUrl;
 
 /// Reef: a document store whose only source of truth is object storage.
 #[derive(Parser)]
 #[command(name = "reef", version)]
 struct Cli {
-    /// Where the data lives: a directory path or `file://` URL.
+    /// Where the data lives: a directory path, `file://`, `memory://` or
+    /// `s3://bucket/prefix` (credentials from the AWS_* variables).
     #[arg(long, global = true, default_value = "./reef-data")]
     store: String,
     #[command(subcommand)]
@@ -30,22 +32,51 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`reef ... | head`): nothing left to say.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(70)
+            ExitCode::from(exit_code(&err))
         }
     }
 }
 
+/// DESIGN §6 exit codes: 2 for bad input, 70 for storage or internal
+/// errors. (1, 3 and 4 arrive with the commands that produce them.)
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let bad_input = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<reef_manifest::Error>(),
+            Some(
+                reef_manifest::Error::InvalidUrl { .. }
+                    | reef_manifest::Error::InvalidKey { .. }
+                    | reef_manifest::Error::InvalidName { .. }
+            )
+        ) || matches!(
+            cause.downcast_ref::<reef_format::FormatError>(),
+            Some(reef_format::FormatError::Invalid { .. })
+        )
+    });
+    if bad_input { 2 } else { 70 }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The demo writes real files: it needs a local directory.
 fn store_dir(url: &str) -> anyhow::Result<PathBuf> {
-    if let Some(path) = url.strip_prefix("file://") {
-        return Ok(PathBuf::from(path));
+    match StoreUrl::parse(url)? {
+        StoreUrl::Local(path) => Ok(path),
+        _ => anyhow::bail!(
+            "store URL {url:?}: the demo runs on a local directory (a path or file://)"
+        ),
     }
-    if url.contains("://") {
-        anyhow::bail!("store URL {url:?}: only local directories are supported so far");
-    }
-    Ok(PathBuf::from(url))
 }
