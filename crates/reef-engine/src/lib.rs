@@ -1,16 +1,36 @@
 //! `reef-engine`: the write path, the read path and recovery.
 //!
-//! It will own (issue #4): namespaces opened lazily, validation, group
-//! commit of write requests into one WAL object each, the memtable with its
-//! memory budget and backpressure, point reads and scans, snapshots,
-//! recovery from the newest manifest plus WAL replay, and in-process
-//! scheduling of fold, compaction and GC.
-//!
-//! # Architecture invariant
-//! A write is acknowledged only after its WAL object is durable.
-//!
 //! # Core types
-//! None yet: this crate is a placeholder until issue #4 lands.
+//! - [`Engine`]: opens namespaces of one bucket lazily; [`Engine::write`]
+//!   applies a [`reef_format::WriteRequest`] atomically and durably;
+//!   [`Engine::get`], [`Engine::scan`] and [`Engine::snapshot`] read;
+//!   [`Engine::refresh`] catches up with other processes' writes.
+//! - [`WriteResult`]: what a write did (DESIGN §2), flagged `replayed` for
+//!   a retried idempotency key.
+//! - [`EngineOptions`]: limits, memory budget, group-commit bounds, retries.
 //!
 //! # Error semantics
-//! None yet.
+//! One enum, [`Error`]; [`Error::kind`] says what to do: fix the input
+//! (`Invalid`), re-read and decide (`Conflict`: a precondition failed or an
+//! idempotency key was reused; nothing was applied), retry later
+//! (`Transient`: contention, overload, storage hiccups; with an
+//! idempotency key the retry is safe), or stop (`Corrupt`, `Internal`).
+//!
+//! # Architecture invariant
+//! A write is acknowledged only after its WAL object is durable, and WAL
+//! objects hold resolved entries, so recovery is a deterministic replay.
+
+mod commit;
+mod engine;
+mod error;
+mod memtable;
+mod namespace;
+mod options;
+mod read;
+mod resolve;
+
+pub use commit::WriteResult;
+pub use engine::{Engine, Snapshot, Stats};
+pub use error::{Error, ErrorKind, Result};
+pub use options::EngineOptions;
+pub use read::{Doc, ScanRange};

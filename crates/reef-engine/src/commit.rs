@@ -1,0 +1,373 @@
+//! Group commit: concurrent requests to one namespace share one WAL object.
+//!
+//! A writer enqueues its request; if no leader is running it spawns one.
+//! The leader drains the queue in batches (bounded by bytes and count),
+//! resolves each batch in order against current state, writes one WAL
+//! record with put-if-absent at `last_lsn + 1`, applies it, and answers
+//! every request in it. Requests that arrive meanwhile wait for the next
+//! batch: batching happens while a PUT is in flight, never by sleeping.
+//!
+//! Races and failures:
+//! - put-if-absent reports the LSN taken: the leader reads the object back.
+//!   Ours (an earlier attempt whose response was lost) means committed.
+//!   Theirs means another writer got there first: catch up from the WAL
+//!   and resolve the whole batch again (preconditions are re-checked
+//!   against the new state), at most `lsn_race_retries_max` times.
+//! - transient store errors are retried with jittered exponential backoff.
+//! - a request whose precondition fails is rejected alone; an idempotency
+//!   key already committed replays its original result.
+//!
+//! Invariant: a request is acknowledged only after the WAL record holding
+//! it is durable and applied; two writers never both acknowledge one LSN
+//! (put-if-absent decides).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reef_format::{WalRecord, WalRequest, WriteRequest, WriteSummary};
+use reef_manifest::store::PutOutcome;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+use crate::namespace::{Namespace, read_lock};
+use crate::options::EngineOptions;
+use crate::read;
+use crate::resolve::{Current, Overlay, resolve};
+
+/// What a write did (DESIGN §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriteResult {
+    /// LSN of the WAL record holding the request (for a replay, the
+    /// original one; 0 if the request changed nothing and wrote nothing).
+    pub lsn: u64,
+    /// First version assigned, if any op applied.
+    pub first_version: Option<u64>,
+    /// Last version assigned, if any op applied.
+    pub last_version: Option<u64>,
+    /// Upserts applied.
+    pub upserted: u32,
+    /// Patches applied.
+    pub patched: u32,
+    /// Deletes applied.
+    pub deleted: u32,
+    /// Patches and deletes of missing ids, skipped.
+    pub skipped: u32,
+    /// True when this answers a retry of an already committed request.
+    pub replayed: bool,
+}
+
+impl WriteResult {
+    fn from_summary(s: &WriteSummary, replayed: bool) -> WriteResult {
+        WriteResult {
+            lsn: s.lsn,
+            first_version: s.versions.map(|v| v.0),
+            last_version: s.versions.map(|v| v.1),
+            upserted: s.upserted,
+            patched: s.patched,
+            deleted: s.deleted,
+            skipped: s.skipped,
+            replayed,
+        }
+    }
+}
+
+pub(crate) struct Pending {
+    req: WriteRequest,
+    bytes: usize,
+    fingerprint: u128,
+    tx: oneshot::Sender<Result<WriteResult>>,
+}
+
+/// The namespace's queue of requests waiting for a batch.
+#[derive(Default)]
+pub(crate) struct Queue {
+    pending: VecDeque<Pending>,
+    leader: bool,
+}
+
+fn lock_queue(ns: &Namespace) -> std::sync::MutexGuard<'_, Queue> {
+    // Queue operations are single push/pop steps: poison is benign.
+    ns.queue.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Submits a validated request and waits for its outcome.
+pub(crate) async fn submit(
+    ns: &Arc<Namespace>,
+    opts: &Arc<EngineOptions>,
+    req: WriteRequest,
+    bytes: usize,
+) -> Result<WriteResult> {
+    wait_for_room(ns, opts).await?;
+    let fingerprint = req.fingerprint();
+    let (tx, rx) = oneshot::channel();
+    let become_leader = {
+        let mut q = lock_queue(ns);
+        q.pending.push_back(Pending { req, bytes, fingerprint, tx });
+        !std::mem::replace(&mut q.leader, true)
+    };
+    if become_leader {
+        // A task of its own: a caller that gives up must not strand the
+        // requests queued behind it.
+        tokio::spawn(lead(Arc::clone(ns), Arc::clone(opts)));
+    }
+    rx.await.map_err(|_| Error::Inconsistent {
+        namespace: ns.name.clone(),
+        reason: "the commit leader stopped without answering".to_owned(),
+    })?
+}
+
+async fn wait_for_room(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + opts.backpressure_wait_max;
+    loop {
+        let notified = ns.room.notified();
+        let bytes = read_lock(&ns.lock_state().memtable).bytes();
+        if bytes <= opts.memtable_bytes_max {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return Err(Error::Overloaded {
+                namespace: ns.name.clone(),
+                memtable_bytes: bytes,
+                budget_bytes: opts.memtable_bytes_max,
+            });
+        }
+    }
+}
+
+async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
+    loop {
+        let batch: Vec<Pending> = {
+            let mut q = lock_queue(&ns);
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = q.pending.front() {
+                let fits = batch.is_empty()
+                    || (batch.len() < opts.group_requests_max && bytes + next.bytes <= opts.group_bytes_max);
+                if !fits {
+                    break;
+                }
+                bytes += next.bytes;
+                if let Some(p) = q.pending.pop_front() {
+                    batch.push(p);
+                }
+            }
+            if batch.is_empty() {
+                q.leader = false;
+                return;
+            }
+            batch
+        };
+        let requests: Vec<&WriteRequest> = batch.iter().map(|p| &p.req).collect();
+        let fingerprints: Vec<u128> = batch.iter().map(|p| p.fingerprint).collect();
+        let results = commit_batch(&ns, &opts, &requests, &fingerprints).await;
+        for (p, r) in batch.into_iter().zip(results) {
+            // A caller that stopped waiting just does not hear the answer.
+            let _ = p.tx.send(r);
+        }
+    }
+}
+
+/// How one request of a batch ends.
+enum Outcome {
+    Rejected(Error),
+    Replay(WriteSummary),
+    /// Same key and ops as the batch's request `usize`: its result, replayed.
+    SameAs(usize),
+    Applied(usize),
+}
+
+async fn commit_batch(
+    ns: &Namespace,
+    opts: &EngineOptions,
+    reqs: &[&WriteRequest],
+    fingerprints: &[u128],
+) -> Vec<Result<WriteResult>> {
+    let _mutator = ns.commit.lock().await;
+    for _attempt in 0..opts.lsn_race_retries_max {
+        let (outcomes, wal_requests) = match plan(ns, opts, reqs, fingerprints).await {
+            Ok(p) => p,
+            Err(e) => return fail_all(reqs.len(), &e),
+        };
+        if wal_requests.is_empty() {
+            return answer(&outcomes, &[], 0);
+        }
+        let (lsn, epoch) = {
+            let s = ns.lock_state();
+            (s.last_lsn + 1, s.manifest.writer_epoch)
+        };
+        let record = WalRecord {
+            lsn,
+            writer_epoch: epoch,
+            timestamp_ms: opts.clock.now_ms(),
+            requests: wal_requests,
+        };
+        match put_durably(ns, opts, &record).await {
+            Ok(true) => {
+                if let Err(e) = ns.apply(&record) {
+                    return fail_all(reqs.len(), &e);
+                }
+                ns.prune_idempotency(opts.clock.now_ms(), opts.idempotency_retention_ms);
+                return answer(&outcomes, &record.requests, lsn);
+            }
+            // Another writer holds this LSN: learn what it wrote, decide again.
+            Ok(false) => {
+                if let Err(e) = ns.catch_up().await {
+                    return fail_all(reqs.len(), &e);
+                }
+            }
+            Err(e) => return fail_all(reqs.len(), &e),
+        }
+    }
+    let e = Error::Contention { namespace: ns.name.clone(), attempts: opts.lsn_race_retries_max };
+    fail_all(reqs.len(), &e)
+}
+
+/// Resolves the batch against current state.
+async fn plan(
+    ns: &Namespace,
+    opts: &EngineOptions,
+    reqs: &[&WriteRequest],
+    fingerprints: &[u128],
+) -> Result<(Vec<Outcome>, Vec<WalRequest>)> {
+    let view = ns.view();
+    let ids: HashSet<&str> = reqs.iter().flat_map(|r| r.ops.iter().map(|o| o.id.as_str())).collect();
+    let mut base: HashMap<String, Current> = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let cur = read::latest(&view, id).await?.and_then(|e| e.doc().cloned().map(|d| (e.version, d)));
+        base.insert(id.to_owned(), cur);
+    }
+    let (mut next_version, committed): (u64, HashMap<String, (u128, WriteSummary)>) = {
+        let s = ns.lock_state();
+        let keys = reqs
+            .iter()
+            .filter_map(|r| r.idempotency_key.as_ref())
+            .filter_map(|k| s.idempotency.get(k).map(|e| (k.clone(), (e.fingerprint, e.summary.clone()))))
+            .collect();
+        (s.last_version + 1, keys)
+    };
+    let mut overlay = Overlay::default();
+    let mut wal = Vec::new();
+    let mut in_batch: HashMap<&str, (u128, usize)> = HashMap::new();
+    let mut outcomes = Vec::with_capacity(reqs.len());
+    for (i, (req, fp)) in reqs.iter().zip(fingerprints).enumerate() {
+        if let Some(key) = &req.idempotency_key {
+            let conflict =
+                || Outcome::Rejected(Error::IdempotencyConflict { namespace: ns.name.clone(), key: key.clone() });
+            let seen = match (committed.get(key), in_batch.get(key.as_str())) {
+                (Some((f, s)), _) => Some(if f == fp { Outcome::Replay(s.clone()) } else { conflict() }),
+                (None, Some((f, j))) => Some(if f == fp { Outcome::SameAs(*j) } else { conflict() }),
+                (None, None) => None,
+            };
+            if let Some(outcome) = seen {
+                outcomes.push(outcome);
+                continue;
+            }
+        }
+        match resolve(&ns.name, req, *fp, &base, &mut overlay, &mut next_version, &opts.limits) {
+            Ok(w) => {
+                if let Some(key) = &req.idempotency_key {
+                    in_batch.insert(key.as_str(), (*fp, i));
+                }
+                outcomes.push(Outcome::Applied(wal.len()));
+                wal.push(w);
+            }
+            Err(e) => outcomes.push(Outcome::Rejected(e)),
+        }
+    }
+    Ok((outcomes, wal))
+}
+
+/// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
+/// if another writer's record holds the LSN.
+async fn put_durably(ns: &Namespace, opts: &EngineOptions, record: &WalRecord) -> Result<bool> {
+    let mut attempt = 0u32;
+    loop {
+        match ns.objects.put_wal(record).await {
+            Ok(PutOutcome::Written(_)) => return Ok(true),
+            Ok(PutOutcome::ConditionFailed) => {
+                // Ours if an earlier attempt landed and only its response
+                // was lost; the record's bytes say whose it is.
+                let stored = ns.objects.get_wal(record.lsn).await?;
+                return Ok(stored.as_ref() == Some(record));
+            }
+            Err(e) if e.is_transient() && attempt < opts.transient_retries_max => {
+                attempt += 1;
+                tokio::time::sleep(backoff(opts.backoff_base, attempt, record.lsn)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Exponential backoff with jitter in [50%, 100%] of the step, derived
+/// from the attempt and LSN so competing writers spread out.
+fn backoff(base: Duration, attempt: u32, salt: u64) -> Duration {
+    let step = base.saturating_mul(1u32 << attempt.min(10));
+    let mix = (salt ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
+    step / 2 + step.mul_f64(mix as f64 / 2048.0)
+}
+
+fn answer(outcomes: &[Outcome], wal: &[WalRequest], lsn: u64) -> Vec<Result<WriteResult>> {
+    let applied = |i: usize| wal.get(i).map(|w| w.summary(lsn)).unwrap_or_default();
+    outcomes
+        .iter()
+        .map(|o| match o {
+            Outcome::Rejected(e) => Err(clone_rejection(e)),
+            Outcome::Replay(s) => Ok(WriteResult::from_summary(s, true)),
+            Outcome::Applied(i) => Ok(WriteResult::from_summary(&applied(*i), false)),
+            Outcome::SameAs(j) => match outcomes.get(*j) {
+                Some(Outcome::Applied(i)) => Ok(WriteResult::from_summary(&applied(*i), true)),
+                _ => Ok(WriteResult::from_summary(&WriteSummary::default(), true)),
+            },
+        })
+        .collect()
+}
+
+fn fail_all(n: usize, e: &Error) -> Vec<Result<WriteResult>> {
+    (0..n).map(|_| Err(clone_failure(e))).collect()
+}
+
+/// Rejections are plain data; copy them per request.
+fn clone_rejection(e: &Error) -> Error {
+    match e {
+        Error::PreconditionFailed { namespace, op_index, id, expected, actual } => Error::PreconditionFailed {
+            namespace: namespace.clone(),
+            op_index: *op_index,
+            id: id.clone(),
+            expected: expected.clone(),
+            actual: actual.clone(),
+        },
+        Error::IdempotencyConflict { namespace, key } => {
+            Error::IdempotencyConflict { namespace: namespace.clone(), key: key.clone() }
+        }
+        Error::Invalid { namespace, field, reason } => Error::Invalid {
+            namespace: namespace.clone(),
+            field: field.clone(),
+            reason: reason.clone(),
+        },
+        other => clone_failure(other),
+    }
+}
+
+/// A batch-wide failure, told to every request of the batch. Storage
+/// errors are not `Clone`; their kind and text are what callers act on.
+fn clone_failure(e: &Error) -> Error {
+    match e {
+        Error::Contention { namespace, attempts } => {
+            Error::Contention { namespace: namespace.clone(), attempts: *attempts }
+        }
+        Error::Inconsistent { namespace, reason } => {
+            Error::Inconsistent { namespace: namespace.clone(), reason: reason.clone() }
+        }
+        Error::PreconditionFailed { .. } | Error::IdempotencyConflict { .. } | Error::Invalid { .. } => {
+            clone_rejection(e)
+        }
+        other => Error::Store(reef_manifest::Error::Backend {
+            op: "commit",
+            key: String::new(),
+            message: other.to_string(),
+            transient: other.kind() == crate::error::ErrorKind::Transient,
+        }),
+    }
+}

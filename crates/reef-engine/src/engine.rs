@@ -1,0 +1,185 @@
+//! `Engine`: the entry point. Serves any number of namespaces of one
+//! bucket, opening (recovering) each on first use.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use reef_format::WriteRequest;
+use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
+use reef_manifest::store::{DynStore, list_all};
+use reef_manifest::BlockCache;
+
+use crate::commit::{WriteResult, submit};
+use crate::error::{Error, Result};
+use crate::namespace::{Namespace, View, read_lock};
+use crate::options::EngineOptions;
+use crate::read::{self, Doc, ScanRange};
+
+/// A namespace's figures (`reef stats`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// The namespace.
+    pub namespace: String,
+    /// Current manifest version (0 before the first fold).
+    pub manifest_version: u64,
+    /// WAL folded into segments up to here.
+    pub last_applied_lsn: u64,
+    /// Newest WAL record applied.
+    pub last_lsn: u64,
+    /// Unfolded WAL objects (`last_lsn - last_applied_lsn`).
+    pub wal_objects: u64,
+    /// Live segments per level.
+    pub segments: BTreeMap<u8, usize>,
+    /// Bytes of live segments plus unfolded memtable bytes.
+    pub bytes: u64,
+    /// Unfolded bytes held in memory.
+    pub memtable_bytes: u64,
+    /// Newest version.
+    pub last_version: u64,
+    /// Fencing epoch of the manifest.
+    pub writer_epoch: u64,
+}
+
+/// A consistent view of one namespace that later writes do not change.
+#[derive(Clone)]
+pub struct Snapshot {
+    namespace: String,
+    view: View,
+}
+
+impl Snapshot {
+    /// Version the snapshot reads at.
+    pub fn version(&self) -> u64 {
+        self.view.at
+    }
+
+    /// The document `id` as of the snapshot.
+    pub async fn get(&self, id: &str) -> Result<Option<Doc>> {
+        read::get(&self.view, &self.namespace, id).await
+    }
+
+    /// Documents in the range as of the snapshot.
+    pub async fn scan(&self, range: &ScanRange) -> Result<Vec<Doc>> {
+        read::scan(&self.view, &self.namespace, range).await
+    }
+}
+
+/// The Reef engine.
+pub struct Engine {
+    store: DynStore,
+    options: Arc<EngineOptions>,
+    cache: Arc<BlockCache>,
+    namespaces: tokio::sync::Mutex<HashMap<String, Arc<Namespace>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("store", &self.store).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine over `store`. Namespaces are opened on first use.
+    pub async fn open(store: DynStore, options: EngineOptions) -> Result<Engine> {
+        options.limits.check().map_err(|e| Error::invalid("(engine)", e))?;
+        Ok(Engine {
+            cache: Arc::new(BlockCache::new(options.block_cache_bytes)),
+            store,
+            options: Arc::new(options),
+            namespaces: tokio::sync::Mutex::default(),
+        })
+    }
+
+    async fn namespace(&self, name: &str) -> Result<Arc<Namespace>> {
+        validate_namespace(name)?;
+        let mut map = self.namespaces.lock().await;
+        if let Some(ns) = map.get(name) {
+            return Ok(Arc::clone(ns));
+        }
+        let ns = Arc::new(Namespace::open(name, Arc::clone(&self.store), Arc::clone(&self.cache)).await?);
+        map.insert(name.to_owned(), Arc::clone(&ns));
+        Ok(ns)
+    }
+
+    /// Applies a request atomically; returns once it is durable.
+    pub async fn write(&self, namespace: &str, request: WriteRequest) -> Result<WriteResult> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly { namespace: namespace.to_owned() });
+        }
+        validate_namespace(namespace)?;
+        let bytes = request.validate(&self.options.limits).map_err(|e| Error::invalid(namespace, e))?;
+        let ns = self.namespace(namespace).await?;
+        submit(&ns, &self.options, request, bytes).await
+    }
+
+    /// The document `id`, if present.
+    pub async fn get(&self, namespace: &str, id: &str) -> Result<Option<Doc>> {
+        let ns = self.namespace(namespace).await?;
+        read::get(&ns.view(), namespace, id).await
+    }
+
+    /// Documents in id order within the range.
+    pub async fn scan(&self, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
+        let ns = self.namespace(namespace).await?;
+        read::scan(&ns.view(), namespace, range).await
+    }
+
+    /// A consistent view as of now.
+    pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
+        let ns = self.namespace(namespace).await?;
+        Ok(Snapshot { namespace: namespace.to_owned(), view: ns.view() })
+    }
+
+    /// Catches up with every write acknowledged (by any process) before
+    /// this call began: a newer manifest and newer WAL records.
+    pub async fn refresh(&self, namespace: &str) -> Result<()> {
+        let ns = self.namespace(namespace).await?;
+        let _mutator = ns.commit.lock().await;
+        ns.catch_up().await
+    }
+
+    /// Figures of a namespace.
+    pub async fn stats(&self, namespace: &str) -> Result<Stats> {
+        let ns = self.namespace(namespace).await?;
+        let s = ns.lock_state();
+        let memtable_bytes = read_lock(&s.memtable).bytes() as u64;
+        let mut segments = BTreeMap::new();
+        for seg in &s.manifest.segments {
+            *segments.entry(seg.level).or_insert(0) += 1;
+        }
+        let segment_bytes: u64 = s.manifest.segments.iter().map(|m| m.object_bytes).sum();
+        Ok(Stats {
+            namespace: namespace.to_owned(),
+            manifest_version: s.manifest.version,
+            last_applied_lsn: s.manifest.last_applied_lsn,
+            last_lsn: s.last_lsn,
+            wal_objects: s.last_lsn.saturating_sub(s.manifest.last_applied_lsn),
+            segments,
+            bytes: segment_bytes + memtable_bytes,
+            memtable_bytes,
+            last_version: s.last_version,
+            writer_epoch: s.manifest.writer_epoch,
+        })
+    }
+
+    /// Names of the namespaces in the bucket, sorted.
+    pub async fn namespaces(&self) -> Result<Vec<String>> {
+        let listed = list_all(self.store.as_ref(), NAMESPACES_PREFIX).await?;
+        let mut names: Vec<String> = listed
+            .iter()
+            .filter_map(|o| o.key.strip_prefix(NAMESPACES_PREFIX)?.split('/').next().map(str::to_owned))
+            .filter(|n| validate_namespace(n).is_ok())
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Waits for in-flight commits to finish, then closes.
+    pub async fn close(self) -> Result<()> {
+        let map = self.namespaces.lock().await;
+        for ns in map.values() {
+            drop(ns.commit.lock().await);
+        }
+        Ok(())
+    }
+}

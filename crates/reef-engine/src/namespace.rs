@@ -1,0 +1,271 @@
+//! One namespace's in-memory state and how it is rebuilt from the bucket.
+//!
+//! Recovery (DESIGN §3.5) = newest manifest + replay, in LSN order, of every
+//! WAL object after `manifest.last_applied_lsn`. The same catch-up serves
+//! `refresh()` and a writer that lost an LSN race: it applies whatever
+//! other writers committed. Replay is deterministic because WAL records
+//! hold resolved entries.
+//!
+//! Invariants: `last_lsn` is the newest WAL record applied, and every
+//! record `<= last_lsn` is applied exactly once; LSNs after the manifest's
+//! are contiguous (a hole is an error naming the missing object, never
+//! skipped); versions strictly increase across records.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use reef_format::{Manifest, WalRecord, WriteSummary};
+use reef_manifest::store::DynStore;
+use reef_manifest::{BlockCache, Layout, ManifestStore, Objects, SegmentReader};
+
+use crate::error::{Error, Result};
+use crate::memtable::Memtable;
+
+/// A committed idempotency key.
+#[derive(Clone, Debug)]
+pub(crate) struct IdemEntry {
+    pub fingerprint: u128,
+    pub summary: WriteSummary,
+    pub committed_at_ms: u64,
+}
+
+/// What a namespace knows; handles are `Arc`s so readers take a consistent
+/// view without holding the lock.
+pub(crate) struct State {
+    pub manifest: Arc<Manifest>,
+    pub segments: Arc<Vec<Arc<SegmentReader>>>,
+    pub memtable: Arc<RwLock<Memtable>>,
+    pub last_lsn: u64,
+    pub last_version: u64,
+    pub idempotency: HashMap<String, IdemEntry>,
+    idempotency_pruned_len: usize,
+}
+
+/// A namespace served by an engine.
+pub(crate) struct Namespace {
+    pub name: String,
+    pub layout: Layout,
+    pub manifests: ManifestStore,
+    pub objects: Objects,
+    pub store: DynStore,
+    pub cache: Arc<BlockCache>,
+    pub state: Mutex<State>,
+    /// Held by the group-commit leader and by `refresh`: one mutator.
+    pub commit: tokio::sync::Mutex<()>,
+    /// Wakes writers waiting for memtable room.
+    pub room: tokio::sync::Notify,
+    pub queue: Mutex<crate::commit::Queue>,
+}
+
+/// A consistent read view.
+#[derive(Clone)]
+pub(crate) struct View {
+    pub segments: Arc<Vec<Arc<SegmentReader>>>,
+    pub memtable: Arc<RwLock<Memtable>>,
+    pub at: u64,
+}
+
+pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Writers finish every mutation before releasing the lock, so a panic
+    // elsewhere cannot leave the memtable half-updated: poison is benign.
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+pub(crate) fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Namespace {
+    /// Opens (recovers) a namespace from the bucket.
+    pub async fn open(name: &str, store: DynStore, cache: Arc<BlockCache>) -> Result<Namespace> {
+        let layout = Layout::new(name)?;
+        let manifests = ManifestStore::new(Arc::clone(&store), layout.clone());
+        let manifest = manifests.load_current().await?.unwrap_or_default();
+        let segments = open_segments(&store, &layout, &manifest, &cache).await?;
+        let idempotency = manifest
+            .idempotency
+            .iter()
+            .map(|r| {
+                (r.key.clone(), IdemEntry {
+                    fingerprint: r.fingerprint,
+                    summary: r.summary.clone(),
+                    committed_at_ms: r.committed_at_ms,
+                })
+            })
+            .collect();
+        let state = State {
+            last_lsn: manifest.last_applied_lsn,
+            last_version: manifest.last_version,
+            manifest: Arc::new(manifest),
+            segments: Arc::new(segments),
+            memtable: Arc::default(),
+            idempotency,
+            idempotency_pruned_len: 0,
+        };
+        let ns = Namespace {
+            name: name.to_owned(),
+            objects: Objects::new(Arc::clone(&store), layout.clone()),
+            layout,
+            manifests,
+            store,
+            cache,
+            state: Mutex::new(state),
+            commit: tokio::sync::Mutex::new(()),
+            room: tokio::sync::Notify::new(),
+            queue: Mutex::default(),
+        };
+        ns.catch_up().await?;
+        Ok(ns)
+    }
+
+    pub fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every mutation of State completes under the guard; see read_lock.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A view of everything applied so far.
+    pub fn view(&self) -> View {
+        let s = self.lock_state();
+        View {
+            segments: Arc::clone(&s.segments),
+            memtable: Arc::clone(&s.memtable),
+            at: s.last_version,
+        }
+    }
+
+    /// Applies every WAL record committed after our `last_lsn` (and a newer
+    /// manifest, if one was committed). Callers hold `commit` or are
+    /// opening.
+    pub async fn catch_up(&self) -> Result<()> {
+        self.adopt_newer_manifest().await?;
+        let last = self.lock_state().last_lsn;
+        let lsns = self.objects.list_wal(last).await?;
+        for (i, lsn) in lsns.iter().enumerate() {
+            let expected = last + 1 + i as u64;
+            if *lsn != expected {
+                return Err(self.inconsistent(format!(
+                    "WAL hole: {} is missing but {} exists",
+                    self.layout.wal_key(expected),
+                    self.layout.wal_key(*lsn)
+                )));
+            }
+            let record = self.objects.get_wal(*lsn).await?.ok_or_else(|| {
+                self.inconsistent(format!("{} vanished while being replayed", self.layout.wal_key(*lsn)))
+            })?;
+            self.apply(&record)?;
+        }
+        Ok(())
+    }
+
+    /// Adopts a manifest newer than ours: its segments replace the folded
+    /// part of the memtable, which is switched, never edited, so views
+    /// taken before keep theirs.
+    async fn adopt_newer_manifest(&self) -> Result<()> {
+        let ours = self.lock_state().manifest.version;
+        let Some(newer) = self.manifests.load_current().await? else { return Ok(()) };
+        if newer.version <= ours {
+            return Ok(());
+        }
+        let segments = open_segments(&self.store, &self.layout, &newer, &self.cache).await?;
+        let mut s = self.lock_state();
+        let old = Arc::clone(&s.memtable);
+        let mut kept = Memtable::default();
+        for e in read_lock(&old).range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded) {
+            if e.version > newer.last_version {
+                kept.insert(e);
+            }
+        }
+        s.memtable = Arc::new(RwLock::new(kept));
+        s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
+        s.last_version = s.last_version.max(newer.last_version);
+        for r in &newer.idempotency {
+            s.idempotency.entry(r.key.clone()).or_insert_with(|| IdemEntry {
+                fingerprint: r.fingerprint,
+                summary: r.summary.clone(),
+                committed_at_ms: r.committed_at_ms,
+            });
+        }
+        s.segments = Arc::new(segments);
+        s.manifest = Arc::new(newer);
+        drop(s);
+        self.room.notify_waiters();
+        Ok(())
+    }
+
+    /// Applies one durable WAL record (ours or another writer's).
+    pub fn apply(&self, record: &WalRecord) -> Result<()> {
+        let mut s = self.lock_state();
+        if record.lsn != s.last_lsn + 1 {
+            return Err(self.inconsistent(format!(
+                "{} applied after lsn {}",
+                self.layout.wal_key(record.lsn),
+                s.last_lsn
+            )));
+        }
+        if let Some(first) = record.entries().next() {
+            if first.version <= s.last_version {
+                return Err(self.inconsistent(format!(
+                    "{} reuses version {} (last was {})",
+                    self.layout.wal_key(record.lsn),
+                    first.version,
+                    s.last_version
+                )));
+            }
+        }
+        {
+            let mut mem = write_lock(&s.memtable);
+            for e in record.entries() {
+                mem.insert(e.clone());
+            }
+        }
+        if let Some(last) = record.entries().last() {
+            s.last_version = last.version;
+        }
+        for req in &record.requests {
+            if let Some(key) = &req.idempotency_key {
+                s.idempotency.insert(key.clone(), IdemEntry {
+                    fingerprint: req.fingerprint,
+                    summary: req.summary(record.lsn),
+                    committed_at_ms: record.timestamp_ms,
+                });
+            }
+        }
+        s.last_lsn = record.lsn;
+        Ok(())
+    }
+
+    /// Drops idempotency keys past retention, amortised: only when the map
+    /// has doubled since the last pass.
+    pub fn prune_idempotency(&self, now_ms: u64, retention_ms: u64) {
+        let mut s = self.lock_state();
+        if s.idempotency.len() < 2 * s.idempotency_pruned_len + 1024 {
+            return;
+        }
+        let cutoff = now_ms.saturating_sub(retention_ms);
+        s.idempotency.retain(|_, e| e.committed_at_ms >= cutoff);
+        s.idempotency_pruned_len = s.idempotency.len();
+    }
+
+    pub fn inconsistent(&self, reason: String) -> Error {
+        Error::Inconsistent {
+            namespace: self.name.clone(),
+            reason,
+        }
+    }
+}
+
+async fn open_segments(
+    store: &DynStore,
+    layout: &Layout,
+    manifest: &Manifest,
+    cache: &Arc<BlockCache>,
+) -> Result<Vec<Arc<SegmentReader>>> {
+    let mut out = Vec::with_capacity(manifest.segments.len());
+    for meta in &manifest.segments {
+        let key = layout.segment_key(meta.id);
+        let reader =
+            SegmentReader::open(Arc::clone(store), &key, Some(meta.object_bytes), Arc::clone(cache)).await?;
+        out.push(Arc::new(reader));
+    }
+    Ok(out)
+}
