@@ -92,6 +92,7 @@ async fn tour(dir: &Path) -> Result<()> {
     let record = WalRecord {
         lsn,
         writer_epoch: base.writer_epoch.max(1),
+        writer_id: std::process::id().into(),
         timestamp_ms: 0,
         requests: vec![WalRequest {
             idempotency_key: request.idempotency_key.clone(),
@@ -113,6 +114,7 @@ async fn tour(dir: &Path) -> Result<()> {
     );
     let zombie = WalRecord {
         writer_epoch: 0,
+        writer_id: 0,
         ..record.clone()
     };
     let outcome = objects.put_wal(&zombie).await?;

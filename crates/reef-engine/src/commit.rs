@@ -103,7 +103,12 @@ pub(crate) async fn submit(
     let (tx, rx) = oneshot::channel();
     let become_leader = {
         let mut q = lock_queue(ns);
-        q.pending.push_back(Pending { req, bytes, fingerprint, tx });
+        q.pending.push_back(Pending {
+            req,
+            bytes,
+            fingerprint,
+            tx,
+        });
         !std::mem::replace(&mut q.leader, true)
     };
     if become_leader {
@@ -143,7 +148,8 @@ async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
             let mut bytes = 0;
             while let Some(next) = q.pending.front() {
                 let fits = batch.is_empty()
-                    || (batch.len() < opts.group_requests_max && bytes + next.bytes <= opts.group_bytes_max);
+                    || (batch.len() < opts.group_requests_max
+                        && bytes + next.bytes <= opts.group_bytes_max);
                 if !fits {
                     break;
                 }
@@ -199,6 +205,7 @@ async fn commit_batch(
         let record = WalRecord {
             lsn,
             writer_epoch: epoch,
+            writer_id: ns.writer_id,
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
@@ -219,7 +226,10 @@ async fn commit_batch(
             Err(e) => return fail_all(reqs.len(), &e),
         }
     }
-    let e = Error::Contention { namespace: ns.name.clone(), attempts: opts.lsn_race_retries_max };
+    let e = Error::Contention {
+        namespace: ns.name.clone(),
+        attempts: opts.lsn_race_retries_max,
+    };
     fail_all(reqs.len(), &e)
 }
 
@@ -231,10 +241,15 @@ async fn plan(
     fingerprints: &[u128],
 ) -> Result<(Vec<Outcome>, Vec<WalRequest>)> {
     let view = ns.view();
-    let ids: HashSet<&str> = reqs.iter().flat_map(|r| r.ops.iter().map(|o| o.id.as_str())).collect();
+    let ids: HashSet<&str> = reqs
+        .iter()
+        .flat_map(|r| r.ops.iter().map(|o| o.id.as_str()))
+        .collect();
     let mut base: HashMap<String, Current> = HashMap::with_capacity(ids.len());
     for id in ids {
-        let cur = read::latest(&view, id).await?.and_then(|e| e.doc().cloned().map(|d| (e.version, d)));
+        let cur = read::latest(&view, id)
+            .await?
+            .and_then(|e| e.doc().cloned().map(|d| (e.version, d)));
         base.insert(id.to_owned(), cur);
     }
     let (mut next_version, committed): (u64, HashMap<String, (u128, WriteSummary)>) = {
@@ -242,7 +257,11 @@ async fn plan(
         let keys = reqs
             .iter()
             .filter_map(|r| r.idempotency_key.as_ref())
-            .filter_map(|k| s.idempotency.get(k).map(|e| (k.clone(), (e.fingerprint, e.summary.clone()))))
+            .filter_map(|k| {
+                s.idempotency
+                    .get(k)
+                    .map(|e| (k.clone(), (e.fingerprint, e.summary.clone())))
+            })
             .collect();
         (s.last_version + 1, keys)
     };
@@ -252,11 +271,23 @@ async fn plan(
     let mut outcomes = Vec::with_capacity(reqs.len());
     for (i, (req, fp)) in reqs.iter().zip(fingerprints).enumerate() {
         if let Some(key) = &req.idempotency_key {
-            let conflict =
-                || Outcome::Rejected(Error::IdempotencyConflict { namespace: ns.name.clone(), key: key.clone() });
+            let conflict = || {
+                Outcome::Rejected(Error::IdempotencyConflict {
+                    namespace: ns.name.clone(),
+                    key: key.clone(),
+                })
+            };
             let seen = match (committed.get(key), in_batch.get(key.as_str())) {
-                (Some((f, s)), _) => Some(if f == fp { Outcome::Replay(s.clone()) } else { conflict() }),
-                (None, Some((f, j))) => Some(if f == fp { Outcome::SameAs(*j) } else { conflict() }),
+                (Some((f, s)), _) => Some(if f == fp {
+                    Outcome::Replay(s.clone())
+                } else {
+                    conflict()
+                }),
+                (None, Some((f, j))) => Some(if f == fp {
+                    Outcome::SameAs(*j)
+                } else {
+                    conflict()
+                }),
                 (None, None) => None,
             };
             if let Some(outcome) = seen {
@@ -264,7 +295,15 @@ async fn plan(
                 continue;
             }
         }
-        match resolve(&ns.name, req, *fp, &base, &mut overlay, &mut next_version, &opts.limits) {
+        match resolve(
+            &ns.name,
+            req,
+            *fp,
+            &base,
+            &mut overlay,
+            &mut next_version,
+            &opts.limits,
+        ) {
             Ok(w) => {
                 if let Some(key) = &req.idempotency_key {
                     in_batch.insert(key.as_str(), (*fp, i));
@@ -331,17 +370,28 @@ fn fail_all(n: usize, e: &Error) -> Vec<Result<WriteResult>> {
 /// Rejections are plain data; copy them per request.
 fn clone_rejection(e: &Error) -> Error {
     match e {
-        Error::PreconditionFailed { namespace, op_index, id, expected, actual } => Error::PreconditionFailed {
+        Error::PreconditionFailed {
+            namespace,
+            op_index,
+            id,
+            expected,
+            actual,
+        } => Error::PreconditionFailed {
             namespace: namespace.clone(),
             op_index: *op_index,
             id: id.clone(),
             expected: expected.clone(),
             actual: actual.clone(),
         },
-        Error::IdempotencyConflict { namespace, key } => {
-            Error::IdempotencyConflict { namespace: namespace.clone(), key: key.clone() }
-        }
-        Error::Invalid { namespace, field, reason } => Error::Invalid {
+        Error::IdempotencyConflict { namespace, key } => Error::IdempotencyConflict {
+            namespace: namespace.clone(),
+            key: key.clone(),
+        },
+        Error::Invalid {
+            namespace,
+            field,
+            reason,
+        } => Error::Invalid {
             namespace: namespace.clone(),
             field: field.clone(),
             reason: reason.clone(),
@@ -354,15 +404,20 @@ fn clone_rejection(e: &Error) -> Error {
 /// errors are not `Clone`; their kind and text are what callers act on.
 fn clone_failure(e: &Error) -> Error {
     match e {
-        Error::Contention { namespace, attempts } => {
-            Error::Contention { namespace: namespace.clone(), attempts: *attempts }
-        }
-        Error::Inconsistent { namespace, reason } => {
-            Error::Inconsistent { namespace: namespace.clone(), reason: reason.clone() }
-        }
-        Error::PreconditionFailed { .. } | Error::IdempotencyConflict { .. } | Error::Invalid { .. } => {
-            clone_rejection(e)
-        }
+        Error::Contention {
+            namespace,
+            attempts,
+        } => Error::Contention {
+            namespace: namespace.clone(),
+            attempts: *attempts,
+        },
+        Error::Inconsistent { namespace, reason } => Error::Inconsistent {
+            namespace: namespace.clone(),
+            reason: reason.clone(),
+        },
+        Error::PreconditionFailed { .. }
+        | Error::IdempotencyConflict { .. }
+        | Error::Invalid { .. } => clone_rejection(e),
         other => Error::Store(reef_manifest::Error::Backend {
             op: "commit",
             key: String::new(),

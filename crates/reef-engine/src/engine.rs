@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use reef_format::WriteRequest;
+use reef_manifest::BlockCache;
 use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
 use reef_manifest::store::{DynStore, list_all};
-use reef_manifest::BlockCache;
 
 use crate::commit::{WriteResult, submit};
 use crate::error::{Error, Result};
@@ -74,14 +74,19 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("store", &self.store).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
 impl Engine {
     /// An engine over `store`. Namespaces are opened on first use.
     pub async fn open(store: DynStore, options: EngineOptions) -> Result<Engine> {
-        options.limits.check().map_err(|e| Error::invalid("(engine)", e))?;
+        options
+            .limits
+            .check()
+            .map_err(|e| Error::invalid("(engine)", e))?;
         Ok(Engine {
             cache: Arc::new(BlockCache::new(options.block_cache_bytes)),
             store,
@@ -96,7 +101,9 @@ impl Engine {
         if let Some(ns) = map.get(name) {
             return Ok(Arc::clone(ns));
         }
-        let ns = Arc::new(Namespace::open(name, Arc::clone(&self.store), Arc::clone(&self.cache)).await?);
+        let ns = Arc::new(
+            Namespace::open(name, Arc::clone(&self.store), Arc::clone(&self.cache)).await?,
+        );
         map.insert(name.to_owned(), Arc::clone(&ns));
         Ok(ns)
     }
@@ -104,10 +111,14 @@ impl Engine {
     /// Applies a request atomically; returns once it is durable.
     pub async fn write(&self, namespace: &str, request: WriteRequest) -> Result<WriteResult> {
         if self.options.read_only {
-            return Err(Error::ReadOnly { namespace: namespace.to_owned() });
+            return Err(Error::ReadOnly {
+                namespace: namespace.to_owned(),
+            });
         }
         validate_namespace(namespace)?;
-        let bytes = request.validate(&self.options.limits).map_err(|e| Error::invalid(namespace, e))?;
+        let bytes = request
+            .validate(&self.options.limits)
+            .map_err(|e| Error::invalid(namespace, e))?;
         let ns = self.namespace(namespace).await?;
         submit(&ns, &self.options, request, bytes).await
     }
@@ -127,7 +138,10 @@ impl Engine {
     /// A consistent view as of now.
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
-        Ok(Snapshot { namespace: namespace.to_owned(), view: ns.view() })
+        Ok(Snapshot {
+            namespace: namespace.to_owned(),
+            view: ns.view(),
+        })
     }
 
     /// Catches up with every write acknowledged (by any process) before
@@ -167,7 +181,13 @@ impl Engine {
         let listed = list_all(self.store.as_ref(), NAMESPACES_PREFIX).await?;
         let mut names: Vec<String> = listed
             .iter()
-            .filter_map(|o| o.key.strip_prefix(NAMESPACES_PREFIX)?.split('/').next().map(str::to_owned))
+            .filter_map(|o| {
+                o.key
+                    .strip_prefix(NAMESPACES_PREFIX)?
+                    .split('/')
+                    .next()
+                    .map(str::to_owned)
+            })
             .filter(|n| validate_namespace(n).is_ok())
             .collect();
         names.dedup();

@@ -42,7 +42,9 @@ pub enum Error {
         reason: String,
     },
     /// A precondition failed; nothing of the request was applied.
-    #[error("namespace {namespace}: precondition failed at ops[{op_index}] (id {id:?}): expected {expected}, found {actual}")]
+    #[error(
+        "namespace {namespace}: precondition failed at ops[{op_index}] (id {id:?}): expected {expected}, found {actual}"
+    )]
     PreconditionFailed {
         /// The namespace.
         namespace: String,
@@ -56,7 +58,9 @@ pub enum Error {
         actual: String,
     },
     /// An idempotency key was reused with different ops.
-    #[error("namespace {namespace}: idempotency key {key:?} was already used for a different request")]
+    #[error(
+        "namespace {namespace}: idempotency key {key:?} was already used for a different request"
+    )]
     IdempotencyConflict {
         /// The namespace.
         namespace: String,
@@ -64,7 +68,9 @@ pub enum Error {
         key: String,
     },
     /// Other writers kept taking the next LSN; the request was not applied.
-    #[error("namespace {namespace}: lost the race for the next WAL position {attempts} times; retry")]
+    #[error(
+        "namespace {namespace}: lost the race for the next WAL position {attempts} times; retry"
+    )]
     Contention {
         /// The namespace.
         namespace: String,
@@ -72,7 +78,9 @@ pub enum Error {
         attempts: u32,
     },
     /// Unfolded data exceeds the memory budget and did not drain in time.
-    #[error("namespace {namespace}: {memtable_bytes} bytes unfolded exceed the budget of {budget_bytes}; writes are waiting for a fold")]
+    #[error(
+        "namespace {namespace}: {memtable_bytes} bytes unfolded exceed the budget of {budget_bytes}; writes are waiting for a fold"
+    )]
     Overloaded {
         /// The namespace.
         namespace: String,
@@ -121,7 +129,9 @@ impl Error {
             Error::ReadOnly { .. } | Error::NoFlushHook { .. } => ErrorKind::Unsupported,
             Error::Inconsistent { .. } => ErrorKind::Corrupt,
             Error::Store(e) if e.is_transient() => ErrorKind::Transient,
-            Error::Store(reef_manifest::Error::Format(f)) | Error::Format(f) if f.is_corruption() => {
+            Error::Store(reef_manifest::Error::Format(f)) | Error::Format(f)
+                if f.is_corruption() =>
+            {
                 ErrorKind::Corrupt
             }
             Error::Store(reef_manifest::Error::Inconsistent { .. }) => ErrorKind::Corrupt,

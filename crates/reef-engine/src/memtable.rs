@@ -26,7 +26,11 @@ impl Memtable {
         if let Some(old) = self.map.insert((e.id.clone(), Reverse(e.version)), e.value) {
             // Re-inserting the same (id, version) replaces it (replay of a
             // record already applied); keep the byte count honest.
-            let old = Entry { id: e.id, version: e.version, value: old };
+            let old = Entry {
+                id: e.id,
+                version: e.version,
+                value: old,
+            };
             self.bytes -= old.payload_bytes();
         }
     }
@@ -39,8 +43,10 @@ impl Memtable {
     /// The newest entry of `id` with version `<= at`.
     pub fn get(&self, id: &str, at: u64) -> Option<Entry> {
         let start = (id.to_owned(), Reverse(at));
-        let ((found_id, Reverse(version)), value) =
-            self.map.range((Bound::Included(start), Bound::Unbounded)).next()?;
+        let ((found_id, Reverse(version)), value) = self
+            .map
+            .range((Bound::Included(start), Bound::Unbounded))
+            .next()?;
         (found_id == id).then(|| Entry {
             id: found_id.clone(),
             version: *version,
@@ -86,12 +92,19 @@ mod tests {
         assert_eq!(m.get("a", 4).unwrap().version, 1);
         assert!(m.get("a", 0).is_none());
         assert!(m.get("c", 10).is_none());
-        let ids: Vec<(String, u64)> =
-            m.range(Bound::Unbounded, Bound::Unbounded).into_iter().map(|e| (e.id, e.version)).collect();
+        let ids: Vec<(String, u64)> = m
+            .range(Bound::Unbounded, Bound::Unbounded)
+            .into_iter()
+            .map(|e| (e.id, e.version))
+            .collect();
         assert_eq!(ids, [("a".into(), 5), ("a".into(), 1), ("b".into(), 3)]);
         assert_eq!(m.range(Bound::Excluded("a"), Bound::Unbounded).len(), 1);
         let before = m.bytes();
         m.insert(Entry::put("b", 3, &b"\x08\0\0\0\0"[..]));
-        assert_eq!(m.bytes(), before, "replaying an entry does not double-count");
+        assert_eq!(
+            m.bytes(),
+            before,
+            "replaying an entry does not double-count"
+        );
     }
 }

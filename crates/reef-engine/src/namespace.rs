@@ -44,6 +44,8 @@ pub(crate) struct State {
 /// A namespace served by an engine.
 pub(crate) struct Namespace {
     pub name: String,
+    /// Random id of this writer instance, stamped on its WAL records.
+    pub writer_id: u64,
     pub layout: Layout,
     pub manifests: ManifestStore,
     pub objects: Objects,
@@ -86,11 +88,14 @@ impl Namespace {
             .idempotency
             .iter()
             .map(|r| {
-                (r.key.clone(), IdemEntry {
-                    fingerprint: r.fingerprint,
-                    summary: r.summary.clone(),
-                    committed_at_ms: r.committed_at_ms,
-                })
+                (
+                    r.key.clone(),
+                    IdemEntry {
+                        fingerprint: r.fingerprint,
+                        summary: r.summary.clone(),
+                        committed_at_ms: r.committed_at_ms,
+                    },
+                )
             })
             .collect();
         let state = State {
@@ -104,6 +109,7 @@ impl Namespace {
         };
         let ns = Namespace {
             name: name.to_owned(),
+            writer_id: fresh_writer_id(name),
             objects: Objects::new(Arc::clone(&store), layout.clone()),
             layout,
             manifests,
@@ -150,7 +156,10 @@ impl Namespace {
                 )));
             }
             let record = self.objects.get_wal(*lsn).await?.ok_or_else(|| {
-                self.inconsistent(format!("{} vanished while being replayed", self.layout.wal_key(*lsn)))
+                self.inconsistent(format!(
+                    "{} vanished while being replayed",
+                    self.layout.wal_key(*lsn)
+                ))
             })?;
             self.apply(&record)?;
         }
@@ -162,7 +171,9 @@ impl Namespace {
     /// taken before keep theirs.
     async fn adopt_newer_manifest(&self) -> Result<()> {
         let ours = self.lock_state().manifest.version;
-        let Some(newer) = self.manifests.load_current().await? else { return Ok(()) };
+        let Some(newer) = self.manifests.load_current().await? else {
+            return Ok(());
+        };
         if newer.version <= ours {
             return Ok(());
         }
@@ -179,11 +190,13 @@ impl Namespace {
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
         s.last_version = s.last_version.max(newer.last_version);
         for r in &newer.idempotency {
-            s.idempotency.entry(r.key.clone()).or_insert_with(|| IdemEntry {
-                fingerprint: r.fingerprint,
-                summary: r.summary.clone(),
-                committed_at_ms: r.committed_at_ms,
-            });
+            s.idempotency
+                .entry(r.key.clone())
+                .or_insert_with(|| IdemEntry {
+                    fingerprint: r.fingerprint,
+                    summary: r.summary.clone(),
+                    committed_at_ms: r.committed_at_ms,
+                });
         }
         s.segments = Arc::new(segments);
         s.manifest = Arc::new(newer);
@@ -202,8 +215,8 @@ impl Namespace {
                 s.last_lsn
             )));
         }
-        if let Some(first) = record.entries().next() {
-            if first.version <= s.last_version {
+        if let Some(first) = record.entries().next()
+            && first.version <= s.last_version {
                 return Err(self.inconsistent(format!(
                     "{} reuses version {} (last was {})",
                     self.layout.wal_key(record.lsn),
@@ -211,7 +224,6 @@ impl Namespace {
                     s.last_version
                 )));
             }
-        }
         {
             let mut mem = write_lock(&s.memtable);
             for e in record.entries() {
@@ -223,11 +235,14 @@ impl Namespace {
         }
         for req in &record.requests {
             if let Some(key) = &req.idempotency_key {
-                s.idempotency.insert(key.clone(), IdemEntry {
-                    fingerprint: req.fingerprint,
-                    summary: req.summary(record.lsn),
-                    committed_at_ms: record.timestamp_ms,
-                });
+                s.idempotency.insert(
+                    key.clone(),
+                    IdemEntry {
+                        fingerprint: req.fingerprint,
+                        summary: req.summary(record.lsn),
+                        committed_at_ms: record.timestamp_ms,
+                    },
+                );
             }
         }
         s.last_lsn = record.lsn;
@@ -254,6 +269,20 @@ impl Namespace {
     }
 }
 
+/// A writer id unlikely to repeat across processes, restarts and
+/// namespaces (time, pid, a counter and the name, hashed).
+fn fresh_writer_id(name: &str) -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = format!("{t}/{}/{n}/{name}", std::process::id());
+    seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
 async fn open_segments(
     store: &DynStore,
     layout: &Layout,
@@ -263,8 +292,13 @@ async fn open_segments(
     let mut out = Vec::with_capacity(manifest.segments.len());
     for meta in &manifest.segments {
         let key = layout.segment_key(meta.id);
-        let reader =
-            SegmentReader::open(Arc::clone(store), &key, Some(meta.object_bytes), Arc::clone(cache)).await?;
+        let reader = SegmentReader::open(
+            Arc::clone(store),
+            &key,
+            Some(meta.object_bytes),
+            Arc::clone(cache),
+        )
+        .await?;
         out.push(Arc::new(reader));
     }
     Ok(out)

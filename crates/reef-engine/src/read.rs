@@ -49,19 +49,24 @@ pub(crate) async fn latest(view: &View, id: &str) -> Result<Option<Entry>> {
         if id < f.min_id.as_str() || id > f.max_id.as_str() || f.min_version > view.at {
             continue;
         }
-        if let Some(e) = seg.get(id, view.at).await? {
-            if best.as_ref().is_none_or(|b| e.version > b.version) {
+        if let Some(e) = seg.get(id, view.at).await?
+            && best.as_ref().is_none_or(|b| e.version > b.version) {
                 best = Some(e);
             }
-        }
     }
     Ok(best)
 }
 
 pub(crate) fn to_doc(e: Entry, object: &str) -> Result<Option<Doc>> {
-    let Some(bytes) = e.doc() else { return Ok(None) };
+    let Some(bytes) = e.doc() else {
+        return Ok(None);
+    };
     let doc = decode_document(bytes, object)?;
-    Ok(Some(Doc { id: e.id, version: e.version, doc }))
+    Ok(Some(Doc {
+        id: e.id,
+        version: e.version,
+        doc,
+    }))
 }
 
 /// The visible document `id`, if any.
@@ -86,10 +91,17 @@ pub(crate) async fn scan(view: &View, namespace: &str, range: &ScanRange) -> Res
         (None, None) => None,
     };
     let from = lower.map_or(Bound::Unbounded, Bound::Included);
-    let to = range.to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let to = range
+        .to
+        .as_deref()
+        .map_or(Bound::Unbounded, Bound::Excluded);
     type Run = std::vec::IntoIter<Result<Entry, FormatError>>;
     let mut runs: Vec<Run> = Vec::with_capacity(view.segments.len() + 1);
-    let mem: Vec<Result<Entry, FormatError>> = read_lock(&view.memtable).range(from, to).into_iter().map(Ok).collect();
+    let mem: Vec<Result<Entry, FormatError>> = read_lock(&view.memtable)
+        .range(from, to)
+        .into_iter()
+        .map(Ok)
+        .collect();
     runs.push(mem.into_iter());
     for seg in view.segments.iter() {
         let entries = seg.scan(from, to, usize::MAX).await?;
@@ -98,14 +110,13 @@ pub(crate) async fn scan(view: &View, namespace: &str, range: &ScanRange) -> Res
     let mut out = Vec::new();
     for e in MergeIter::visible(runs, view.at, Tombstones::Hide) {
         let e = e?;
-        if let Some(p) = &range.prefix {
-            if !e.id.starts_with(p.as_str()) {
+        if let Some(p) = &range.prefix
+            && !e.id.starts_with(p.as_str()) {
                 if e.id.as_str() > p.as_str() {
                     break;
                 }
                 continue;
             }
-        }
         if let Some(doc) = to_doc(e, namespace)? {
             out.push(doc);
             if out.len() >= limit {

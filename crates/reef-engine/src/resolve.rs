@@ -13,8 +13,8 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use reef_format::{
-    Limits, OpKind, Precondition, WalOp, WalRequest, WriteRequest, decode_document,
-    encode_document, merge_patch, Entry,
+    Entry, Limits, OpKind, Precondition, WalOp, WalRequest, WriteRequest, decode_document,
+    encode_document, merge_patch,
 };
 
 use crate::error::{Error, Result};
@@ -90,7 +90,8 @@ pub(crate) fn resolve(
                 merge_patch(&mut doc, patch);
                 // A patch can grow a document past the limit.
                 Some(Bytes::from(
-                    encode_document(&doc, limits).map_err(|e| relabel(namespace, e, &doc_field()))?,
+                    encode_document(&doc, limits)
+                        .map_err(|e| relabel(namespace, e, &doc_field()))?,
                 ))
             }
             (OpKind::Patch | OpKind::Delete, None, _) => {
@@ -111,7 +112,10 @@ pub(crate) fn resolve(
             None => Entry::delete(op.id.clone(), version),
         };
         mine.insert(op.id.clone(), new.map(|b| (version, b)));
-        ops.push(WalOp { kind: op.kind, entry });
+        ops.push(WalOp {
+            kind: op.kind,
+            entry,
+        });
         version += 1;
     }
     overlay.ids.extend(mine);
@@ -126,7 +130,10 @@ pub(crate) fn resolve(
 
 fn relabel(namespace: &str, e: reef_format::FormatError, field: &str) -> Error {
     match e {
-        reef_format::FormatError::Invalid { field: inner, reason } => Error::Invalid {
+        reef_format::FormatError::Invalid {
+            field: inner,
+            reason,
+        } => Error::Invalid {
             namespace: namespace.to_owned(),
             field: format!("{field}{}", inner.strip_prefix("doc").unwrap_or(&inner)),
             reason,
@@ -145,7 +152,12 @@ mod tests {
     }
 
     fn op(kind: OpKind, id: &str, d: Option<Document>, p: Option<Precondition>) -> Op {
-        Op { kind, id: id.into(), doc: d, precondition: p }
+        Op {
+            kind,
+            id: id.into(),
+            doc: d,
+            precondition: p,
+        }
     }
 
     #[test]
@@ -156,8 +168,18 @@ mod tests {
         let limits = Limits::default();
         let req = WriteRequest {
             ops: vec![
-                op(OpKind::Upsert, "a", Some(doc(1)), Some(Precondition::Absent)),
-                op(OpKind::Patch, "a", Some(doc(2)), Some(Precondition::Version(10))),
+                op(
+                    OpKind::Upsert,
+                    "a",
+                    Some(doc(1)),
+                    Some(Precondition::Absent),
+                ),
+                op(
+                    OpKind::Patch,
+                    "a",
+                    Some(doc(2)),
+                    Some(Precondition::Version(10)),
+                ),
                 op(OpKind::Delete, "missing", None, None),
             ],
             idempotency_key: None,
@@ -169,14 +191,24 @@ mod tests {
         let bad = WriteRequest {
             ops: vec![
                 op(OpKind::Upsert, "b", Some(doc(1)), None),
-                op(OpKind::Upsert, "a", Some(doc(3)), Some(Precondition::Version(10))),
+                op(
+                    OpKind::Upsert,
+                    "a",
+                    Some(doc(3)),
+                    Some(Precondition::Version(10)),
+                ),
             ],
             idempotency_key: None,
         };
         let err = resolve("ns", &bad, 0, &base, &mut overlay, &mut next, &limits).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("ops[1]") && text.contains("expected version 10") && text.contains("exists at version 11"), "{text}");
+        assert!(
+            text.contains("ops[1]")
+                && text.contains("expected version 10")
+                && text.contains("exists at version 11"),
+            "{text}"
+        );
         assert_eq!(next, 12, "a rejected request spends no versions");
-        assert!(overlay.ids.get("b").is_none(), "and leaves no effects");
+        assert!(!overlay.ids.contains_key("b"), "and leaves no effects");
     }
 }

@@ -56,6 +56,7 @@ fn wal_record(n: u64) -> WalRecord {
     WalRecord {
         lsn: 1,
         writer_epoch: 1,
+        writer_id: 7,
         timestamp_ms: 0,
         requests: vec![WalRequest {
             idempotency_key: None,

@@ -92,6 +92,10 @@ pub struct WalRecord {
     pub lsn: u64,
     /// Epoch of the writer that committed it (DESIGN §3.2 fencing).
     pub writer_epoch: u64,
+    /// Random id of the writer instance. Two writers never produce the
+    /// same record bytes, so a writer that finds its LSN taken can tell
+    /// its own earlier attempt (response lost) from another's record.
+    pub writer_id: u64,
     /// Writer's wall clock at commit, milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
     /// The requests, in commit order.
@@ -118,6 +122,7 @@ impl WalRecord {
         let mut w = Writer::with_capacity(256);
         w.u64(self.lsn);
         w.u64(self.writer_epoch);
+        w.u64(self.writer_id);
         w.u64(self.timestamp_ms);
         w.bytes(&self.setsum().to_bytes());
         // `check` proved every length and count fits its field, so the
@@ -156,6 +161,7 @@ impl WalRecord {
         let mut r = Reader::new(body, ObjectKind::Wal, object, base);
         let lsn = r.u64("lsn")?;
         let writer_epoch = r.u64("writer_epoch")?;
+        let writer_id = r.u64("writer_id")?;
         let timestamp_ms = r.u64("timestamp_ms")?;
         let stored_setsum = r.fixed::<SETSUM_BYTES>("setsum")?;
         let stored_setsum = Setsum::from_bytes(&stored_setsum, ObjectKind::Wal, object)?;
@@ -169,6 +175,7 @@ impl WalRecord {
         let record = WalRecord {
             lsn,
             writer_epoch,
+            writer_id,
             timestamp_ms,
             requests,
         };
@@ -296,6 +303,7 @@ mod tests {
         WalRecord {
             lsn: 7,
             writer_epoch: 2,
+            writer_id: 0x5eed,
             timestamp_ms: 1_700_000_000_000,
             requests: vec![
                 WalRequest {

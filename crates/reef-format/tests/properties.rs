@@ -92,6 +92,7 @@ fn wal_record() -> impl Strategy<Value = WalRecord> {
         .prop_map(|(lsn, epoch, ts, requests, mut version)| WalRecord {
             lsn,
             writer_epoch: epoch,
+            writer_id: epoch.rotate_left(17),
             timestamp_ms: ts,
             requests: requests
                 .into_iter()

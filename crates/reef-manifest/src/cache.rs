@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use reef_format::segment::Block;
 
-/// Identifies a block: the segment's object key and the block number.
-pub type BlockKey = (Arc<str>, usize);
+/// Identifies a block: the segment's object key, a fingerprint of the
+/// segment's identity (length and content digest: a key reused for other
+/// bytes never hits stale blocks), and the block number.
+pub type BlockKey = (Arc<str>, u64, usize);
 
 /// Hit and miss counters and occupancy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -108,27 +108,37 @@ impl Pins {
     /// was released or reclaimed; then the snapshot is no longer pinned.
     pub async fn renew(&self, handle: &mut LeaseHandle, ttl_ms: u64) -> Result<()> {
         let now = self.clock.now_ms();
+        let gone = || Error::LeaseGone {
+            namespace: self.layout.namespace().to_owned(),
+            id: handle.id.clone(),
+        };
+        // An expired lease may already be judged collectable by a GC: it
+        // is not revived, even if its object is still there.
+        if now >= handle.lease.expires_at_ms {
+            return Err(gone());
+        }
         let lease = Lease {
             renewed_at_ms: now,
             expires_at_ms: now.saturating_add(ttl_ms),
             ..handle.lease.clone()
         };
         let key = self.layout.lease_key(&handle.id);
-        match self
+        let bytes = Bytes::from(lease.encode()?);
+        let tag = match self
             .store
-            .put_if_match(&key, Bytes::from(lease.encode()?), &handle.tag)
+            .put_if_match(&key, bytes.clone(), &handle.tag)
             .await?
         {
-            PutOutcome::Written(tag) => {
-                handle.lease = lease;
-                handle.tag = tag;
-                Ok(())
-            }
-            PutOutcome::ConditionFailed => Err(Error::LeaseGone {
-                namespace: self.layout.namespace().to_owned(),
-                id: handle.id.clone(),
-            }),
-        }
+            PutOutcome::Written(tag) => tag,
+            // Our earlier attempt landed and only its response was lost.
+            PutOutcome::ConditionFailed => match self.store.get(&key).await? {
+                Some(obj) if obj.bytes == bytes => obj.tag,
+                _ => return Err(gone()),
+            },
+        };
+        handle.lease = lease;
+        handle.tag = tag;
+        Ok(())
     }
 
     /// Releases a lease.

@@ -96,17 +96,27 @@ impl ManifestStore {
 
     /// The newest committed manifest, or `None` for a namespace with none.
     pub async fn load_current(&self) -> Result<Option<Manifest>> {
-        let mut current = match self.head().await? {
-            Some((version, _)) => Some(self.load(version).await?.ok_or_else(|| {
-                self.inconsistent(format!(
-                    "HEAD points at manifest {version}, which does not exist"
-                ))
-            })?),
-            // No HEAD: a new namespace, or a first committer that died
-            // before writing HEAD. A LIST settles which.
+        let from_head = match self.head().await? {
+            Some((version, _)) => self.load(version).await?,
+            None => None,
+        };
+        let mut current = match from_head {
+            Some(m) => Some(m),
+            // No HEAD (a new namespace, or a first committer that died
+            // before writing it), or HEAD names a version that is gone (a
+            // lagging HEAD whose version was collected): a LIST settles it.
             None => match self.list_versions().await?.last() {
-                Some(&v) => self.load(v).await?,
-                None => None,
+                Some(&v) => Some(self.load(v).await?.ok_or_else(|| {
+                    self.inconsistent(format!("manifest {v} was listed but cannot be read"))
+                })?),
+                None => match self.head().await? {
+                    Some((version, _)) => {
+                        return Err(self.inconsistent(format!(
+                            "HEAD points at manifest {version}, but no manifest exists"
+                        )));
+                    }
+                    None => None,
+                },
             },
         };
         // Roll forward past versions committed after HEAD was last moved.
@@ -126,8 +136,11 @@ impl ManifestStore {
         let bytes = Bytes::from(manifest.encode()?);
         // Check twice: what we are about to commit must decode.
         Manifest::decode(&bytes, &key)?;
-        match self.store.put_if_absent(&key, bytes).await? {
+        match self.store.put_if_absent(&key, bytes.clone()).await? {
             PutOutcome::Written(_) => {}
+            // Ours if an earlier attempt landed and only its response was
+            // lost: the bytes say whose it is.
+            PutOutcome::ConditionFailed if self.holds(&key, &bytes).await? => {}
             PutOutcome::ConditionFailed => {
                 return Err(Error::ManifestConflict {
                     namespace: self.layout.namespace().to_owned(),
@@ -135,11 +148,22 @@ impl ManifestStore {
                 });
             }
         }
-        let head_advanced = self.advance_head(manifest.version).await?;
+        // The commit stands from here on. Moving HEAD only saves readers a
+        // probe (they roll forward), so failing to move it is reported, not
+        // raised: a caller must never treat a committed version as lost.
+        let head_advanced = self.advance_head(manifest.version).await.unwrap_or(false);
         Ok(Committed {
             version: manifest.version,
             head_advanced,
         })
+    }
+
+    async fn holds(&self, key: &str, bytes: &[u8]) -> Result<bool> {
+        Ok(self
+            .store
+            .get(key)
+            .await?
+            .is_some_and(|o| o.bytes.as_ref() == bytes))
     }
 
     /// Moves HEAD to `version` unless it already points at or past it.

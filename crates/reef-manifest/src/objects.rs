@@ -81,8 +81,9 @@ impl Objects {
         Ok(lsns)
     }
 
-    /// Creates `seg/<id>` from a built segment (ids are unique per
-    /// builder, so a lost race here means the id was reused: an error).
+    /// Creates `seg/<id>` from a built segment. The same bytes already
+    /// there (a retry after a lost response) is success; other bytes mean
+    /// the id was reused: an error.
     pub async fn put_segment(&self, id: u128, segment: &BuiltSegment) -> Result<()> {
         let key = self.layout.segment_key(id);
         match self
@@ -91,9 +92,19 @@ impl Objects {
             .await?
         {
             PutOutcome::Written(_) => Ok(()),
+            // An earlier attempt of ours whose response was lost.
+            PutOutcome::ConditionFailed
+                if self
+                    .store
+                    .get(&key)
+                    .await?
+                    .is_some_and(|o| o.bytes == segment.bytes) =>
+            {
+                Ok(())
+            }
             PutOutcome::ConditionFailed => Err(Error::Inconsistent {
                 namespace: self.layout.namespace().to_owned(),
-                reason: format!("{key} already exists; segment ids must be unique"),
+                reason: format!("{key} already holds other bytes; segment ids must be unique"),
             }),
         }
     }

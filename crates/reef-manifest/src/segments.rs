@@ -26,6 +26,8 @@ use crate::store::DynStore;
 pub struct SegmentReader {
     store: DynStore,
     key: Arc<str>,
+    /// Identity of these bytes in the cache key.
+    identity: u64,
     footer: SegmentFooter,
     index: SegmentIndex,
     bloom: Bloom,
@@ -83,8 +85,11 @@ impl SegmentReader {
         let bloom_range = footer.bloom_offset..footer.bloom_offset + u64::from(footer.bloom_len);
         let index = SegmentIndex::decode(slice(index_range)?, &footer, key)?;
         let bloom = Bloom::decode(slice(bloom_range)?, key, footer.bloom_offset)?;
+        let mut id_bytes = footer.setsum.to_bytes().to_vec();
+        id_bytes.extend_from_slice(&len.to_le_bytes());
         Ok(SegmentReader {
             store,
+            identity: xxhash_rust::xxh3::xxh3_64(&id_bytes),
             key: Arc::from(key),
             footer,
             index,
@@ -105,7 +110,7 @@ impl SegmentReader {
 
     /// Block `n`, from the cache or fetched, checked against the index.
     pub async fn block(&self, n: usize) -> Result<Arc<Block>> {
-        let cache_key = (Arc::clone(&self.key), n);
+        let cache_key = (Arc::clone(&self.key), self.identity, n);
         if let Some(b) = self.cache.get(&cache_key) {
             return Ok(b);
         }

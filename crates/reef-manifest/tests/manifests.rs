@@ -22,6 +22,16 @@ fn manifest(version: u64) -> Manifest {
     }
 }
 
+/// A manifest only `actor` would write: real committers' manifests differ
+/// (new segment ids, timestamps), which is what lets a committer recognise
+/// its own earlier attempt by its bytes.
+fn manifest_by(version: u64, actor: u64) -> Manifest {
+    Manifest {
+        created_at_ms: actor,
+        ..manifest(version)
+    }
+}
+
 fn ms(store: &DynStore) -> ManifestStore {
     ManifestStore::new(Arc::clone(store), Layout::new("ns1").unwrap())
 }
@@ -82,7 +92,8 @@ async fn no_head_and_dangling_head(store: &DynStore) {
         .await
         .unwrap();
     assert_eq!(m.load_current().await.unwrap().unwrap().version, 1);
-    // HEAD pointing at a version that does not exist is reported, not hidden.
+    // HEAD naming a version that is gone (collected while HEAD lagged):
+    // readers fall back to a LIST instead of failing forever.
     store
         .put(
             &m.layout().head_key(),
@@ -96,11 +107,28 @@ async fn no_head_and_dangling_head(store: &DynStore) {
         )
         .await
         .unwrap();
+    assert_eq!(m.load_current().await.unwrap().unwrap().version, 1);
+    // HEAD with no manifest at all is damage, reported with the version.
+    store.delete(&m.layout().manifest_key(1)).await.unwrap();
     let err = m.load_current().await.unwrap_err();
     assert!(
         matches!(err, Error::Inconsistent { .. }) && err.to_string().contains("manifest 7"),
         "{err}"
     );
+}
+
+/// A commit whose response was lost is retried and recognised as ours.
+async fn lost_commit_response_is_not_a_conflict(store: &DynStore) {
+    let m = ms(store);
+    let key = m.layout().manifest_key(1);
+    // The first attempt landed; its response never arrived.
+    store
+        .put_if_absent(&key, Bytes::from(manifest(1).encode().unwrap()))
+        .await
+        .unwrap();
+    let c = m.commit(&manifest(1)).await.unwrap();
+    assert_eq!(c.version, 1);
+    assert_eq!(head_of(store).await, Some(1));
 }
 
 async fn manifest_key_and_content_must_agree(store: &DynStore) {
@@ -128,13 +156,13 @@ async fn manifest_key_and_content_must_agree(store: &DynStore) {
 /// `actors` tasks each commit `each` versions, reloading after conflicts.
 async fn concurrent_committers(store: &DynStore, actors: u64, each: u64) {
     let mut tasks = Vec::new();
-    for _ in 0..actors {
+    for actor in 0..actors {
         let m = ms(store);
         tasks.push(tokio::spawn(async move {
             let mut done = 0;
             while done < each {
                 let base = m.load_current().await.unwrap().map_or(0, |c| c.version);
-                match m.commit(&manifest(base + 1)).await {
+                match m.commit(&manifest_by(base + 1, actor)).await {
                     Ok(_) => done += 1,
                     Err(Error::ManifestConflict { .. }) => tokio::task::yield_now().await,
                     Err(e) => panic!("{e}"),
@@ -161,12 +189,13 @@ async fn concurrent_committers(store: &DynStore, actors: u64, each: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manifests_on_every_backend() {
-    let scenarios: [Scenario; 5] = [
+    let scenarios: [Scenario; 6] = [
         |s| Box::pin(async move { commit_load_conflict(&s).await }),
         |s| Box::pin(async move { head_lags_and_never_moves_back(&s).await }),
         |s| Box::pin(async move { no_head_and_dangling_head(&s).await }),
         |s| Box::pin(async move { manifest_key_and_content_must_agree(&s).await }),
         |s| Box::pin(async move { concurrent_committers(&s, 8, 5).await }),
+        |s| Box::pin(async move { lost_commit_response_is_not_a_conflict(&s).await }),
     ];
     for (i, scenario) in scenarios.iter().enumerate() {
         // A fresh set of empty backends per scenario.
@@ -200,7 +229,7 @@ proptest! {
                         for _ in 0..(rng >> 61) {
                             tokio::task::yield_now().await;
                         }
-                        match m.commit(&manifest(base + 1)).await {
+                        match m.commit(&manifest_by(base + 1, a)).await {
                             Ok(_) => done += 1,
                             Err(Error::ManifestConflict { .. }) => {}
                             Err(e) => panic!("{e}"),

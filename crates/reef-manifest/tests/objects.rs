@@ -13,6 +13,7 @@ fn record(lsn: u64) -> WalRecord {
     WalRecord {
         lsn,
         writer_epoch: 1,
+        writer_id: 9,
         timestamp_ms: 0,
         requests: vec![WalRequest {
             idempotency_key: None,
@@ -64,8 +65,14 @@ async fn wal_and_segments_on_every_backend() {
         b.add(&Entry::delete("a", 1)).unwrap();
         let built = b.finish().unwrap();
         objects.put_segment(0xfeed, &built).await.unwrap();
+        // The same bytes again: a retry after a lost response succeeds.
+        objects.put_segment(0xfeed, &built).await.unwrap();
+        // Other bytes under the same id: ids must be unique.
+        let mut b = SegmentBuilder::new(SegmentOptions::default());
+        b.add(&Entry::delete("b", 2)).unwrap();
+        let other = b.finish().unwrap();
         assert!(
-            objects.put_segment(0xfeed, &built).await.is_err(),
+            objects.put_segment(0xfeed, &other).await.is_err(),
             "segment ids are unique"
         );
         assert_eq!(objects.list_segments().await.unwrap(), [0xfeed]);

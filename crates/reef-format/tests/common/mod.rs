@@ -44,6 +44,7 @@ pub fn sample_wal() -> WalRecord {
     WalRecord {
         lsn: 42,
         writer_epoch: 3,
+        writer_id: 0xfeed_beef,
         timestamp_ms: 1_790_000_000_000,
         requests: vec![
             WalRequest {

@@ -14,7 +14,6 @@
 //! The same seed and the same sequence of calls give the same faults.
 
 use std::ops::Range;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -49,7 +48,6 @@ pub struct FaultyStore<S> {
     plan: FaultPlan,
     next_op: AtomicU64,
     crashed: AtomicBool,
-    rng: Mutex<u64>,
 }
 
 /// SplitMix64: tiny, fast, and good enough to pick faults.
@@ -70,7 +68,6 @@ impl<S: ObjectStore> FaultyStore<S> {
     pub fn new(inner: S, plan: FaultPlan) -> Self {
         FaultyStore {
             inner,
-            rng: Mutex::new(plan.seed),
             plan,
             next_op: AtomicU64::new(0),
             crashed: AtomicBool::new(false),
@@ -92,10 +89,12 @@ impl<S: ObjectStore> FaultyStore<S> {
         &self.inner
     }
 
-    fn unit(&self) -> f64 {
-        // A poisoned lock only means another task panicked mid-draw; the
-        // state is a plain integer and still usable.
-        let mut state = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+    /// A uniform draw in [0, 1) for operation `op`, draw `k`: a pure
+    /// function of (seed, op, k), so concurrent callers replay exactly.
+    fn unit(&self, op: u64, k: u64) -> f64 {
+        let mut state = self.plan.seed
+            ^ op.wrapping_mul(0xA076_1D64_78BD_642F)
+            ^ k.wrapping_mul(0xE703_7ED1_A0B4_28DB);
         (next_random(&mut state) >> 11) as f64 / (1u64 << 53) as f64
     }
 
@@ -108,18 +107,18 @@ impl<S: ObjectStore> FaultyStore<S> {
             transient,
         };
         if self.plan.delay_ms_max > 0 {
-            let ms = (self.unit() * (self.plan.delay_ms_max + 1) as f64) as u64;
+            let ms = (self.unit(op, 0) * (self.plan.delay_ms_max + 1) as f64) as u64;
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         if self.crashed() || self.plan.crash_before_op.is_some_and(|n| op >= n) {
             self.crashed.store(true, Ordering::SeqCst);
             return Err(fail("crashed before this operation", false));
         }
-        if self.plan.transient_rate > 0.0 && self.unit() < self.plan.transient_rate {
+        if self.plan.transient_rate > 0.0 && self.unit(op, 1) < self.plan.transient_rate {
             return Err(fail("transient error, nothing done", true));
         }
         let lose_response =
-            self.plan.lost_response_rate > 0.0 && self.unit() < self.plan.lost_response_rate;
+            self.plan.lost_response_rate > 0.0 && self.unit(op, 2) < self.plan.lost_response_rate;
         Ok(Before::Proceed { op, lose_response })
     }
 
@@ -134,6 +133,10 @@ impl<S: ObjectStore> FaultyStore<S> {
         if self.plan.crash_after_op == Some(op) {
             self.crashed.store(true, Ordering::SeqCst);
             return Err(fail("crashed after this operation took effect", false));
+        }
+        // Operations in flight when the process died never report back.
+        if self.crashed() {
+            return Err(fail("crashed while this operation was in flight", false));
         }
         if lose_response && out.is_ok() {
             return Err(fail("response lost after the operation took effect", true));

@@ -22,11 +22,13 @@
 //! backend uses `std::fs` on tokio's blocking pool directly. Leftover
 //! `.tmp-*` files from a crash are invisible to `list` and `get`.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +43,15 @@ use crate::error::{Error, Result};
 
 const LOCK_FILE: &str = ".reef-flock";
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Directories this process has made durable (fsynced up to the root).
+static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+/// A per-process random value for temporary names.
+static NONCE: LazyLock<u64> = LazyLock::new(|| {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    xxhash_rust::xxh3::xxh3_64(format!("{t}/{}", std::process::id()).as_bytes())
+});
 
 /// A bucket in a local directory.
 #[derive(Clone, Debug)]
@@ -96,40 +107,64 @@ impl LocalStore {
             .map_err(|e| Error::io(op, &owned_key, e))
     }
 
-    /// Creates `dir` and any missing ancestors below the root, fsyncing
-    /// each new directory into its parent.
+    /// Makes `dir` exist and be durable: created if missing, and the whole
+    /// chain from it up to the root fsynced once per process. Another
+    /// process (or a crashed one) may have created a directory without
+    /// fsyncing it into its parent; an object published inside it would
+    /// not survive power loss, so existence alone is not trusted.
     fn ensure_dir(&self, dir: &Path) -> io::Result<()> {
-        if dir.is_dir() {
+        let durable = DURABLE_DIRS.get_or_init(Default::default);
+        let known = |d: &Path| {
+            durable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(d)
+        };
+        if known(dir) {
             return Ok(());
         }
-        let mut missing = Vec::new();
+        fs::create_dir_all(dir)?;
         let mut cur = Some(dir);
         while let Some(d) = cur {
-            if d.is_dir() {
+            if known(d) || d == self.root.parent().unwrap_or(&self.root) {
                 break;
             }
-            missing.push(d.to_path_buf());
-            cur = d.parent();
-        }
-        fs::create_dir_all(dir)?;
-        for d in missing.iter().rev() {
+            sync_dir(d)?;
             if let Some(parent) = d.parent() {
                 sync_dir(parent)?;
             }
+            durable
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(d.to_path_buf());
+            if d == self.root {
+                break;
+            }
+            cur = d.parent();
         }
         Ok(())
     }
 
-    /// Writes `bytes` to a new, fsynced temporary file next to `path`.
+    /// Writes `bytes` to a new, fsynced temporary file next to `path`. The
+    /// name carries the pid, a per-process random nonce and a counter, so a
+    /// restarted process (same pid in a container) never collides with a
+    /// crashed one's leftovers.
     fn write_temp(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         let dir = parent_of(path)?;
         self.ensure_dir(dir)?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(".tmp-{}-{n}", std::process::id()));
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        Ok(tmp)
+        loop {
+            let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = dir.join(format!(".tmp-{}-{:016x}-{n}", std::process::id(), *NONCE));
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(mut f) => {
+                    f.write_all(bytes)?;
+                    f.sync_all()?;
+                    return Ok(tmp);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Takes the directory's CAS lock (released on drop, or by the kernel
@@ -284,19 +319,18 @@ impl ObjectStore for LocalStore {
         self.blocking("put_if_absent", key, move |this, path| {
             let tmp = this.write_temp(path, &bytes)?;
             let linked = fs::hard_link(&tmp, path);
-            // The temporary name goes either way; a crash here leaves only
-            // an invisible `.tmp-*` file.
-            fs::remove_file(&tmp)?;
-            match linked {
-                Ok(()) => {
-                    sync_dir(parent_of(path)?)?;
-                    Ok(PutOutcome::Written(tag_of(&bytes)))
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    Ok(PutOutcome::ConditionFailed)
-                }
-                Err(e) => Err(e),
-            }
+            // The temporary name goes either way. Failing to remove it
+            // leaves an invisible `.tmp-*` file, never a wrong answer.
+            let _ = fs::remove_file(&tmp);
+            let outcome = match linked {
+                Ok(()) => PutOutcome::Written(tag_of(&bytes)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::ConditionFailed,
+                Err(e) => return Err(e),
+            };
+            // The loser fsyncs too: it may act on the winner's object
+            // (e.g. roll forward to it), which must then be durable.
+            sync_dir(parent_of(path)?)?;
+            Ok(outcome)
         })
         .await
     }

@@ -110,7 +110,9 @@ fn backend(op: &'static str, key: &str, e: &fusio::Error) -> Error {
     let kind = classify(e);
     let transient = match kind {
         Kind::Transport => true,
-        Kind::Status(code) => code >= 500 || code == 429,
+        // 408 request timeout, 409 ConditionalRequestConflict (a
+        // concurrent conditional write in progress), 429 slow down, 5xx.
+        Kind::Status(code) => code >= 500 || matches!(code, 408 | 409 | 429),
         _ => false,
     };
     Error::Backend {
@@ -329,10 +331,23 @@ impl ObjectStore for S3Store {
             .head_object(&path)
             .await
             .map_err(|e| backend("head", key, &e))?;
-        Ok(head.map(|h| ObjectMeta {
-            size: h.size,
-            tag: Tag(h.etag.unwrap_or_default()),
-        }))
+        match head {
+            None => Ok(None),
+            Some(h) => match h.etag {
+                Some(etag) => Ok(Some(ObjectMeta {
+                    size: h.size,
+                    tag: Tag(etag),
+                })),
+                // A tag-less answer would make every later CAS fail
+                // mysteriously; say so now.
+                None => Err(Error::Backend {
+                    op: "head",
+                    key: key.to_owned(),
+                    message: "the server returned no ETag".to_owned(),
+                    transient: false,
+                }),
+            },
+        }
     }
 
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
