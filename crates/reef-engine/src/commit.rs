@@ -13,7 +13,8 @@
 //!   Theirs means another writer got there first: catch up from the WAL
 //!   and resolve the whole batch again (preconditions are re-checked
 //!   against the new state), at most `lsn_race_retries_max` times.
-//! - transient store errors are retried with jittered exponential backoff.
+//! - transient store errors are retried (with jittered exponential
+//!   backoff) by the engine's `RetryingStore`, under every request.
 //! - a request whose precondition fails is rejected alone; an idempotency
 //!   key already committed replays its original result.
 //!
@@ -23,7 +24,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use reef_format::{WalRecord, WalRequest, WriteRequest, WriteSummary};
 use reef_manifest::store::PutOutcome;
@@ -209,7 +209,7 @@ async fn commit_batch(
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
-        match put_durably(ns, opts, &record).await {
+        match put_durably(ns, &record).await {
             Ok(true) => {
                 if let Err(e) = ns.apply(&record) {
                     return fail_all(reqs.len(), &e);
@@ -318,33 +318,18 @@ async fn plan(
 }
 
 /// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
-/// if another writer's record holds the LSN.
-async fn put_durably(ns: &Namespace, opts: &EngineOptions, record: &WalRecord) -> Result<bool> {
-    let mut attempt = 0u32;
-    loop {
-        match ns.objects.put_wal(record).await {
-            Ok(PutOutcome::Written(_)) => return Ok(true),
-            Ok(PutOutcome::ConditionFailed) => {
-                // Ours if an earlier attempt landed and only its response
-                // was lost; the record's bytes say whose it is.
-                let stored = ns.objects.get_wal(record.lsn).await?;
-                return Ok(stored.as_ref() == Some(record));
-            }
-            Err(e) if e.is_transient() && attempt < opts.transient_retries_max => {
-                attempt += 1;
-                tokio::time::sleep(backoff(opts.backoff_base, attempt, record.lsn)).await;
-            }
-            Err(e) => return Err(e.into()),
+/// if another writer's record holds the LSN. (Transient failures were
+/// already retried by the engine's `RetryingStore`.)
+async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
+    match ns.objects.put_wal(record).await? {
+        PutOutcome::Written(_) => Ok(true),
+        // Ours if an earlier attempt landed and only its response was
+        // lost; the record's bytes (with our writer id) say whose it is.
+        PutOutcome::ConditionFailed => {
+            let stored = ns.objects.get_wal(record.lsn).await?;
+            Ok(stored.as_ref() == Some(record))
         }
     }
-}
-
-/// Exponential backoff with jitter in [50%, 100%] of the step, derived
-/// from the attempt and LSN so competing writers spread out.
-fn backoff(base: Duration, attempt: u32, salt: u64) -> Duration {
-    let step = base.saturating_mul(1u32 << attempt.min(10));
-    let mix = (salt ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54; // 0..1024
-    step / 2 + step.mul_f64(mix as f64 / 2048.0)
 }
 
 fn answer(outcomes: &[Outcome], wal: &[WalRequest], lsn: u64) -> Vec<Result<WriteResult>> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use reef_format::WriteRequest;
 use reef_manifest::BlockCache;
 use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
-use reef_manifest::store::{DynStore, list_all};
+use reef_manifest::store::{DynStore, RetryingStore, list_all};
 
 use crate::commit::{WriteResult, submit};
 use crate::error::{Error, Result};
@@ -87,6 +87,13 @@ impl Engine {
             .limits
             .check()
             .map_err(|e| Error::invalid("(engine)", e))?;
+        // Every request the engine makes rides out transient failures; the
+        // WAL put's own "taken" answer is resolved by reading it back.
+        let store: DynStore = Arc::new(RetryingStore::new(
+            store,
+            options.transient_retries_max,
+            options.backoff_base,
+        ));
         Ok(Engine {
             cache: Arc::new(BlockCache::new(options.block_cache_bytes)),
             store,

@@ -216,14 +216,15 @@ impl Namespace {
             )));
         }
         if let Some(first) = record.entries().next()
-            && first.version <= s.last_version {
-                return Err(self.inconsistent(format!(
-                    "{} reuses version {} (last was {})",
-                    self.layout.wal_key(record.lsn),
-                    first.version,
-                    s.last_version
-                )));
-            }
+            && first.version <= s.last_version
+        {
+            return Err(self.inconsistent(format!(
+                "{} reuses version {} (last was {})",
+                self.layout.wal_key(record.lsn),
+                first.version,
+                s.last_version
+            )));
+        }
         {
             let mut mem = write_lock(&s.memtable);
             for e in record.entries() {

@@ -50,9 +50,10 @@ pub(crate) async fn latest(view: &View, id: &str) -> Result<Option<Entry>> {
             continue;
         }
         if let Some(e) = seg.get(id, view.at).await?
-            && best.as_ref().is_none_or(|b| e.version > b.version) {
-                best = Some(e);
-            }
+            && best.as_ref().is_none_or(|b| e.version > b.version)
+        {
+            best = Some(e);
+        }
     }
     Ok(best)
 }
@@ -111,12 +112,13 @@ pub(crate) async fn scan(view: &View, namespace: &str, range: &ScanRange) -> Res
     for e in MergeIter::visible(runs, view.at, Tombstones::Hide) {
         let e = e?;
         if let Some(p) = &range.prefix
-            && !e.id.starts_with(p.as_str()) {
-                if e.id.as_str() > p.as_str() {
-                    break;
-                }
-                continue;
+            && !e.id.starts_with(p.as_str())
+        {
+            if e.id.as_str() > p.as_str() {
+                break;
             }
+            continue;
+        }
         if let Some(doc) = to_doc(e, namespace)? {
             out.push(doc);
             if out.len() >= limit {

@@ -3,8 +3,11 @@
 //! JSON has no bytes type, so `Value::Bytes` is written as an object with
 //! the single key `"$bytes"` holding standard padded base64, and such an
 //! object is read back as bytes. Integers that fit `i64` become `I64`;
-//! numbers with a fraction or exponent become `F64`; an integer beyond the
-//! `i64` range is refused rather than silently rounded.
+//! integers in `(i64::MAX, u64::MAX]` are refused rather than rounded;
+//! numbers with a fraction or exponent become `F64`, and so do integers
+//! beyond the `u64` range, which the JSON parser itself reads as floats
+//! (catching those would need serde_json's `arbitrary_precision`, which
+//! changes number handling for every crate in the build).
 
 use serde_json::{Map, Number, Value as Json};
 

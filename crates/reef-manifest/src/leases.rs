@@ -170,12 +170,19 @@ impl Pins {
             created_at_ms: self.clock.now_ms(),
         };
         let key = self.layout.checkpoint_key(name);
-        match self
-            .store
-            .put_if_absent(&key, Bytes::from(ckpt.encode()?))
-            .await?
-        {
+        let bytes = Bytes::from(ckpt.encode()?);
+        match self.store.put_if_absent(&key, bytes.clone()).await? {
             PutOutcome::Written(_) => Ok(ckpt),
+            // Our own earlier attempt whose response was lost.
+            PutOutcome::ConditionFailed
+                if self
+                    .store
+                    .get(&key)
+                    .await?
+                    .is_some_and(|o| o.bytes == bytes) =>
+            {
+                Ok(ckpt)
+            }
             PutOutcome::ConditionFailed => Err(Error::CheckpointExists {
                 namespace: self.layout.namespace().to_owned(),
                 name: name.to_owned(),

@@ -42,6 +42,8 @@ mod manifests;
 mod objects;
 mod segments;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -46,7 +46,10 @@ async fn leases_and_checkpoints_on_every_backend() {
         assert_eq!(set.expired_leases, vec![b.id.clone()]);
         // An expired lease is not revived, even though its object remains.
         let mut b = b;
-        assert!(matches!(pins.renew(&mut b, 10_000).await, Err(Error::LeaseGone { .. })));
+        assert!(matches!(
+            pins.renew(&mut b, 10_000).await,
+            Err(Error::LeaseGone { .. })
+        ));
 
         // Within the skew margin a lease still counts.
         let c = pins.acquire("reader-c", 1, 1).await.unwrap();

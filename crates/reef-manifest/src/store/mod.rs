@@ -21,6 +21,7 @@ mod counting;
 mod faulty;
 mod local;
 mod memory;
+mod retrying;
 mod s3;
 mod url;
 
@@ -37,6 +38,7 @@ pub use counting::{CountingStore, StoreCounts};
 pub use faulty::{FaultPlan, FaultyStore};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
+pub use retrying::RetryingStore;
 pub use s3::{S3Config, S3Store};
 pub use url::{StoreUrl, open_store};
 
@@ -134,6 +136,40 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
 /// A shared, dynamically chosen store.
 pub type DynStore = Arc<dyn ObjectStore>;
+
+/// A shared store is a store, so wrappers compose over `DynStore`.
+#[async_trait]
+impl ObjectStore for DynStore {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.as_ref().get(key).await
+    }
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        self.as_ref().get_range(key, range).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        self.as_ref().head(key).await
+    }
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        self.as_ref().put(key, bytes).await
+    }
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        self.as_ref().put_if_absent(key, bytes).await
+    }
+    async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
+        self.as_ref().put_if_match(key, bytes, expected).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        self.as_ref().list(prefix, start_after, limit).await
+    }
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.as_ref().delete(key).await
+    }
+}
 
 /// Every object under `prefix`, following pages.
 pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Listed>> {

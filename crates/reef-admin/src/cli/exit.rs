@@ -1,0 +1,165 @@
+//! How the `reef` command fails: the error types it raises itself, the
+//! DESIGN §6 exit code of any error, and the stderr report (one line
+//! first, then `  caused by:` details).
+//!
+//! Exit codes: 0 ok; 1 not found; 2 bad input or usage; 3 precondition
+//! failed or idempotency conflict; 4 verify found problems; 70 storage or
+//! internal error. A closed stdout is not an error at all: the reader went
+//! away (`reef scan x | head -1`), so the command stops quietly with 0.
+
+use std::fmt;
+use std::io::Write as _;
+
+/// Exit code for a document or object that is not there.
+pub const NOT_FOUND: u8 = 1;
+/// Exit code for bad input or usage.
+pub const BAD_INPUT: u8 = 2;
+/// Exit code for a failed precondition or a reused idempotency key.
+pub const CONFLICT: u8 = 3;
+/// Exit code for `verify` finding problems.
+pub const VERIFY_FAILED: u8 = 4;
+/// Exit code for storage and internal errors (sysexits' EX_SOFTWARE).
+pub const INTERNAL: u8 = 70;
+
+/// Input the command refused before touching the store: the message names
+/// the input line and field (`line 3: field "op": unknown op ...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError(pub String);
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InputError {}
+
+/// What was asked for does not exist (`reef get` of a missing id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotFound(pub String);
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
+/// An engine error about one op of the input, with the op's input line.
+#[derive(Debug)]
+pub struct AtLine {
+    /// 1-based line of the op in the input.
+    pub line: usize,
+    /// What the engine said (it names the op index).
+    pub error: reef_engine::Error,
+}
+
+impl fmt::Display for AtLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (input line {})", self.error, self.line)
+    }
+}
+
+// No `source`: the engine error is already part of the one-line message.
+impl std::error::Error for AtLine {}
+
+/// The DESIGN §6 exit code of an error: the first cause in the chain that
+/// says what kind of failure it is decides.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.is::<InputError>() {
+            return BAD_INPUT;
+        }
+        if cause.is::<NotFound>() {
+            return NOT_FOUND;
+        }
+        if let Some(at) = cause.downcast_ref::<AtLine>() {
+            return engine_code(&at.error);
+        }
+        if let Some(e) = cause.downcast_ref::<reef_engine::Error>() {
+            return engine_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<reef_manifest::Error>() {
+            return match e {
+                reef_manifest::Error::InvalidUrl { .. }
+                | reef_manifest::Error::InvalidKey { .. }
+                | reef_manifest::Error::InvalidName { .. } => BAD_INPUT,
+                _ => INTERNAL,
+            };
+        }
+        if let Some(reef_format::FormatError::Invalid { .. }) = cause.downcast_ref() {
+            return BAD_INPUT;
+        }
+    }
+    INTERNAL
+}
+
+fn engine_code(e: &reef_engine::Error) -> u8 {
+    match e.kind() {
+        reef_engine::ErrorKind::Invalid => BAD_INPUT,
+        reef_engine::ErrorKind::Conflict => CONFLICT,
+        _ => INTERNAL,
+    }
+}
+
+/// Whether the error is stdout closing under us (`reef ... | head`).
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Writes the error to stderr: `error: ...`, then one `  caused by: ...`
+/// line per cause. A closed stderr is ignored: there is nobody to tell.
+pub fn report(err: &anyhow::Error) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "error: {}", one_line(&err.to_string()));
+    for cause in err.chain().skip(1) {
+        let _ = writeln!(stderr, "  caused by: {}", one_line(&cause.to_string()));
+    }
+}
+
+/// Keeps the first line of a report a single line whatever a message holds.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_follow_the_first_typed_cause() {
+        let input = anyhow::Error::new(InputError("line 1: bad".into()));
+        assert_eq!(exit_code(&input), BAD_INPUT);
+        let missing = anyhow::Error::new(NotFound("no".into())).context("get");
+        assert_eq!(exit_code(&missing), NOT_FOUND);
+        let conflict = anyhow::Error::new(reef_engine::Error::IdempotencyConflict {
+            namespace: "n".into(),
+            key: "k".into(),
+        });
+        assert_eq!(exit_code(&conflict), CONFLICT);
+        let contention = anyhow::Error::new(reef_engine::Error::Contention {
+            namespace: "n".into(),
+            attempts: 3,
+        });
+        assert_eq!(exit_code(&contention), INTERNAL);
+        let url = anyhow::Error::new(reef_manifest::Error::InvalidUrl {
+            url: "ftp://x".into(),
+            reason: "unknown scheme".into(),
+        });
+        assert_eq!(exit_code(&url), BAD_INPUT);
+        assert_eq!(exit_code(&anyhow::anyhow!("boom")), INTERNAL);
+    }
+
+    #[test]
+    fn broken_pipe_is_recognised_through_context() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let err = anyhow::Error::new(io).context("writing");
+        assert!(is_broken_pipe(&err));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+}

@@ -1,0 +1,227 @@
+//! The `reef` command line (DESIGN §6): argument parsing, dispatch, and
+//! the process's exit code. Each invocation opens the store its URL
+//! names, acts through one [`reef_engine::Engine`], closes it and exits.
+//!
+//! # Modules
+//! - [`input`]: `reef write`'s JSON-lines input, validated before any I/O.
+//! - [`ops`]: the data commands against the engine.
+//! - [`output`]: JSON lines on stdout through a fallible writer.
+//! - [`exit`]: exit codes and the stderr report.
+
+pub mod exit;
+pub mod input;
+pub mod ops;
+pub mod output;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use reef_engine::{Engine, EngineOptions, ScanRange};
+use reef_manifest::layout::validate_namespace;
+use reef_manifest::store::{StoreUrl, open_store};
+
+use exit::InputError;
+use output::Out;
+
+/// Reef: a document store whose only source of truth is object storage.
+#[derive(Parser, Debug)]
+#[command(name = "reef", version)]
+pub struct Cli {
+    /// Where the data lives: a directory path, `file://`, `memory://` or
+    /// `s3://bucket/prefix` (credentials from the AWS_* variables).
+    #[arg(long, global = true, default_value = "./reef-data")]
+    pub store: String,
+    /// Print JSON (the only output format; accepted for scripts that ask).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Applies ops (JSON lines, one per line) atomically to a namespace.
+    Write {
+        /// The namespace.
+        ns: String,
+        /// Makes a retry of this request return the original result.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Read the ops from this file instead of stdin.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Prints one document as {"id","version","doc"}; exit 1 if absent.
+    Get {
+        /// The namespace.
+        ns: String,
+        /// The document id.
+        id: String,
+    },
+    /// Prints documents in id order, one JSON object per line.
+    Scan {
+        /// The namespace.
+        ns: String,
+        /// First id (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// End id (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only ids starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many documents.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Prints a namespace's figures as one JSON object.
+    Stats {
+        /// The namespace.
+        ns: String,
+    },
+    /// Lists the namespaces of the store, one JSON string per line.
+    Namespaces,
+    /// Shows what Reef's codecs do, on a local directory.
+    Demo,
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Usage errors exit 2, --help and --version 0 (clap's codes).
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::BAD_INPUT));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`reef ... | head`): nothing left to say.
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            exit::report(&err);
+            ExitCode::from(exit::exit_code(&err))
+        }
+    }
+}
+
+/// Runs one parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Demo = cli.command {
+        return crate::demo::run(&store_dir(&cli.store)?);
+    }
+    // Everything that can be refused without I/O is refused first: the
+    // URL, the namespace name, the whole write input.
+    let store = open_store(&cli.store)?;
+    if let Some(ns) = namespace_of(&cli.command) {
+        validate_namespace(ns)?;
+    }
+    let parsed = match &cli.command {
+        Command::Write {
+            idempotency_key,
+            file,
+            ..
+        } => {
+            let bytes = read_input(file.as_deref())?;
+            let limits = EngineOptions::default().limits;
+            Some(input::parse_request(
+                &bytes,
+                idempotency_key.clone(),
+                &limits,
+            )?)
+        }
+        _ => None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let engine = Engine::open(store, EngineOptions::default()).await?;
+        let mut out = Out::new();
+        let acted = act(&engine, &cli.command, parsed.as_ref(), &mut out).await;
+        // Close even after a failure: in-flight commits finish first.
+        let closed = engine.close().await;
+        acted?;
+        closed?;
+        out.finish()?;
+        Ok(())
+    })
+}
+
+async fn act(
+    engine: &Engine,
+    command: &Command,
+    parsed: Option<&input::ParsedRequest>,
+    out: &mut Out,
+) -> Result<()> {
+    match command {
+        Command::Write { ns, .. } => {
+            let parsed = parsed.context("write input was not parsed")?;
+            ops::write(engine, ns, parsed, out).await
+        }
+        Command::Get { ns, id } => ops::get(engine, ns, id, out).await,
+        Command::Scan {
+            ns,
+            from,
+            to,
+            prefix,
+            limit,
+        } => {
+            let range = ScanRange {
+                from: from.clone(),
+                to: to.clone(),
+                prefix: prefix.clone(),
+                limit: *limit,
+            };
+            ops::scan(engine, ns, &range, out).await
+        }
+        Command::Stats { ns } => ops::stats(engine, ns, out).await,
+        Command::Namespaces => ops::namespaces(engine, out).await,
+        Command::Demo => anyhow::bail!("demo runs without an engine"),
+    }
+}
+
+fn namespace_of(command: &Command) -> Option<&str> {
+    match command {
+        Command::Write { ns, .. }
+        | Command::Get { ns, .. }
+        | Command::Scan { ns, .. }
+        | Command::Stats { ns } => Some(ns),
+        Command::Namespaces | Command::Demo => None,
+    }
+}
+
+/// The write input: all of `file`, or of stdin.
+fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
+    match file {
+        Some(path) => std::fs::read(path).map_err(|e| {
+            InputError(format!("--file {}: cannot read it: {e}", path.display())).into()
+        }),
+        None => {
+            let mut bytes = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .context("reading ops from stdin")?;
+            Ok(bytes)
+        }
+    }
+}
+
+/// The demo writes real files: it needs a local directory.
+fn store_dir(url: &str) -> Result<PathBuf> {
+    match StoreUrl::parse(url)? {
+        StoreUrl::Local(path) => Ok(path),
+        _ => anyhow::bail!(
+            "store URL {url:?}: the demo runs on a local directory (a path or file://)"
+        ),
+    }
+}

@@ -1,0 +1,118 @@
+//! The data commands against an open engine: `write`, `get`, `scan`,
+//! `stats` and `namespaces`. Each prints JSON lines through [`Out`].
+//!
+//! `write` retries the whole request on `Error::Contention` only: that
+//! error guarantees nothing of the request was applied, so a retry cannot
+//! apply it twice (no implicit idempotency key is invented).
+
+use std::time::Duration;
+
+use anyhow::Result;
+use reef_engine::{Engine, Error, ScanRange};
+use serde_json::Value as Json;
+
+use super::exit::{AtLine, NotFound};
+use super::input::{ParsedRequest, split_op_field};
+use super::output::{Out, doc_json, stats_json, write_json};
+
+/// Whole-request attempts after the engine's own LSN-race retries gave up.
+const CONTENTION_ATTEMPTS_MAX: u32 = 5;
+/// First pause between those attempts; doubles, with jitter.
+const CONTENTION_BACKOFF_BASE: Duration = Duration::from_millis(20);
+
+/// `reef write`: applies the parsed request atomically, prints its result.
+pub async fn write(
+    engine: &Engine,
+    namespace: &str,
+    parsed: &ParsedRequest,
+    out: &mut Out,
+) -> Result<()> {
+    let mut attempt = 1;
+    let result = loop {
+        match engine.write(namespace, parsed.request.clone()).await {
+            Ok(result) => break result,
+            Err(Error::Contention { .. }) if attempt < CONTENTION_ATTEMPTS_MAX => {
+                tokio::time::sleep(jittered(CONTENTION_BACKOFF_BASE, attempt)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(locate(error, parsed)),
+        }
+    };
+    out.line(&write_json(&result))?;
+    Ok(())
+}
+
+/// Names the input line of the op an engine error is about, if any.
+fn locate(error: Error, parsed: &ParsedRequest) -> anyhow::Error {
+    let index = match &error {
+        Error::PreconditionFailed { op_index, .. } => Some(*op_index),
+        Error::Invalid { field, .. } => split_op_field(field).map(|(i, _)| i),
+        _ => None,
+    };
+    match index.and_then(|i| parsed.line_of(i)) {
+        Some(line) => AtLine { line, error }.into(),
+        None => error.into(),
+    }
+}
+
+/// `base * 2^(attempt-1)`, scaled by a factor in [0.5, 1.0) that differs
+/// between processes, so competing writers spread out.
+fn jittered(base: Duration, attempt: u32) -> Duration {
+    let step = base.saturating_mul(1 << attempt.min(8).saturating_sub(1));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mix = (u64::from(std::process::id()) ^ u64::from(nanos) ^ u64::from(attempt))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> 54; // 0..1024
+    step / 2 + step.mul_f64(mix as f64 / 2048.0)
+}
+
+/// `reef get`: the document, or `NotFound` (exit 1).
+pub async fn get(engine: &Engine, namespace: &str, id: &str, out: &mut Out) -> Result<()> {
+    match engine.get(namespace, id).await? {
+        Some(doc) => Ok(out.line(&doc_json(&doc))?),
+        None => Err(NotFound(format!("namespace {namespace}: no document with id {id:?}")).into()),
+    }
+}
+
+/// `reef scan`: matching documents in id order, one per line.
+pub async fn scan(
+    engine: &Engine,
+    namespace: &str,
+    range: &ScanRange,
+    out: &mut Out,
+) -> Result<()> {
+    for doc in engine.scan(namespace, range).await? {
+        out.line(&doc_json(&doc))?;
+    }
+    Ok(())
+}
+
+/// `reef stats`: one object of figures.
+pub async fn stats(engine: &Engine, namespace: &str, out: &mut Out) -> Result<()> {
+    let stats = engine.stats(namespace).await?;
+    Ok(out.line(&stats_json(&stats))?)
+}
+
+/// `reef namespaces`: one JSON string per line.
+pub async fn namespaces(engine: &Engine, out: &mut Out) -> Result<()> {
+    for name in engine.namespaces().await? {
+        out.line(&Json::String(name))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_stays_jittered() {
+        for attempt in 1..6 {
+            let step = CONTENTION_BACKOFF_BASE * (1 << (attempt - 1));
+            let d = jittered(CONTENTION_BACKOFF_BASE, attempt);
+            assert!(d >= step / 2 && d < step, "{attempt}: {d:?}");
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! What `reef` prints: one JSON value per line on stdout, through a
+//! fallible writer. A closed stdout surfaces as a `BrokenPipe` error that
+//! the binary turns into a quiet exit, never a panic (no `println!`).
+
+use std::io::{BufWriter, StdoutLock, Write};
+
+use reef_engine::{Doc, Stats, WriteResult};
+use reef_format::document_to_json;
+use serde_json::{Value as Json, json};
+
+/// Buffered stdout for JSON lines.
+pub struct Out {
+    writer: BufWriter<StdoutLock<'static>>,
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out::new()
+    }
+}
+
+impl Out {
+    /// Locks stdout for the rest of the command.
+    pub fn new() -> Out {
+        Out {
+            writer: BufWriter::new(std::io::stdout().lock()),
+        }
+    }
+
+    /// Writes `value` as one line of JSON.
+    pub fn line(&mut self, value: &Json) -> std::io::Result<()> {
+        // Serialised first, so an I/O failure is a plain io::Error whose
+        // kind (BrokenPipe) the binary can see.
+        let mut text = value.to_string();
+        text.push('\n');
+        self.writer.write_all(text.as_bytes())
+    }
+
+    /// Flushes what is buffered; call once at the end.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// `{"id","version","doc"}`, as `get` and each `scan` line print it.
+pub fn doc_json(doc: &Doc) -> Json {
+    json!({
+        "id": doc.id,
+        "version": doc.version,
+        "doc": document_to_json(&doc.doc),
+    })
+}
+
+/// The one object `write` prints.
+pub fn write_json(result: &WriteResult) -> Json {
+    json!({
+        "lsn": result.lsn,
+        "first_version": result.first_version,
+        "last_version": result.last_version,
+        "upserted": result.upserted,
+        "patched": result.patched,
+        "deleted": result.deleted,
+        "skipped": result.skipped,
+        "replayed": result.replayed,
+    })
+}
+
+/// The object `stats` prints; `segments` maps each level to its count.
+pub fn stats_json(stats: &Stats) -> Json {
+    let segments: serde_json::Map<String, Json> = stats
+        .segments
+        .iter()
+        .map(|(level, count)| (level.to_string(), json!(count)))
+        .collect();
+    json!({
+        "namespace": stats.namespace,
+        "manifest_version": stats.manifest_version,
+        "last_applied_lsn": stats.last_applied_lsn,
+        "last_lsn": stats.last_lsn,
+        "wal_objects": stats.wal_objects,
+        "segments": segments,
+        "bytes": stats.bytes,
+        "memtable_bytes": stats.memtable_bytes,
+        "last_version": stats.last_version,
+        "writer_epoch": stats.writer_epoch,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_result_has_every_field() {
+        let result = WriteResult {
+            lsn: 4,
+            first_version: None,
+            last_version: None,
+            upserted: 0,
+            patched: 0,
+            deleted: 0,
+            skipped: 2,
+            replayed: false,
+        };
+        assert_eq!(
+            write_json(&result),
+            json!({"lsn": 4, "first_version": null, "last_version": null, "upserted": 0,
+                   "patched": 0, "deleted": 0, "skipped": 2, "replayed": false})
+        );
+    }
+
+    #[test]
+    fn segments_are_keyed_by_level() {
+        let stats = Stats {
+            namespace: "n".into(),
+            manifest_version: 1,
+            last_applied_lsn: 2,
+            last_lsn: 3,
+            wal_objects: 1,
+            segments: [(0u8, 2usize), (1, 1)].into(),
+            bytes: 10,
+            memtable_bytes: 4,
+            last_version: 9,
+            writer_epoch: 1,
+        };
+        assert_eq!(stats_json(&stats)["segments"], json!({"0": 2, "1": 1}));
+    }
+}

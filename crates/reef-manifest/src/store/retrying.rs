@@ -1,0 +1,106 @@
+//! `RetryingStore`: retries transient failures (`Error::is_transient`) of
+//! every operation with jittered exponential backoff, a bounded number of
+//! times.
+//!
+//! Safe for conditional puts too: a retry after a lost response finds its
+//! own earlier write and answers `ConditionFailed`, and every caller of a
+//! conditional put resolves that by reading the object back (the bytes say
+//! whether it is ours). Non-transient errors and exhausted retries are
+//! returned as they are.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
+use crate::error::Result;
+
+/// Wraps a store and retries its transient failures.
+#[derive(Debug)]
+pub struct RetryingStore<S> {
+    inner: S,
+    retries_max: u32,
+    backoff_base: Duration,
+}
+
+impl<S: ObjectStore> RetryingStore<S> {
+    /// Retries each operation up to `retries_max` times, waiting about
+    /// `backoff_base * 2^attempt` (between half and all of it) in between.
+    pub fn new(inner: S, retries_max: u32, backoff_base: Duration) -> Self {
+        RetryingStore {
+            inner,
+            retries_max,
+            backoff_base,
+        }
+    }
+
+    fn delay(&self, attempt: u32, key: &str) -> Duration {
+        let step = self.backoff_base.saturating_mul(1u32 << attempt.min(10));
+        // Jitter from the key and attempt, so racing callers spread out
+        // without a random number generator.
+        let mix = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) ^ u64::from(attempt);
+        let frac = (mix.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as f64 / 2048.0;
+        step / 2 + step.mul_f64(frac)
+    }
+}
+
+macro_rules! retry {
+    ($self:ident, $key:expr, $call:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $call.await {
+                Err(e) if e.is_transient() && attempt < $self.retries_max => {
+                    attempt += 1;
+                    tokio::time::sleep($self.delay(attempt, $key)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+#[async_trait]
+impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Object>> {
+        retry!(self, key, self.inner.get(key))
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        retry!(self, key, self.inner.get_range(key, range.clone()))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        retry!(self, key, self.inner.head(key))
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        retry!(self, key, self.inner.put(key, bytes.clone()))
+    }
+
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        retry!(self, key, self.inner.put_if_absent(key, bytes.clone()))
+    }
+
+    async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
+        retry!(
+            self,
+            key,
+            self.inner.put_if_match(key, bytes.clone(), expected)
+        )
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage> {
+        retry!(self, prefix, self.inner.list(prefix, start_after, limit))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        retry!(self, key, self.inner.delete(key))
+    }
+}
