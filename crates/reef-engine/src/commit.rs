@@ -91,6 +91,12 @@ fn lock_queue(ns: &Namespace) -> std::sync::MutexGuard<'_, Queue> {
     ns.queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Whether a leader is running or requests are queued.
+pub(crate) fn busy(ns: &Namespace) -> bool {
+    let q = lock_queue(ns);
+    q.leader || !q.pending.is_empty()
+}
+
 /// Submits a validated request and waits for its outcome.
 pub(crate) async fn submit(
     ns: &Arc<Namespace>,

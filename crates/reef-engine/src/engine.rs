@@ -201,10 +201,15 @@ impl Engine {
         Ok(names)
     }
 
-    /// Waits for in-flight commits to finish, then closes.
+    /// Waits until every queued and in-flight write has been answered,
+    /// then closes. (A leader task may be spawned but not yet hold the
+    /// commit lock, so the queue, not the lock, says when all is done.)
     pub async fn close(self) -> Result<()> {
         let map = self.namespaces.lock().await;
         for ns in map.values() {
+            while crate::commit::busy(ns) {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
             drop(ns.commit.lock().await);
         }
         Ok(())

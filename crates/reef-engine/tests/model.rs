@@ -33,16 +33,17 @@ impl Model {
     /// The expected outcome of a write: a result, or the error kind.
     fn write(&mut self, req: &WriteRequest) -> Result<WriteResult, ErrorKind> {
         if let Some(key) = &req.idempotency_key
-            && let Some((fp, result)) = self.keys.get(key) {
-                return if *fp == req.fingerprint() {
-                    Ok(WriteResult {
-                        replayed: true,
-                        ..result.clone()
-                    })
-                } else {
-                    Err(ErrorKind::Conflict)
-                };
-            }
+            && let Some((fp, result)) = self.keys.get(key)
+        {
+            return if *fp == req.fingerprint() {
+                Ok(WriteResult {
+                    replayed: true,
+                    ..result.clone()
+                })
+            } else {
+                Err(ErrorKind::Conflict)
+            };
+        }
         let mut docs = self.docs.clone();
         let mut version = self.version;
         let mut r = WriteResult {

@@ -219,3 +219,34 @@ async fn writes_survive_lost_responses_and_transient_errors() {
         "no write applied twice"
     );
 }
+
+/// A caller that gives up after its request was queued does not strand
+/// it: the leader commits it, and `close` returns only after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_waits_for_writes_whose_callers_gave_up() {
+    let inner = MemoryStore::new();
+    // Slow PUTs, so the write is surely still in flight when dropped.
+    let slow: DynStore = Arc::new(FaultyStore::new(
+        inner.clone(),
+        FaultPlan {
+            delay_ms_max: 20,
+            seed: 5,
+            ..FaultPlan::default()
+        },
+    ));
+    let e = Engine::open(slow, EngineOptions::default()).await.unwrap();
+    e.get("g", "warm-up").await.unwrap(); // the namespace is open: the next poll enqueues
+    let req = common::request(vec![common::upsert("abandoned", common::doc(&[("x", 1)]))]);
+    let gave_up = tokio::time::timeout(Duration::from_micros(50), e.write("g", req)).await;
+    assert!(
+        gave_up.is_err(),
+        "the write should still have been in flight"
+    );
+    e.close().await.unwrap();
+    let clean: DynStore = Arc::new(inner);
+    let doc = engine(&clean).await.get("g", "abandoned").await.unwrap();
+    assert!(
+        doc.is_some(),
+        "a queued request is committed even if its caller left"
+    );
+}
