@@ -166,6 +166,7 @@ async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
             }
             if batch.is_empty() {
                 q.leader = false;
+                ns.idle.notify_waiters();
                 return;
             }
             batch

@@ -207,8 +207,14 @@ impl Engine {
     pub async fn close(self) -> Result<()> {
         let map = self.namespaces.lock().await;
         for ns in map.values() {
-            while crate::commit::busy(ns) {
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            loop {
+                // Register before checking, so a leader that goes idle in
+                // between still wakes us.
+                let idle = ns.idle.notified();
+                if !crate::commit::busy(ns) {
+                    break;
+                }
+                idle.await;
             }
             drop(ns.commit.lock().await);
         }

@@ -9,6 +9,9 @@
 //!   a retried idempotency key.
 //! - [`EngineOptions`]: limits, memory budget, group-commit bounds, retries.
 //!
+//! Runs on a tokio runtime with time enabled (retries back off, writers
+//! wait for memory budget).
+//!
 //! # Error semantics
 //! One enum, [`Error`]; [`Error::kind`] says what to do: fix the input
 //! (`Invalid`), re-read and decide (`Conflict`: a precondition failed or an

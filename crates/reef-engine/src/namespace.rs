@@ -56,6 +56,8 @@ pub(crate) struct Namespace {
     pub commit: tokio::sync::Mutex<()>,
     /// Wakes writers waiting for memtable room.
     pub room: tokio::sync::Notify,
+    /// Wakes `close` when the commit leader goes idle.
+    pub idle: tokio::sync::Notify,
     pub queue: Mutex<crate::commit::Queue>,
 }
 
@@ -118,6 +120,7 @@ impl Namespace {
             state: Mutex::new(state),
             commit: tokio::sync::Mutex::new(()),
             room: tokio::sync::Notify::new(),
+            idle: tokio::sync::Notify::new(),
             queue: Mutex::default(),
         };
         ns.catch_up().await?;

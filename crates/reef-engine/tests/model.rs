@@ -199,7 +199,7 @@ proptest! {
 
     #[test]
     fn engine_equals_model_on_memory(steps in prop::collection::vec(step(), 1..40)) {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(check(Arc::new(MemoryStore::new()), steps));
     }
 }
