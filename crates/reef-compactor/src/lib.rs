@@ -1,15 +1,37 @@
 //! `reef-compactor`: turns the log into sorted segments and reclaims space.
 //!
-//! It will own (issue #5): fold (WAL objects -> one level-0 segment),
-//! compaction (level 0 + overlapping level 1 -> level 1), and garbage
-//! collection, each committed as a new manifest version.
-//!
-//! # Architecture invariant
-//! It depends on `reef-manifest` and `reef-format` only, never on
-//! `reef-engine`: a compactor process works from the bucket alone.
-//!
 //! # Core types
-//! None yet: this crate is a placeholder until issue #5 lands.
+//! - [`fold`]: WAL after `last_applied_lsn` (read from the bucket) → one
+//!   level-0 segment → manifest N+1.
+//! - [`compact`]: level 0 plus overlapping level 1 → new level-1 segments.
+//! - [`gc`]: deletes WAL, segments, manifests and leases no one can read.
+//! - [`CompactorOptions`]: triggers, sizes and the ages GC respects.
+//!
+//! Each works from the bucket alone, in-process (the engine schedules them)
+//! or in a separate process against the same bucket (`reef compact`,
+//! `reef gc`, `reef compactor`).
 //!
 //! # Error semantics
-//! None yet.
+//! One enum, [`Error`]. A lost commit race is not an error: the change is
+//! rebased when it commutes with the winner's, else abandoned and reported
+//! in the returned report (see `commit.rs` for the matrix).
+//!
+//! # Architecture invariant
+//! Depends on `reef-manifest` and `reef-format` only, never on
+//! `reef-engine`. Every commit keeps `written = live + dropped`.
+
+mod commit;
+mod compact;
+mod error;
+mod fold;
+mod gc;
+mod ids;
+mod options;
+
+pub use commit::{Change, Outcome};
+pub use compact::{CompactReport, compact};
+pub use error::{Error, Result};
+pub use fold::{FoldReport, fold};
+pub use gc::{GcReport, gc};
+pub use ids::{created_at_ms, new_segment_id};
+pub use options::CompactorOptions;

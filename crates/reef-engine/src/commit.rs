@@ -178,6 +178,7 @@ async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
             // A caller that stopped waiting just does not hear the answer.
             let _ = p.tx.send(r);
         }
+        crate::background::maybe_schedule(&ns, &opts);
     }
 }
 

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use reef_format::WriteRequest;
-use reef_manifest::BlockCache;
 use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
 use reef_manifest::store::{DynStore, RetryingStore, list_all};
+use reef_manifest::{BlockCache, LeaseHandle, Pins};
 
 use crate::commit::{WriteResult, submit};
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::options::EngineOptions;
 use crate::read::{self, Doc, ScanRange};
 
 /// A namespace's figures (`reef stats`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     /// The namespace.
     pub namespace: String,
@@ -38,13 +38,41 @@ pub struct Stats {
     pub last_version: u64,
     /// Fencing epoch of the manifest.
     pub writer_epoch: u64,
+    /// Bytes written to segments per byte folded (none before a fold).
+    pub write_amplification: Option<f64>,
+    /// The last background fold/compaction/GC failure, if the last
+    /// attempt failed.
+    pub background_error: Option<String>,
 }
 
-/// A consistent view of one namespace that later writes do not change.
+/// A consistent view of one namespace that later writes do not change. It
+/// holds a lease on its manifest version (renewed in the background,
+/// released on drop), so GC in any process keeps what it reads.
 #[derive(Clone)]
 pub struct Snapshot {
     namespace: String,
     view: View,
+    _lease: Option<Arc<SnapshotLease>>,
+}
+
+/// The lease behind a snapshot; dropping the last clone releases it.
+struct SnapshotLease {
+    renewer: tokio::task::JoinHandle<()>,
+    release: Option<(Pins, LeaseHandle)>,
+}
+
+impl Drop for SnapshotLease {
+    fn drop(&mut self) {
+        self.renewer.abort();
+        if let Some((pins, handle)) = self.release.take() {
+            // Best effort: an unreleased lease simply expires.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = pins.release(handle).await;
+                });
+            }
+        }
+    }
 }
 
 impl Snapshot {
@@ -142,12 +170,42 @@ impl Engine {
         read::scan(&ns.view(), namespace, range).await
     }
 
-    /// A consistent view as of now.
+    /// A consistent view as of now, pinned by a lease while it lives.
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
+        let view = ns.view();
+        let lease = if view.manifest_version > 0 {
+            let pins = Pins::new(
+                Arc::clone(&self.store),
+                ns.layout.clone(),
+                Arc::clone(&self.options.compactor.clock),
+            );
+            let ttl = self.options.snapshot_lease_ttl_ms;
+            let handle = pins
+                .acquire("reef-engine snapshot", view.manifest_version, ttl)
+                .await?;
+            let (renew_pins, mut renew_handle) = (pins.clone(), handle.clone());
+            let renewer = tokio::spawn(async move {
+                let period = std::time::Duration::from_millis((ttl / 3).max(1));
+                loop {
+                    tokio::time::sleep(period).await;
+                    if renew_pins.renew(&mut renew_handle, ttl).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Some(Arc::new(SnapshotLease {
+                renewer,
+                release: Some((pins, handle)),
+            }))
+        } else {
+            // No manifest yet: nothing in the bucket for GC to take.
+            None
+        };
         Ok(Snapshot {
             namespace: namespace.to_owned(),
-            view: ns.view(),
+            view,
+            _lease: lease,
         })
     }
 
@@ -180,7 +238,31 @@ impl Engine {
             memtable_bytes,
             last_version: s.last_version,
             writer_epoch: s.manifest.writer_epoch,
+            write_amplification: s.manifest.totals.write_amplification(),
+            background_error: s.background_error.clone(),
         })
+    }
+
+    /// Folds the namespace's unfolded WAL into a level-0 segment now.
+    pub async fn flush(&self, namespace: &str) -> Result<reef_compactor::FoldReport> {
+        let ns = self.namespace(namespace).await?;
+        crate::background::flush(&ns, &self.options).await
+    }
+
+    /// Compacts level 0 into level 1 (when level 0 is full, or `force`).
+    pub async fn compact(
+        &self,
+        namespace: &str,
+        force: bool,
+    ) -> Result<reef_compactor::CompactReport> {
+        let ns = self.namespace(namespace).await?;
+        crate::background::compact(&ns, &self.options, force).await
+    }
+
+    /// One garbage-collection pass.
+    pub async fn gc(&self, namespace: &str) -> Result<reef_compactor::GcReport> {
+        let ns = self.namespace(namespace).await?;
+        crate::background::gc(&ns, &self.options).await
     }
 
     /// Names of the namespaces in the bucket, sorted.

@@ -89,6 +89,23 @@ pub enum Error {
         /// The budget.
         budget_bytes: usize,
     },
+    /// The WAL position this writer committed had already been folded
+    /// (and maybe collected) by another writer's history: the write was
+    /// not acknowledged (DESIGN §3.2). Reload and retry.
+    #[error(
+        "namespace {namespace}: fenced: lsn {lsn} is already folded (last_applied_lsn {last_applied_lsn}); this writer was stale"
+    )]
+    Fenced {
+        /// The namespace.
+        namespace: String,
+        /// The LSN it wrote.
+        lsn: u64,
+        /// The folded position it found.
+        last_applied_lsn: u64,
+    },
+    /// A fold, compaction or GC failed.
+    #[error(transparent)]
+    Compactor(#[from] reef_compactor::Error),
     /// The engine was opened read-only.
     #[error("namespace {namespace}: this engine is read-only")]
     ReadOnly {
@@ -125,7 +142,10 @@ impl Error {
             Error::PreconditionFailed { .. } | Error::IdempotencyConflict { .. } => {
                 ErrorKind::Conflict
             }
-            Error::Contention { .. } | Error::Overloaded { .. } => ErrorKind::Transient,
+            Error::Contention { .. } | Error::Overloaded { .. } | Error::Fenced { .. } => {
+                ErrorKind::Transient
+            }
+            Error::Compactor(e) if e.is_transient() => ErrorKind::Transient,
             Error::ReadOnly { .. } | Error::NoFlushHook { .. } => ErrorKind::Unsupported,
             Error::Inconsistent { .. } => ErrorKind::Corrupt,
             Error::Store(e) if e.is_transient() => ErrorKind::Transient,

@@ -23,6 +23,7 @@
 //! A write is acknowledged only after its WAL object is durable, and WAL
 //! objects hold resolved entries, so recovery is a deterministic replay.
 
+mod background;
 mod commit;
 mod engine;
 mod error;

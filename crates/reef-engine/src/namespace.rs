@@ -39,6 +39,11 @@ pub(crate) struct State {
     pub last_version: u64,
     pub idempotency: HashMap<String, IdemEntry>,
     idempotency_pruned_len: usize,
+    /// When the current manifest was last confirmed from the bucket (the
+    /// stale-writer fence re-reads it when this gets old).
+    pub manifest_read_at: std::time::Instant,
+    /// The last background fold/compaction/GC error, for `stats`.
+    pub background_error: Option<String>,
 }
 
 /// A namespace served by an engine.
@@ -59,11 +64,15 @@ pub(crate) struct Namespace {
     /// Wakes `close` when the commit leader goes idle.
     pub idle: tokio::sync::Notify,
     pub queue: Mutex<crate::commit::Queue>,
+    /// Whether a background fold is running.
+    pub folding: std::sync::atomic::AtomicBool,
 }
 
 /// A consistent read view.
 #[derive(Clone)]
 pub(crate) struct View {
+    /// The manifest version the segments come from.
+    pub manifest_version: u64,
     pub segments: Arc<Vec<Arc<SegmentReader>>>,
     pub memtable: Arc<RwLock<Memtable>>,
     pub at: u64,
@@ -108,6 +117,8 @@ impl Namespace {
             memtable: Arc::default(),
             idempotency,
             idempotency_pruned_len: 0,
+            manifest_read_at: std::time::Instant::now(),
+            background_error: None,
         };
         let ns = Namespace {
             name: name.to_owned(),
@@ -122,6 +133,7 @@ impl Namespace {
             room: tokio::sync::Notify::new(),
             idle: tokio::sync::Notify::new(),
             queue: Mutex::default(),
+            folding: std::sync::atomic::AtomicBool::new(false),
         };
         ns.catch_up().await?;
         Ok(ns)
@@ -136,6 +148,7 @@ impl Namespace {
     pub fn view(&self) -> View {
         let s = self.lock_state();
         View {
+            manifest_version: s.manifest.version,
             segments: Arc::clone(&s.segments),
             memtable: Arc::clone(&s.memtable),
             at: s.last_version,
@@ -172,11 +185,13 @@ impl Namespace {
     /// Adopts a manifest newer than ours: its segments replace the folded
     /// part of the memtable, which is switched, never edited, so views
     /// taken before keep theirs.
-    async fn adopt_newer_manifest(&self) -> Result<()> {
+    pub async fn adopt_newer_manifest(&self) -> Result<()> {
         let ours = self.lock_state().manifest.version;
+        let read_at = std::time::Instant::now();
         let Some(newer) = self.manifests.load_current().await? else {
             return Ok(());
         };
+        self.lock_state().manifest_read_at = read_at;
         if newer.version <= ours {
             return Ok(());
         }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use reef_compactor::CompactorOptions;
 use reef_format::Limits;
 use reef_manifest::{Clock, SystemClock};
 
@@ -33,6 +34,19 @@ pub struct EngineOptions {
     pub block_cache_bytes: usize,
     /// Open without the ability to write (another process writes).
     pub read_only: bool,
+    /// Fold, compaction and GC settings (also the ages the stale-writer
+    /// fence relies on: `compactor.wal_min_age_ms` must match the GC's).
+    pub compactor: CompactorOptions,
+    /// Fold in the background when unfolded bytes reach this.
+    pub fold_trigger_bytes: usize,
+    /// Fold in the background when this many WAL objects are unfolded.
+    pub fold_trigger_wal_objects: u64,
+    /// Snapshots pin their manifest with a lease of this length, renewed
+    /// at a third of it while the snapshot lives.
+    pub snapshot_lease_ttl_ms: u64,
+    /// Run fold, compaction and GC in the background (off: only on
+    /// `flush`/`compact`/`gc` calls, e.g. when a separate compactor runs).
+    pub background: bool,
     /// Time source.
     pub clock: Arc<dyn Clock>,
 }
@@ -51,6 +65,11 @@ impl Default for EngineOptions {
             idempotency_retention_ms: 24 * 3600 * 1000,
             block_cache_bytes: 64 << 20,
             read_only: false,
+            compactor: CompactorOptions::default(),
+            fold_trigger_bytes: 64 << 20,
+            fold_trigger_wal_objects: 1000,
+            background: true,
+            snapshot_lease_ttl_ms: 60_000,
             clock: Arc::new(SystemClock),
         }
     }

@@ -1,6 +1,7 @@
 //! Model-based test: random sequences of requests (every op kind, random
 //! preconditions, idempotency keys reused with the same and with other
-//! ops), restarts, reads and scans, against a `BTreeMap` model that
+//! ops), restarts, folds, compactions and GC at random points, reads and
+//! scans, against a `BTreeMap` model that
 //! implements DESIGN §2 independently. After every step the engine's
 //! answers and reads equal the model's.
 
@@ -12,12 +13,16 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use reef_engine::{Engine, EngineOptions, ErrorKind, ScanRange, WriteResult};
 use reef_format::{Document, Op, OpKind, Precondition, WriteRequest, merge_patch};
+use reef_manifest::ManualClock;
 use reef_manifest::store::{DynStore, MemoryStore};
 
 #[derive(Clone, Debug)]
 enum Step {
     Write(WriteRequest),
     Restart,
+    Flush,
+    Compact,
+    Gc,
     Scan(Option<String>, Option<usize>),
 }
 
@@ -137,13 +142,29 @@ fn step() -> impl Strategy<Value = Step> {
         8 => (prop::collection::vec(op(), 1..4), key)
             .prop_map(|(ops, idempotency_key)| Step::Write(WriteRequest { ops, idempotency_key })),
         1 => Just(Step::Restart),
+        1 => Just(Step::Flush),
+        1 => Just(Step::Compact),
+        1 => Just(Step::Gc),
         1 => (prop::option::of(prop::sample::select(vec!["b", "c"]).prop_map(str::to_owned)), prop::option::of(1usize..3))
             .prop_map(|(p, l)| Step::Scan(p, l)),
     ]
 }
 
+/// Options for the model runs: folds, compactions and GC happen only as
+/// steps, on a clock the test moves (so GC really deletes).
+fn options(clock: &ManualClock) -> EngineOptions {
+    let mut o = EngineOptions {
+        background: false,
+        ..EngineOptions::default()
+    };
+    o.compactor.clock = Arc::new(clock.clone());
+    o.compactor.compaction_l0_trigger = 2;
+    o
+}
+
 async fn check(store: DynStore, steps: Vec<Step>) {
-    let mut engine = Engine::open(Arc::clone(&store), EngineOptions::default())
+    let clock = ManualClock::new(1_000_000);
+    let mut engine = Engine::open(Arc::clone(&store), options(&clock))
         .await
         .unwrap();
     let mut model = Model::default();
@@ -156,9 +177,20 @@ async fn check(store: DynStore, steps: Vec<Step>) {
             }
             Step::Restart => {
                 engine.close().await.unwrap();
-                engine = Engine::open(Arc::clone(&store), EngineOptions::default())
+                engine = Engine::open(Arc::clone(&store), options(&clock))
                     .await
                     .unwrap();
+            }
+            Step::Flush => {
+                engine.flush("m").await.unwrap();
+            }
+            Step::Compact => {
+                engine.compact("m", true).await.unwrap();
+            }
+            Step::Gc => {
+                let o = options(&clock).compactor;
+                clock.advance(o.gc_grace_ms.max(o.wal_min_age_ms) + 1);
+                engine.gc("m").await.unwrap();
             }
             Step::Scan(from, limit) => {
                 let range = ScanRange {

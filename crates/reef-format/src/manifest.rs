@@ -137,6 +137,20 @@ pub struct Totals {
     pub dropped: Setsum,
     /// Count of those entries.
     pub dropped_count: u64,
+    /// Bytes of level-0 segments written by folds (what users' data cost
+    /// once).
+    pub folded_bytes: u64,
+    /// Bytes of segments written by compactions (the rewrite cost).
+    pub compacted_bytes: u64,
+}
+
+impl Totals {
+    /// Bytes written to segments per byte folded: `(folded + compacted) /
+    /// folded`, or `None` before the first fold.
+    pub fn write_amplification(&self) -> Option<f64> {
+        (self.folded_bytes > 0)
+            .then(|| (self.folded_bytes + self.compacted_bytes) as f64 / self.folded_bytes as f64)
+    }
 }
 
 /// One manifest version.
@@ -212,6 +226,8 @@ impl Manifest {
         w.u64(self.totals.written_count);
         w.bytes(&self.totals.dropped.to_bytes());
         w.u64(self.totals.dropped_count);
+        w.u64(self.totals.folded_bytes);
+        w.u64(self.totals.compacted_bytes);
         w.count("segments", self.segments.len())?;
         for s in &self.segments {
             w.u128(s.id);
@@ -276,6 +292,8 @@ impl Manifest {
             written_count: r.u64("written_count")?,
             dropped: setsum(&mut r)?,
             dropped_count: r.u64("dropped_count")?,
+            folded_bytes: r.u64("folded_bytes")?,
+            compacted_bytes: r.u64("compacted_bytes")?,
         };
         let n = r.count("segments", SEGMENTS_MAX, SEGMENT_META_BYTES_MIN)?;
         m.segments.reserve(n);

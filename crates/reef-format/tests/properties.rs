@@ -191,6 +191,8 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 written_count: counts[0],
                 dropped,
                 dropped_count: counts[1],
+                folded_bytes: counts[0] / 3,
+                compacted_bytes: counts[1] / 5,
             },
             idempotency: recs
                 .into_iter()

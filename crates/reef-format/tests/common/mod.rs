@@ -140,6 +140,8 @@ pub fn sample_manifest() -> Manifest {
             written_count: entries.len() as u64 + 1,
             dropped,
             dropped_count: 1,
+            folded_bytes: 4096,
+            compacted_bytes: 8192,
         },
         idempotency: vec![
             IdempotencyRecord {

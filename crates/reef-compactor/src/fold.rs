@@ -1,0 +1,151 @@
+//! Fold: the WAL after the manifest's `last_applied_lsn`, read from the
+//! bucket (never from a writer's memory), becomes one level-0 segment,
+//! committed as manifest N+1.
+//!
+//! A fold keeps the newest version of each id within the folded range:
+//! readers of the new manifest read at or above its `last_version`, and
+//! readers pinned to older manifests keep those manifests' segments (GC
+//! respects pins), so nothing anyone can read is lost.
+
+use std::sync::Arc;
+
+use reef_format::{
+    Entry, FormatError, IdempotencyRecord, MergeIter, SegmentBuilder, SegmentMeta, Setsum,
+};
+use reef_manifest::store::DynStore;
+use reef_manifest::{Layout, ManifestStore, Objects};
+
+use crate::commit::{Change, Outcome, commit_change};
+use crate::error::{Error, Result};
+use crate::ids::new_segment_id;
+use crate::options::CompactorOptions;
+
+/// What a fold did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FoldReport {
+    /// WAL records folded (0: nothing to do, or abandoned).
+    pub records: usize,
+    /// Entries read from the WAL.
+    pub entries_in: u64,
+    /// Entries written to the segment.
+    pub entries_out: u64,
+    /// The new segment, if any.
+    pub segment: Option<u128>,
+    /// Bytes of the new segment.
+    pub segment_bytes: u64,
+    /// The committed manifest version, if committed.
+    pub manifest_version: Option<u64>,
+    /// Why the fold gave up, if it did.
+    pub abandoned: Option<String>,
+}
+
+/// Folds the namespace's unfolded WAL (up to `fold_records_max` records).
+pub async fn fold(
+    store: &DynStore,
+    layout: &Layout,
+    opts: &CompactorOptions,
+) -> Result<FoldReport> {
+    let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
+    let objects = Objects::new(Arc::clone(store), layout.clone());
+    let base = manifests.load_current().await?.unwrap_or_default();
+    let lsns = objects.list_wal(base.last_applied_lsn).await?;
+    let mut records = Vec::new();
+    for (i, lsn) in lsns.iter().take(opts.fold_records_max).enumerate() {
+        let expected = base.last_applied_lsn + 1 + i as u64;
+        let record = match objects.get_wal(*lsn).await? {
+            Some(r) if *lsn == expected => r,
+            _ => {
+                return Err(Error::Inconsistent {
+                    namespace: layout.namespace().to_owned(),
+                    reason: format!("WAL hole: {} is missing", layout.wal_key(expected)),
+                });
+            }
+        };
+        records.push(record);
+    }
+    let Some(last) = records.last() else {
+        return Ok(FoldReport::default());
+    };
+    let to_lsn = last.lsn;
+    let now = opts.clock.now_ms();
+
+    let mut written = (Setsum::EMPTY, 0u64);
+    let mut idempotency = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut last_version = base.last_version;
+    for r in &records {
+        written.0 = written.0.add(&r.setsum());
+        for req in &r.requests {
+            if let Some(key) = &req.idempotency_key {
+                idempotency.push(IdempotencyRecord {
+                    key: key.clone(),
+                    fingerprint: req.fingerprint,
+                    committed_at_ms: r.timestamp_ms,
+                    summary: req.summary(r.lsn),
+                });
+            }
+        }
+        for e in r.entries() {
+            last_version = last_version.max(e.version);
+            entries.push(e.clone());
+        }
+    }
+    written.1 = entries.len() as u64;
+    let entries_in = written.1;
+    entries.sort_by(|a, b| {
+        a.id.as_bytes()
+            .cmp(b.id.as_bytes())
+            .then(b.version.cmp(&a.version))
+    });
+
+    let run = entries.into_iter().map(Ok::<_, FormatError>);
+    let mut merge = MergeIter::compacting(vec![run], Vec::new(), false);
+    let mut builder = SegmentBuilder::new(opts.segment.clone());
+    for e in merge.by_ref() {
+        builder.add(&e?)?;
+    }
+    let dropped = merge.dropped();
+    let entries_out = builder.entry_count();
+    let (segment, segment_bytes) = if entries_out > 0 {
+        let built = builder.finish()?;
+        let id = new_segment_id(now);
+        objects.put_segment(id, &built).await?;
+        let bytes = built.bytes.len() as u64;
+        (
+            Some(SegmentMeta::from_footer(id, 0, bytes, &built.footer)),
+            bytes,
+        )
+    } else {
+        (None, 0)
+    };
+    let change = Change::Fold {
+        from_lsn: base.last_applied_lsn,
+        to_lsn,
+        last_version,
+        segment: segment.clone(),
+        written,
+        dropped,
+        idempotency,
+    };
+    let mut report = FoldReport {
+        records: records.len(),
+        entries_in,
+        entries_out,
+        segment: segment.map(|s| s.id),
+        segment_bytes,
+        ..FoldReport::default()
+    };
+    match commit_change(
+        &manifests,
+        base,
+        &change,
+        now,
+        opts.idempotency_retention_ms,
+    )
+    .await?
+    {
+        Outcome::Committed(m) => report.manifest_version = Some(m.version),
+        Outcome::Abandoned(why) => report.abandoned = Some(why),
+    }
+    Ok(report)
+}

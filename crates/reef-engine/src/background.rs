@@ -1,0 +1,85 @@
+//! In-process scheduling of fold, compaction and GC for one namespace.
+//!
+//! After each commit the leader checks the fold triggers (unfolded bytes,
+//! unfolded WAL objects); if one fires and no fold is running, a task
+//! folds, adopts the new manifest (under the commit lock: adopting swaps
+//! the memtable, which must not race an apply), compacts when level 0 is
+//! full, and runs GC after a compaction. A failure is kept for `stats` and
+//! does not stop writes; they continue until the memory budget is hit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use reef_compactor::{CompactReport, FoldReport, GcReport};
+
+use crate::error::Result;
+use crate::namespace::{Namespace, read_lock};
+use crate::options::EngineOptions;
+
+/// Starts a background fold if a trigger fires and none is running.
+pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
+    if !opts.background || !due(ns, opts) || ns.folding.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (ns, opts) = (Arc::clone(ns), Arc::clone(opts));
+    tokio::spawn(async move {
+        while due(&ns, &opts) {
+            if let Err(e) = cycle(&ns, &opts).await {
+                ns.lock_state().background_error = Some(e.to_string());
+                break;
+            }
+            ns.lock_state().background_error = None;
+        }
+        ns.folding.store(false, Ordering::Release);
+    });
+}
+
+fn due(ns: &Namespace, opts: &EngineOptions) -> bool {
+    let s = ns.lock_state();
+    let bytes = read_lock(&s.memtable).bytes();
+    let wal = s.last_lsn.saturating_sub(s.manifest.last_applied_lsn);
+    wal > 0 && (bytes >= opts.fold_trigger_bytes || wal >= opts.fold_trigger_wal_objects)
+}
+
+async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
+    let folded = flush(ns, opts).await?;
+    if folded.manifest_version.is_some() {
+        let compacted = compact(ns, opts, false).await?;
+        if compacted.manifest_version.is_some() {
+            gc(ns, opts).await?;
+        }
+    } else if folded.records == 0 || folded.abandoned.is_some() {
+        // Someone else folded: pick up their manifest so the triggers see it.
+        adopt(ns).await?;
+    }
+    Ok(())
+}
+
+/// Adopts the newest manifest (and WAL) under the commit lock.
+pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
+    let _mutator = ns.commit.lock().await;
+    ns.catch_up().await
+}
+
+/// Folds the namespace's unfolded WAL now, then adopts the result.
+pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldReport> {
+    let report = reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor).await?;
+    adopt(ns).await?;
+    Ok(report)
+}
+
+/// Compacts (if level 0 is full, or `force`), then adopts the result.
+pub(crate) async fn compact(
+    ns: &Namespace,
+    opts: &EngineOptions,
+    force: bool,
+) -> Result<CompactReport> {
+    let report = reef_compactor::compact(&ns.store, &ns.layout, &opts.compactor, force).await?;
+    adopt(ns).await?;
+    Ok(report)
+}
+
+/// One GC pass.
+pub(crate) async fn gc(ns: &Namespace, opts: &EngineOptions) -> Result<GcReport> {
+    Ok(reef_compactor::gc(&ns.store, &ns.layout, &opts.compactor).await?)
+}
