@@ -83,6 +83,8 @@ pub fn stats_json(stats: &Stats) -> Json {
         "memtable_bytes": stats.memtable_bytes,
         "last_version": stats.last_version,
         "writer_epoch": stats.writer_epoch,
+        "write_amplification": stats.write_amplification,
+        "background_error": stats.background_error,
     })
 }
 
@@ -122,7 +124,10 @@ mod tests {
             memtable_bytes: 4,
             last_version: 9,
             writer_epoch: 1,
+            write_amplification: Some(1.5),
+            background_error: None,
         };
         assert_eq!(stats_json(&stats)["segments"], json!({"0": 2, "1": 1}));
+        assert_eq!(stats_json(&stats)["write_amplification"], json!(1.5));
     }
 }
