@@ -55,11 +55,16 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     let mut loaded: BTreeMap<u64, Manifest> = BTreeMap::new();
     for v in manifests.list_versions().await? {
         if v <= current.version
-            && let Some(m) = manifests.load(v).await? {
-                loaded.insert(v, m);
-            }
+            && let Some(m) = manifests.load(v).await?
+        {
+            loaded.insert(v, m);
+        }
     }
-    let superseded_at = |v: u64| loaded.get(&(v + 1)).map(|m| m.created_at_ms);
+    // When `v` stopped being current: when its successor was committed.
+    // A deleted successor's time is unknown, but the next version still
+    // here was committed no earlier, so its time errs on the side of
+    // keeping `v` a little longer.
+    let superseded_at = |v: u64| loaded.range(v + 1..).next().map(|(_, m)| m.created_at_ms);
     let keep = |v: u64| {
         v == current.version
             || pinned.versions.contains(&v)

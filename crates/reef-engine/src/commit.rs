@@ -219,6 +219,9 @@ async fn commit_batch(
         };
         match put_durably(ns, &record).await {
             Ok(true) => {
+                if let Err(e) = fence(ns, opts, lsn).await {
+                    return fail_all(reqs.len(), &e);
+                }
                 if let Err(e) = ns.apply(&record) {
                     return fail_all(reqs.len(), &e);
                 }
@@ -325,6 +328,30 @@ async fn plan(
     Ok((outcomes, wal))
 }
 
+/// The stale-writer fence (DESIGN §3.2). GC deletes `wal/x` only once a
+/// manifest folding `x` is `wal_min_age_ms` old. If our knowledge of the
+/// current manifest is younger than half that, any manifest that folded
+/// `lsn` long enough ago for GC to have freed the slot would be in it; so
+/// `lsn > last_applied_lsn` proves the slot was never someone else's.
+/// Otherwise re-read the manifest first. A slot already folded means this
+/// writer was stale: the record is not acknowledged (it is below
+/// `last_applied_lsn`, so recovery ignores it and GC removes it).
+async fn fence(ns: &Namespace, opts: &EngineOptions, lsn: u64) -> Result<()> {
+    let bound = std::time::Duration::from_millis(opts.compactor.wal_min_age_ms / 2);
+    if ns.lock_state().manifest_read_at.elapsed() >= bound {
+        ns.adopt_newer_manifest().await?;
+    }
+    let last_applied_lsn = ns.lock_state().manifest.last_applied_lsn;
+    if lsn <= last_applied_lsn {
+        return Err(Error::Fenced {
+            namespace: ns.name.clone(),
+            lsn,
+            last_applied_lsn,
+        });
+    }
+    Ok(())
+}
+
 /// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
 /// if another writer's record holds the LSN. (Transient failures were
 /// already retried by the engine's `RetryingStore`.)
@@ -407,6 +434,15 @@ fn clone_failure(e: &Error) -> Error {
         Error::Inconsistent { namespace, reason } => Error::Inconsistent {
             namespace: namespace.clone(),
             reason: reason.clone(),
+        },
+        Error::Fenced {
+            namespace,
+            lsn,
+            last_applied_lsn,
+        } => Error::Fenced {
+            namespace: namespace.clone(),
+            lsn: *lsn,
+            last_applied_lsn: *last_applied_lsn,
         },
         Error::PreconditionFailed { .. }
         | Error::IdempotencyConflict { .. }

@@ -1,0 +1,308 @@
+//! Folds, compactions and GC under readers and writers: leases keep
+//! snapshots readable; content is conserved (`written = live + dropped`)
+//! and a broken account is caught; a stale writer cannot acknowledge into
+//! a WAL slot that GC freed (DESIGN §3.2).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reef_engine::{Engine, EngineOptions, Error, ErrorKind};
+use reef_format::Manifest;
+use reef_manifest::store::{DynStore, MemoryStore, ObjectStore};
+use reef_manifest::{Layout, ManifestStore, ManualClock, Objects, Pins};
+
+fn options(clock: &ManualClock) -> EngineOptions {
+    // Snapshot leases outlive the clock jumps these tests make (their
+    // renewals run on real time).
+    let mut o = EngineOptions {
+        background: false,
+        snapshot_lease_ttl_ms: 24 * 3_600_000,
+        ..EngineOptions::default()
+    };
+    o.compactor.clock = Arc::new(clock.clone());
+    o
+}
+
+async fn put(e: &Engine, id: &str, v: i64) {
+    e.write(
+        "l",
+        common::request(vec![common::upsert(id, common::doc(&[("v", v)]))]),
+    )
+    .await
+    .unwrap();
+}
+
+async fn value(doc: Option<reef_engine::Doc>) -> Option<reef_format::Value> {
+    doc.and_then(|d| d.doc.get("v").cloned())
+}
+
+async fn segments(store: &DynStore) -> Vec<u128> {
+    Objects::new(Arc::clone(store), Layout::new("l").unwrap())
+        .list_segments()
+        .await
+        .unwrap()
+}
+
+fn far(o: &EngineOptions) -> u64 {
+    o.compactor.gc_grace_ms.max(o.compactor.wal_min_age_ms) + reef_manifest::LEASE_CLOCK_SKEW_MS + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_lease_keeps_its_segments_through_compaction_and_gc() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let e = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    put(&e, "a", 1).await;
+    put(&e, "b", 1).await;
+    e.flush("l").await.unwrap();
+    put(&e, "a", 2).await;
+    e.flush("l").await.unwrap();
+    let before = segments(&store).await;
+    let snap = e.snapshot("l").await.unwrap();
+
+    // Everything the snapshot reads is rewritten and superseded.
+    put(&e, "a", 3).await;
+    e.write("l", common::request(vec![common::delete("b")]))
+        .await
+        .unwrap();
+    e.flush("l").await.unwrap();
+    assert!(
+        e.compact("l", true)
+            .await
+            .unwrap()
+            .manifest_version
+            .is_some()
+    );
+    clock.advance(far(&options(&clock)));
+    e.gc("l").await.unwrap();
+    let after_gc = segments(&store).await;
+    assert!(
+        before.iter().all(|s| after_gc.contains(s)),
+        "leased segments survive GC"
+    );
+    assert_eq!(
+        value(snap.get("a").await.unwrap()).await,
+        Some(reef_format::Value::I64(2))
+    );
+    assert_eq!(
+        value(snap.get("b").await.unwrap()).await,
+        Some(reef_format::Value::I64(1))
+    );
+    assert_eq!(
+        value(e.get("l", "a").await.unwrap()).await,
+        Some(reef_format::Value::I64(3))
+    );
+    assert!(e.get("l", "b").await.unwrap().is_none());
+
+    // Released: the next GC reclaims them.
+    drop(snap);
+    tokio::time::sleep(Duration::from_millis(50)).await; // the release runs on a task
+    let pins = Pins::new(
+        Arc::clone(&store),
+        Layout::new("l").unwrap(),
+        Arc::new(clock.clone()),
+    );
+    assert!(
+        pins.leases().await.unwrap().is_empty(),
+        "dropping the snapshot released its lease"
+    );
+    clock.advance(far(&options(&clock)));
+    let report = e.gc("l").await.unwrap();
+    let remaining = segments(&store).await;
+    assert!(before.iter().all(|s| !remaining.contains(s)), "{report:?}");
+    assert_eq!(
+        remaining.len(),
+        1,
+        "only the compacted level-1 segment is left"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_lease_stops_pinning() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let e = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    put(&e, "a", 1).await;
+    e.flush("l").await.unwrap();
+    let first = segments(&store).await;
+    // A reader that took a lease and then vanished without releasing it.
+    let pins = Pins::new(
+        Arc::clone(&store),
+        Layout::new("l").unwrap(),
+        Arc::new(clock.clone()),
+    );
+    pins.acquire("vanished reader", 1, 1_000).await.unwrap();
+    put(&e, "a", 2).await;
+    e.flush("l").await.unwrap();
+    e.compact("l", true).await.unwrap();
+    clock.advance(far(&options(&clock)));
+    let report = e.gc("l").await.unwrap();
+    assert_eq!(report.leases, 1, "the expired lease is deleted");
+    let left = segments(&store).await;
+    assert!(first.iter().all(|s| !left.contains(s)), "and pins nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_is_conserved_and_a_broken_account_is_caught() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let mut o = options(&clock);
+    o.compactor.compaction_l0_trigger = 2;
+    let e = Engine::open(Arc::clone(&store), o).await.unwrap();
+    let manifests = ManifestStore::new(Arc::clone(&store), Layout::new("l").unwrap());
+    for round in 0..6 {
+        for i in 0..20 {
+            put(&e, &format!("k{}", i % 7), round * 100 + i).await;
+        }
+        e.write("l", common::request(vec![common::delete("k3")]))
+            .await
+            .unwrap();
+        e.flush("l").await.unwrap();
+        e.compact("l", false).await.unwrap();
+    }
+    let versions = manifests.list_versions().await.unwrap();
+    assert!(
+        versions.len() >= 8,
+        "folds and compactions committed: {versions:?}"
+    );
+    for v in &versions {
+        let m = manifests.load(*v).await.unwrap().unwrap();
+        m.check_accounting(&format!("manifest {v}")).unwrap();
+    }
+    let current = manifests.load_current().await.unwrap().unwrap();
+    assert!(
+        current.totals.dropped_count > 0,
+        "superseded versions were dropped and counted"
+    );
+    assert!(current.totals.write_amplification().unwrap() > 1.0);
+
+    // Corrupt the account: a manifest claiming an entry was never written.
+    let mut broken: Manifest = current.clone();
+    broken.version += 1;
+    broken.totals.written_count += 1;
+    assert!(broken.check_accounting("broken").is_err());
+    let key = manifests.layout().manifest_key(broken.version);
+    store
+        .put_if_absent(&key, Bytes::from(broken.encode().unwrap()))
+        .await
+        .unwrap();
+    put(&e, "after", 1).await;
+    let err = e.flush("l").await.unwrap_err();
+    assert!(err.to_string().contains("accounting broken"), "{err}");
+}
+
+/// DESIGN §3.2: writer A stalls; B takes over, writes, folds; GC deletes
+/// the folded WAL; A wakes and writes into an LSN GC freed. A must not
+/// acknowledge it: recovery (which replays only lsn > last_applied_lsn)
+/// would drop it.
+async fn stale_writer_schedule(
+    a_fence_ms: u64,
+) -> (Result<reef_engine::WriteResult, Error>, Engine) {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let mut a_opts = options(&clock);
+    a_opts.compactor.wal_min_age_ms = a_fence_ms;
+    let a = Engine::open(Arc::clone(&store), a_opts).await.unwrap();
+    for i in 0..3 {
+        put(&a, &format!("a{i}"), i).await;
+    }
+    // B takes over: writes lsn 4 and 5, folds them, and GC (its clock past
+    // every age) deletes the folded WAL, lsn 1..5.
+    let mut b_opts = options(&clock);
+    b_opts.compactor.wal_min_age_ms = 100;
+    let b = Engine::open(Arc::clone(&store), b_opts).await.unwrap();
+    put(&b, "b0", 0).await;
+    put(&b, "b1", 1).await;
+    b.flush("l").await.unwrap();
+    clock.advance(far(&options(&clock)));
+    assert_eq!(b.gc("l").await.unwrap().wal, 5);
+    // A wakes (its view of the manifest now older than its fence bound)
+    // and writes: wal/4 is free again, so its put-if-absent succeeds.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let stale = a
+        .write(
+            "l",
+            common::request(vec![common::upsert("a-late", common::doc(&[("v", 9)]))]),
+        )
+        .await;
+    let fresh = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    (stale, fresh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_cannot_acknowledge_into_a_collected_wal_slot() {
+    let (stale, fresh) = stale_writer_schedule(100).await;
+    let err = stale.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Fenced {
+                lsn: 4,
+                last_applied_lsn: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Transient, "reload and retry");
+    assert!(
+        fresh.get("l", "a-late").await.unwrap().is_none(),
+        "not acknowledged, not visible"
+    );
+    for id in ["a0", "a1", "a2", "b0", "b1"] {
+        assert!(fresh.get("l", id).await.unwrap().is_some(), "{id}");
+    }
+}
+
+/// The negative control: a writer that trusts its old view for longer than
+/// the WAL's minimum age (misconfigured fence) acknowledges a write that
+/// recovery then drops. This is the hole the fence closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_fence_the_acknowledged_write_is_lost() {
+    let (stale, fresh) = stale_writer_schedule(3_600_000).await;
+    let acked = stale.expect("the misconfigured writer acknowledges");
+    assert_eq!(acked.lsn, 4);
+    assert!(
+        fresh.get("l", "a-late").await.unwrap().is_none(),
+        "acknowledged, yet lost"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_writer_recovers_by_retrying() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let mut o = options(&clock);
+    o.compactor.wal_min_age_ms = 100;
+    let a = Engine::open(Arc::clone(&store), o.clone()).await.unwrap();
+    put(&a, "a0", 0).await;
+    let b = Engine::open(Arc::clone(&store), o).await.unwrap();
+    put(&b, "b0", 0).await;
+    b.flush("l").await.unwrap();
+    clock.advance(far(&options(&clock)));
+    b.gc("l").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let req = common::request(vec![common::upsert("a1", common::doc(&[("v", 1)]))]);
+    assert!(matches!(
+        a.write("l", req.clone()).await,
+        Err(Error::Fenced { .. })
+    ));
+    let ok = a.write("l", req).await.unwrap();
+    assert_eq!(
+        ok.lsn, 3,
+        "after reloading, the writer takes the next free LSN"
+    );
+    let fresh = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    assert!(fresh.get("l", "a1").await.unwrap().is_some());
+}
