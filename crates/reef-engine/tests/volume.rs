@@ -1,0 +1,69 @@
+//! Volume: 1,000,000 upserts over 100,000 ids with background folds and
+//! compaction end with a bounded number of segments, every id at its last
+//! value, and `stats` reporting WAL objects, segments per level, bytes and
+//! write amplification.
+
+use std::sync::Arc;
+
+use reef_engine::{Engine, EngineOptions, ScanRange};
+use reef_format::{Op, OpKind, Value, WriteRequest};
+use reef_manifest::store::{DynStore, MemoryStore};
+
+const IDS: u64 = 100_000;
+const UPSERTS: u64 = 1_000_000;
+const PER_REQUEST: u64 = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_upserts_over_100k_ids_stay_bounded() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let mut opts = EngineOptions {
+        fold_trigger_bytes: 4 << 20,
+        fold_trigger_wal_objects: 50,
+        ..EngineOptions::default()
+    };
+    opts.compactor.l1_segment_bytes_target = 8 << 20;
+    let e = Engine::open(Arc::clone(&store), opts).await.unwrap();
+    let mut max_segments = 0;
+    for r in 0..UPSERTS / PER_REQUEST {
+        let ops = (0..PER_REQUEST)
+            .map(|k| {
+                let n = r * PER_REQUEST + k;
+                // Ids revisited in a scrambled order, ten times each.
+                let id = (n * 7919) % IDS;
+                Op {
+                    kind: OpKind::Upsert,
+                    id: format!("id{id:06}"),
+                    doc: Some([("n".to_owned(), Value::I64(n as i64))].into()),
+                    precondition: None,
+                }
+            })
+            .collect();
+        e.write("v", WriteRequest { ops, idempotency_key: None }).await.unwrap();
+        let stats = e.stats("v").await.unwrap();
+        max_segments = max_segments.max(stats.segments.values().sum::<usize>());
+        assert!(stats.background_error.is_none(), "{:?}", stats.background_error);
+    }
+    e.flush("v").await.unwrap();
+    e.compact("v", true).await.unwrap();
+    let stats = e.stats("v").await.unwrap();
+    eprintln!("{stats:?}; at most {max_segments} segments during the run");
+    assert_eq!(stats.last_version, UPSERTS);
+    assert_eq!(stats.wal_objects, 0, "everything folded");
+    assert_eq!(stats.segments.get(&0), None, "level 0 compacted away");
+    let l1 = stats.segments.get(&1).copied().unwrap_or(0);
+    assert!((1..=4).contains(&l1), "{l1} level-1 segments for 100k live ids");
+    assert!(max_segments <= 12, "segments stayed bounded during the run: {max_segments}");
+    let wa = stats.write_amplification.unwrap();
+    assert!(wa > 1.0 && wa < 20.0, "write amplification {wa}");
+    assert!(stats.bytes > 0);
+
+    // Every id holds its last write: the n with n*7919 % IDS == id, largest.
+    let docs = e.scan("v", &ScanRange::default()).await.unwrap();
+    assert_eq!(docs.len() as u64, IDS);
+    for d in docs.iter().step_by(997) {
+        let id: u64 = d.id[2..].parse().unwrap();
+        let last = (0..UPSERTS).rev().find(|n| n * 7919 % IDS == id).unwrap();
+        assert_eq!(d.doc["n"], Value::I64(last as i64), "{}", d.id);
+        assert_eq!(d.version, last + 1);
+    }
+}
