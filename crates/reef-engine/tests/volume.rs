@@ -38,10 +38,22 @@ async fn a_million_upserts_over_100k_ids_stay_bounded() {
                 }
             })
             .collect();
-        e.write("v", WriteRequest { ops, idempotency_key: None }).await.unwrap();
+        e.write(
+            "v",
+            WriteRequest {
+                ops,
+                idempotency_key: None,
+            },
+        )
+        .await
+        .unwrap();
         let stats = e.stats("v").await.unwrap();
         max_segments = max_segments.max(stats.segments.values().sum::<usize>());
-        assert!(stats.background_error.is_none(), "{:?}", stats.background_error);
+        assert!(
+            stats.background_error.is_none(),
+            "{:?}",
+            stats.background_error
+        );
     }
     e.flush("v").await.unwrap();
     e.compact("v", true).await.unwrap();
@@ -51,8 +63,14 @@ async fn a_million_upserts_over_100k_ids_stay_bounded() {
     assert_eq!(stats.wal_objects, 0, "everything folded");
     assert_eq!(stats.segments.get(&0), None, "level 0 compacted away");
     let l1 = stats.segments.get(&1).copied().unwrap_or(0);
-    assert!((1..=4).contains(&l1), "{l1} level-1 segments for 100k live ids");
-    assert!(max_segments <= 12, "segments stayed bounded during the run: {max_segments}");
+    assert!(
+        (1..=4).contains(&l1),
+        "{l1} level-1 segments for 100k live ids"
+    );
+    assert!(
+        max_segments <= 12,
+        "segments stayed bounded during the run: {max_segments}"
+    );
     let wa = stats.write_amplification.unwrap();
     assert!(wa > 1.0 && wa < 20.0, "write amplification {wa}");
     assert!(stats.bytes > 0);

@@ -8,6 +8,7 @@
 //! - [`output`]: JSON lines on stdout through a fallible writer.
 //! - [`exit`]: exit codes and the stderr report.
 
+pub mod compactor;
 pub mod exit;
 pub mod input;
 pub mod ops;
@@ -87,6 +88,37 @@ pub enum Command {
     },
     /// Lists the namespaces of the store, one JSON string per line.
     Namespaces,
+    /// Folds the namespace's unfolded WAL into a level-0 segment now.
+    Flush {
+        /// The namespace.
+        ns: String,
+    },
+    /// Compacts level 0 (and overlapping level 1) into level 1 now.
+    Compact {
+        /// The namespace.
+        ns: String,
+    },
+    /// Deletes what no manifest, lease or checkpoint can reach.
+    Gc {
+        /// The namespace.
+        ns: String,
+        /// Keep superseded manifests and unlisted segments this long.
+        #[arg(long, default_value_t = 600)]
+        grace: u64,
+    },
+    /// Runs fold, compaction and GC in a loop against the bucket (a
+    /// standalone compactor process; writers keep writing meanwhile).
+    Compactor {
+        /// The namespace to maintain.
+        #[arg(long)]
+        namespace: String,
+        /// Pause between rounds.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Stop after this many rounds (default: run until killed).
+        #[arg(long)]
+        rounds: Option<u64>,
+    },
     /// Shows what Reef's codecs do, on a local directory.
     Demo,
 }
@@ -123,6 +155,14 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Some(ns) = namespace_of(&cli.command) {
         validate_namespace(ns)?;
     }
+    if let Command::Compactor {
+        namespace,
+        interval_ms,
+        rounds,
+    } = &cli.command
+    {
+        return compactor::run(store, namespace, *interval_ms, *rounds);
+    }
     let parsed = match &cli.command {
         Command::Write {
             idempotency_key,
@@ -144,7 +184,16 @@ pub fn run(cli: Cli) -> Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async {
-        let engine = Engine::open(store, EngineOptions::default()).await?;
+        // One invocation is short: folding belongs to `flush` and to the
+        // compactor, not to a background task the exit would cut short.
+        let mut options = EngineOptions {
+            background: false,
+            ..EngineOptions::default()
+        };
+        if let Command::Gc { grace, .. } = &cli.command {
+            options.compactor.gc_grace_ms = grace.saturating_mul(1000);
+        }
+        let engine = Engine::open(store, options).await?;
         let mut out = Out::new();
         let acted = act(&engine, &cli.command, parsed.as_ref(), &mut out).await;
         // Close even after a failure: in-flight commits finish first.
@@ -185,6 +234,16 @@ async fn act(
         }
         Command::Stats { ns } => ops::stats(engine, ns, out).await,
         Command::Namespaces => ops::namespaces(engine, out).await,
+        Command::Flush { ns } => out
+            .line(&compactor::fold_json(&engine.flush(ns).await?))
+            .map_err(Into::into),
+        Command::Compact { ns } => out
+            .line(&compactor::compact_json(&engine.compact(ns, true).await?))
+            .map_err(Into::into),
+        Command::Gc { ns, .. } => out
+            .line(&compactor::gc_json(&engine.gc(ns).await?))
+            .map_err(Into::into),
+        Command::Compactor { .. } => anyhow::bail!("the compactor runs without an engine"),
         Command::Demo => anyhow::bail!("demo runs without an engine"),
     }
 }
@@ -194,7 +253,11 @@ fn namespace_of(command: &Command) -> Option<&str> {
         Command::Write { ns, .. }
         | Command::Get { ns, .. }
         | Command::Scan { ns, .. }
-        | Command::Stats { ns } => Some(ns),
+        | Command::Stats { ns }
+        | Command::Flush { ns }
+        | Command::Compact { ns }
+        | Command::Gc { ns, .. } => Some(ns),
+        Command::Compactor { namespace, .. } => Some(namespace),
         Command::Namespaces | Command::Demo => None,
     }
 }
