@@ -28,7 +28,7 @@ mod gc;
 mod ids;
 mod options;
 
-pub use commit::{Change, Outcome};
+pub use commit::{Change, Outcome, commit_change};
 pub use compact::{CompactReport, compact};
 pub use error::{Error, Result};
 pub use fold::{FoldReport, fold};

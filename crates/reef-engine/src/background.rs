@@ -31,6 +31,7 @@ pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
             ns.lock_state().background_error = None;
         }
         ns.folding.store(false, Ordering::Release);
+        ns.idle.notify_waiters();
     });
 }
 
@@ -38,7 +39,32 @@ fn due(ns: &Namespace, opts: &EngineOptions) -> bool {
     let s = ns.lock_state();
     let bytes = read_lock(&s.memtable).bytes();
     let wal = s.last_lsn.saturating_sub(s.manifest.last_applied_lsn);
-    wal > 0 && (bytes >= opts.fold_trigger_bytes || wal >= opts.fold_trigger_wal_objects)
+    let old = s
+        .unfolded_since
+        .is_some_and(|t| t.elapsed() >= opts.fold_trigger_age);
+    wal > 0 && (bytes >= opts.fold_trigger_bytes || wal >= opts.fold_trigger_wal_objects || old)
+}
+
+/// Checks the triggers every quarter of the age trigger, so an idle
+/// namespace's unfolded data is folded too. Ends with the namespace.
+pub(crate) fn start_ticker(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
+    if !opts.background || opts.read_only {
+        return;
+    }
+    let (weak, opts) = (Arc::downgrade(ns), Arc::clone(opts));
+    tokio::spawn(async move {
+        let period = (opts.fold_trigger_age / 4).max(std::time::Duration::from_millis(10));
+        loop {
+            tokio::time::sleep(period).await;
+            let Some(ns) = weak.upgrade() else { return };
+            maybe_schedule(&ns, &opts);
+        }
+    });
+}
+
+/// Whether a background fold cycle is running.
+pub(crate) fn folding(ns: &Namespace) -> bool {
+    ns.folding.load(Ordering::Acquire)
 }
 
 async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<()> {

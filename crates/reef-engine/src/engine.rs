@@ -139,6 +139,7 @@ impl Engine {
         let ns = Arc::new(
             Namespace::open(name, Arc::clone(&self.store), Arc::clone(&self.cache)).await?,
         );
+        crate::background::start_ticker(&ns, &self.options);
         map.insert(name.to_owned(), Arc::clone(&ns));
         Ok(ns)
     }
@@ -283,8 +284,8 @@ impl Engine {
         Ok(names)
     }
 
-    /// Waits until every queued and in-flight write has been answered,
-    /// then closes. (A leader task may be spawned but not yet hold the
+    /// Waits until every queued and in-flight write has been answered and
+    /// any background fold cycle has finished, then closes. (A leader task may be spawned but not yet hold the
     /// commit lock, so the queue, not the lock, says when all is done.)
     pub async fn close(self) -> Result<()> {
         let map = self.namespaces.lock().await;
@@ -293,7 +294,7 @@ impl Engine {
                 // Register before checking, so a leader that goes idle in
                 // between still wakes us.
                 let idle = ns.idle.notified();
-                if !crate::commit::busy(ns) {
+                if !crate::commit::busy(ns) && !crate::background::folding(ns) {
                     break;
                 }
                 idle.await;

@@ -44,6 +44,8 @@ pub(crate) struct State {
     pub manifest_read_at: std::time::Instant,
     /// The last background fold/compaction/GC error, for `stats`.
     pub background_error: Option<String>,
+    /// Since when unfolded WAL has been waiting (the age fold trigger).
+    pub unfolded_since: Option<std::time::Instant>,
 }
 
 /// A namespace served by an engine.
@@ -119,6 +121,7 @@ impl Namespace {
             idempotency_pruned_len: 0,
             manifest_read_at: std::time::Instant::now(),
             background_error: None,
+            unfolded_since: None,
         };
         let ns = Namespace {
             name: name.to_owned(),
@@ -217,6 +220,9 @@ impl Namespace {
                 });
         }
         s.segments = Arc::new(segments);
+        if s.last_lsn <= newer.last_applied_lsn {
+            s.unfolded_since = None;
+        }
         s.manifest = Arc::new(newer);
         drop(s);
         self.room.notify_waiters();
@@ -265,6 +271,7 @@ impl Namespace {
             }
         }
         s.last_lsn = record.lsn;
+        s.unfolded_since.get_or_insert_with(std::time::Instant::now);
         Ok(())
     }
 

@@ -41,6 +41,9 @@ pub struct EngineOptions {
     pub fold_trigger_bytes: usize,
     /// Fold in the background when this many WAL objects are unfolded.
     pub fold_trigger_wal_objects: u64,
+    /// Fold in the background when unfolded data is this old (checked
+    /// every quarter of it, so idle namespaces get folded too).
+    pub fold_trigger_age: std::time::Duration,
     /// Snapshots pin their manifest with a lease of this length, renewed
     /// at a third of it while the snapshot lives.
     pub snapshot_lease_ttl_ms: u64,
@@ -68,6 +71,7 @@ impl Default for EngineOptions {
             compactor: CompactorOptions::default(),
             fold_trigger_bytes: 64 << 20,
             fold_trigger_wal_objects: 1000,
+            fold_trigger_age: std::time::Duration::from_secs(60),
             background: true,
             snapshot_lease_ttl_ms: 60_000,
             clock: Arc::new(SystemClock),

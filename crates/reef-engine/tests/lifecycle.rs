@@ -306,3 +306,28 @@ async fn a_fenced_writer_recovers_by_retrying() {
         .unwrap();
     assert!(fresh.get("l", "a1").await.unwrap().is_some());
 }
+
+/// An idle namespace's unfolded writes are folded once they are old
+/// enough, with no further writes to trigger it; `close` waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_unfolded_data_is_folded_by_age() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let opts = EngineOptions {
+        fold_trigger_age: Duration::from_millis(40),
+        ..EngineOptions::default()
+    };
+    let e = Engine::open(Arc::clone(&store), opts).await.unwrap();
+    put(&e, "a", 1).await;
+    assert_eq!(e.stats("l").await.unwrap().wal_objects, 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while e.stats("l").await.unwrap().wal_objects > 0 {
+        assert!(std::time::Instant::now() < deadline, "never folded");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = e.stats("l").await.unwrap();
+    assert_eq!(
+        (stats.manifest_version, stats.segments.get(&0).copied()),
+        (1, Some(1))
+    );
+    e.close().await.unwrap();
+}
