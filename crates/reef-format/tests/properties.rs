@@ -96,6 +96,12 @@ fn wal_record() -> impl Strategy<Value = WalRecord> {
             timestamp_ms: ts,
             requests: requests
                 .into_iter()
+                .scan(std::collections::HashSet::new(), |seen, r| {
+                    // Keys are unique within a record (the codec refuses
+                    // duplicates): a repeated key becomes no key.
+                    let key = r.0.filter(|k| seen.insert(k.clone()));
+                    Some((key, r.1, r.2, r.3))
+                })
                 .map(|(key, fp, skipped, ops)| WalRequest {
                     idempotency_key: key,
                     fingerprint: fp,
