@@ -45,6 +45,13 @@ pub struct Stats {
     pub background_error: Option<String>,
 }
 
+/// A segment of our current view was collected: another process compacted
+/// and GC'd it after the grace period, so a newer manifest exists. (Only
+/// the engine's current view can see this; snapshots hold a lease.)
+fn segment_gone(e: &Error) -> bool {
+    matches!(e, Error::Store(reef_manifest::Error::NotFound { key }) if key.contains("/seg/"))
+}
+
 /// A consistent view of one namespace that later writes do not change. It
 /// holds a lease on its manifest version (renewed in the background,
 /// released on drop), so GC in any process keeps what it reads.
@@ -162,13 +169,25 @@ impl Engine {
     /// The document `id`, if present.
     pub async fn get(&self, namespace: &str, id: &str) -> Result<Option<Doc>> {
         let ns = self.namespace(namespace).await?;
-        read::get(&ns.view(), namespace, id).await
+        match read::get(&ns.view(), namespace, id).await {
+            Err(e) if segment_gone(&e) => {
+                crate::background::adopt(&ns).await?;
+                read::get(&ns.view(), namespace, id).await
+            }
+            other => other,
+        }
     }
 
     /// Documents in id order within the range.
     pub async fn scan(&self, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
         let ns = self.namespace(namespace).await?;
-        read::scan(&ns.view(), namespace, range).await
+        match read::scan(&ns.view(), namespace, range).await {
+            Err(e) if segment_gone(&e) => {
+                crate::background::adopt(&ns).await?;
+                read::scan(&ns.view(), namespace, range).await
+            }
+            other => other,
+        }
     }
 
     /// A consistent view as of now, pinned by a lease while it lives.

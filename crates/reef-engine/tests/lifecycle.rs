@@ -331,3 +331,45 @@ async fn idle_unfolded_data_is_folded_by_age() {
     );
     e.close().await.unwrap();
 }
+
+/// Another process compacts and collects the segments this engine's
+/// current view lists: its next read adopts the newer manifest instead of
+/// failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_survive_segments_collected_by_another_process() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000);
+    let reader = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    put(&reader, "a", 1).await;
+    reader.flush("l").await.unwrap();
+    put(&reader, "b", 2).await;
+    reader.flush("l").await.unwrap();
+    assert!(reader.get("l", "a").await.unwrap().is_some()); // view: two L0 segments
+    // Another process compacts them away and collects them.
+    let other = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    other.compact("l", true).await.unwrap();
+    clock.advance(far(&options(&clock)));
+    assert!(other.gc("l").await.unwrap().segments >= 2);
+    // The reader's view still lists the collected segments; uncached
+    // blocks are gone, and it recovers by adopting the new manifest.
+    let fresh = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    drop(fresh);
+    assert_eq!(
+        value(reader.get("l", "b").await.unwrap()).await,
+        Some(reef_format::Value::I64(2))
+    );
+    assert_eq!(
+        reader
+            .scan("l", &reef_engine::ScanRange::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
