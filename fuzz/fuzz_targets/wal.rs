@@ -4,23 +4,16 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "frame.rs"]
+mod frame;
+use frame::frame;
 use reef_format::WalRecord;
 
-fn frame(magic: &[u8; 4], body: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(body.len() + 20);
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(body);
-    let crc = reef_format::crc32(&out);
-    out.extend_from_slice(&crc.to_le_bytes());
-    Bytes::from(out)
-}
 
 fuzz_target!(|data: &[u8]| {
     let _ = WalRecord::decode(&Bytes::copy_from_slice(data), "fuzz");
-    if let Ok(rec) = WalRecord::decode(&frame(b"RFWL", data), "fuzz") {
+    if let Ok(rec) = WalRecord::decode(&Bytes::from(frame(b"RFWL", data)), "fuzz") {
         // Whatever decodes must re-encode to the same body.
         let again = rec.encode().expect("a decoded record re-encodes");
         assert_eq!(&again[16..again.len() - 4], data);

@@ -366,7 +366,7 @@ impl ObjectStore for LocalStore {
             Some(i) => root.join(&prefix[..i]),
             None => root.clone(),
         };
-        let mut all = tokio::task::spawn_blocking(move || {
+        let all = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             walk(&root, &start_dir, &owned, &mut out).map(|()| out)
         })
@@ -378,7 +378,6 @@ impl ObjectStore for LocalStore {
             transient: false,
         })?
         .map_err(|e| Error::io("list", prefix, e))?;
-        all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(page_of(all, start_after, limit))
     }
 

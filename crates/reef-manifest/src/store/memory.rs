@@ -159,7 +159,6 @@ impl ObjectStore for MemoryStore {
                 });
             }
         }
-        all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(page_of(all, start_after, limit))
     }
 

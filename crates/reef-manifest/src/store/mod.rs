@@ -225,10 +225,12 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
     }
 }
 
-/// Applies `start_after` and `limit` to sorted candidate objects.
-pub(crate) fn page_of(sorted: Vec<Listed>, start_after: Option<&str>, limit: usize) -> ListPage {
+/// Sorts candidate objects by key and applies `start_after` and `limit`
+/// (the tail every backend's `list` shares).
+pub(crate) fn page_of(mut all: Vec<Listed>, start_after: Option<&str>, limit: usize) -> ListPage {
+    all.sort_by(|a, b| a.key.cmp(&b.key));
     let limit = limit.clamp(1, LIST_PAGE_MAX);
-    let mut objects: Vec<Listed> = sorted
+    let mut objects: Vec<Listed> = all
         .into_iter()
         .filter(|o| start_after.is_none_or(|after| o.key.as_str() > after))
         .take(limit + 1)

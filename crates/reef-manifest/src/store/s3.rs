@@ -405,7 +405,6 @@ impl ObjectStore for S3Store {
                 });
             }
         }
-        all.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(page_of(all, start_after, limit))
     }
 
