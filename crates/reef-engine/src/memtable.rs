@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
+use reef_format::segment::before_to;
 use reef_format::{Entry, EntryValue};
 
 /// Sorted, multi-version entries.
@@ -64,11 +65,7 @@ impl Memtable {
         };
         self.map
             .range((start, Bound::Unbounded))
-            .take_while(|((id, _), _)| match to {
-                Bound::Included(t) => id.as_str() <= t,
-                Bound::Excluded(t) => id.as_str() < t,
-                Bound::Unbounded => true,
-            })
+            .take_while(|((id, _), _)| before_to(id, to))
             .map(|((id, Reverse(version)), value)| Entry {
                 id: id.clone(),
                 version: *version,

@@ -24,7 +24,7 @@ pub fn document_from_json(json: &Json, field: &str) -> Result<Document> {
         Json::Object(map) => object_from_json(map, field, 1),
         other => Err(FormatError::invalid(
             field,
-            format!("must be a JSON object, found {}", json_type(other)),
+            format!("must be a JSON object, found {}", json_type_name(other)),
         )),
     }
 }
@@ -124,7 +124,8 @@ fn number_from_json(n: &Number, field: &str) -> Result<Value> {
     }
 }
 
-fn json_type(j: &Json) -> &'static str {
+/// How a JSON value's type reads in an error message ("an array", ...).
+pub fn json_type_name(j: &Json) -> &'static str {
     match j {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

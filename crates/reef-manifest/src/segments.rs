@@ -13,7 +13,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use reef_format::segment::{
-    Block, Bloom, FOOTER_FETCH_BYTES, PointLookup, Probe, SegmentFooter, SegmentIndex,
+    Block, Bloom, FOOTER_FETCH_BYTES, PointLookup, Probe, SegmentFooter, SegmentIndex, after_from,
+    before_to,
 };
 use reef_format::{Entry, FormatError, ObjectKind};
 
@@ -160,16 +161,8 @@ impl SegmentReader {
         for n in first..self.index.blocks().len() {
             let block = self.block(n).await?;
             for e in block.entries() {
-                let after_from = match from {
-                    Bound::Included(f) => e.id.as_str() >= f,
-                    Bound::Excluded(f) => e.id.as_str() > f,
-                    Bound::Unbounded => true,
-                };
-                let before_to = match to {
-                    Bound::Included(t) => e.id.as_str() <= t,
-                    Bound::Excluded(t) => e.id.as_str() < t,
-                    Bound::Unbounded => true,
-                };
+                let after_from = after_from(&e.id, from);
+                let before_to = before_to(&e.id, to);
                 if !before_to || out.len() >= limit {
                     return Ok(out);
                 }

@@ -93,7 +93,7 @@ fn parse_op(line: usize, text: &str) -> Result<Op, InputError> {
         return Err(InputError(format!(
             "line {line}: expected a JSON object like {{\"op\":\"upsert\",\"id\":..,\"doc\":{{..}}}}, \
              found {}",
-            type_name(&json)
+            reef_format::json_type_name(&json)
         )));
     };
     let field =
@@ -150,7 +150,10 @@ fn required_str<'a>(map: &'a Map<String, Json>, key: &str) -> Result<&'a str, St
     match map.get(key) {
         None => Err("missing".to_owned()),
         Some(Json::String(s)) => Ok(s),
-        Some(other) => Err(format!("must be a string, found {}", type_name(other))),
+        Some(other) => Err(format!(
+            "must be a string, found {}",
+            reef_format::json_type_name(other)
+        )),
     }
 }
 
@@ -224,17 +227,6 @@ pub(crate) fn split_op_field(field: &str) -> Option<(usize, &str)> {
     let (index, rest) = rest.split_once(']')?;
     let index = index.parse().ok()?;
     Some((index, rest.strip_prefix('.').unwrap_or(rest)))
-}
-
-fn type_name(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

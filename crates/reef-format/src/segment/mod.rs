@@ -27,3 +27,24 @@ pub use index::{
     SegmentIndex, TAIL_BYTES,
 };
 pub use reader::{PointLookup, Probe, Segment, SegmentIter};
+
+use std::ops::Bound;
+
+/// Whether `id` is at or after the lower bound of a range (the one bound
+/// check every reader of sorted runs shares).
+pub fn after_from(id: &str, from: Bound<&str>) -> bool {
+    match from {
+        Bound::Included(f) => id >= f,
+        Bound::Excluded(f) => id > f,
+        Bound::Unbounded => true,
+    }
+}
+
+/// Whether `id` is before the upper bound of a range.
+pub fn before_to(id: &str, to: Bound<&str>) -> bool {
+    match to {
+        Bound::Included(t) => id <= t,
+        Bound::Excluded(t) => id < t,
+        Bound::Unbounded => true,
+    }
+}

@@ -255,20 +255,10 @@ impl Iterator for SegmentIter<'_> {
     fn next(&mut self) -> Option<Result<Entry>> {
         while !self.done {
             if let Some(e) = self.current.next() {
-                let after_from = match &self.from {
-                    Bound::Included(f) => e.id.as_str() >= f.as_str(),
-                    Bound::Excluded(f) => e.id.as_str() > f.as_str(),
-                    Bound::Unbounded => true,
-                };
-                if !after_from {
+                if !super::after_from(&e.id, self.from.as_ref().map(String::as_str)) {
                     continue;
                 }
-                let before_to = match &self.to {
-                    Bound::Included(t) => e.id.as_str() <= t.as_str(),
-                    Bound::Excluded(t) => e.id.as_str() < t.as_str(),
-                    Bound::Unbounded => true,
-                };
-                if !before_to {
+                if !super::before_to(&e.id, self.to.as_ref().map(String::as_str)) {
                     self.done = true;
                     return None;
                 }
