@@ -1,22 +1,22 @@
-//! `reef demo`: a one-minute tour for a newcomer, on a real local store.
-//! Until the engine lands (preconditions, group commit, recovery) it drives
-//! the layers that exist: a write request
-//! is validated and committed as a WAL record (put-if-absent, fsynced), a
-//! second writer loses that LSN, the entries are folded into a segment and
-//! a manifest commits it, reads come back through the ranged, cached
-//! segment reader, and one flipped bit is caught.
+//! `reef demo`: a one-minute tour for a newcomer, on a real local store,
+//! through the engine like any user's write: atomic conditional upserts,
+//! an idempotent retry, a refused precondition, a merge patch, a fold into
+//! a segment, recovery in a fresh engine, and a flipped bit caught.
+//!
+//! Invariant: the demo only ever writes through `Engine::write`/`flush`,
+//! into a namespace of its own (`demo`, else the first free `demo-N`), so
+//! it never disturbs data anyone else wrote.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
+use reef_engine::{Engine, EngineOptions, ScanRange};
 use reef_format::{
-    Entry, FormatError, Limits, Manifest, MergeIter, Op, OpKind, SegmentBuilder, SegmentMeta,
-    SegmentOptions, Tombstones, WalOp, WalRecord, WalRequest, WriteRequest, decode_document,
-    document_from_json, document_to_json, encode_document,
+    Op, OpKind, Precondition, WalRecord, WriteRequest, document_from_json, document_to_json,
 };
-use reef_manifest::store::{DynStore, LocalStore, PutOutcome};
-use reef_manifest::{BlockCache, Layout, ManifestStore, Objects, SegmentReader};
+use reef_manifest::Layout;
+use reef_manifest::store::{DynStore, LocalStore};
 use serde_json::json;
 
 /// Prints a line; a closed stdout (`reef demo | head`) is an error the
@@ -28,170 +28,161 @@ macro_rules! say {
     }};
 }
 
-/// Runs the demo against the local directory `dir`, namespace `demo`.
+/// The most `demo-N` namespaces the demo looks through for a free one.
+const DEMO_NAMESPACES_MAX: u32 = 1000;
+
+/// Runs the demo against the local directory `dir`.
 pub fn run(dir: &Path) -> Result<()> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(tour(dir))
+}
+
+fn op(
+    kind: OpKind,
+    id: &str,
+    doc: Option<serde_json::Value>,
+    p: Option<Precondition>,
+) -> Result<Op> {
+    Ok(Op {
+        kind,
+        id: id.to_owned(),
+        doc: doc.map(|d| document_from_json(&d, "doc")).transpose()?,
+        precondition: p,
+    })
+}
+
+async fn free_namespace(engine: &Engine) -> Result<String> {
+    let taken = engine.namespaces().await?;
+    (1..=DEMO_NAMESPACES_MAX)
+        .map(|n| {
+            if n == 1 {
+                "demo".to_owned()
+            } else {
+                format!("demo-{n}")
+            }
+        })
+        .find(|name| !taken.contains(name))
+        .context("every demo namespace name is taken")
 }
 
 async fn tour(dir: &Path) -> Result<()> {
     let store: DynStore = Arc::new(LocalStore::new(dir));
-    let layout = Layout::new("demo")?;
-    let objects = Objects::new(Arc::clone(&store), layout.clone());
-    let manifests = ManifestStore::new(Arc::clone(&store), layout.clone());
-    let limits = Limits::default();
-    let base = manifests.load_current().await?.unwrap_or_default();
-    let lsn = objects
-        .list_wal(base.last_applied_lsn)
-        .await?
-        .last()
-        .copied()
-        .unwrap_or(base.last_applied_lsn)
-        + 1;
-    let first_version = base.last_version + 1;
+    let options = EngineOptions {
+        background: false,
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(Arc::clone(&store), options.clone()).await?;
+    let ns = free_namespace(&engine).await?;
+    say!(
+        "Namespace {ns:?} in {} (a fresh one: the demo never touches data it did not write).",
+        dir.display()
+    );
 
-    say!("1. A write request of three upserts, validated against the limits:");
+    say!("1. One atomic request of three upserts, each only if the id is absent:");
     let people = [
         ("user/ada", json!({"name": "Ada Lovelace", "born": 1815})),
         ("user/alan", json!({"name": "Alan Turing", "born": 1912})),
         ("user/grace", json!({"name": "Grace Hopper", "born": 1906})),
     ];
-    let mut request = WriteRequest {
-        ops: Vec::new(),
-        idempotency_key: Some(format!("demo-{lsn}")),
-    };
-    for (id, doc) in &people {
-        request.ops.push(Op {
-            kind: OpKind::Upsert,
-            id: (*id).to_owned(),
-            doc: Some(document_from_json(doc, "doc")?),
-            precondition: None,
-        });
-        say!("   upsert {id} {doc}");
-    }
-    say!(
-        "   ok: {} bytes, fingerprint {:032x}",
-        request.validate(&limits)?,
-        request.fingerprint()
-    );
-
-    say!("2. Committed as WAL record lsn {lsn} with put-if-absent (durable before acknowledged):");
     let mut ops = Vec::new();
-    for (i, op) in request.ops.iter().enumerate() {
-        let doc = op.doc.as_ref().context("upsert without doc")?;
-        let entry = Entry::put(
-            op.id.clone(),
-            first_version + i as u64,
-            encode_document(doc, &limits)?,
-        );
-        ops.push(WalOp {
-            kind: op.kind,
-            entry,
-        });
+    for (id, doc) in &people {
+        say!("   upsert {id} {doc}");
+        ops.push(op(
+            OpKind::Upsert,
+            id,
+            Some(doc.clone()),
+            Some(Precondition::Absent),
+        )?);
     }
-    let record = WalRecord {
-        lsn,
-        writer_epoch: base.writer_epoch.max(1),
-        writer_id: std::process::id().into(),
-        timestamp_ms: 0,
-        requests: vec![WalRequest {
-            idempotency_key: request.idempotency_key.clone(),
-            fingerprint: request.fingerprint(),
-            skipped: 0,
-            ops,
-        }],
+    let request = WriteRequest {
+        ops,
+        idempotency_key: Some("demo-first-write".to_owned()),
     };
-    ensure!(
-        matches!(objects.put_wal(&record).await?, PutOutcome::Written(_)),
-        "lsn {lsn} was taken"
-    );
-    let summary = record.requests[0].summary(lsn);
+    let first = engine.write(&ns, request.clone()).await?;
+    let layout = Layout::new(&ns)?;
     say!(
-        "   {} -> versions {:?}, setsum {}",
-        layout.wal_key(lsn),
-        summary.versions,
-        record.setsum().to_hex()
-    );
-    let zombie = WalRecord {
-        writer_epoch: 0,
-        writer_id: 0,
-        ..record.clone()
-    };
-    let outcome = objects.put_wal(&zombie).await?;
-    say!("   a second writer trying lsn {lsn}: {outcome:?} (it must reload and retry)");
-
-    say!(
-        "3. Folded into a sorted, checksummed level-0 segment; manifest {} commits it:",
-        base.version + 1
-    );
-    let run: Vec<Result<Entry, FormatError>> = record.entries().cloned().map(Ok).collect();
-    let mut builder = SegmentBuilder::new(SegmentOptions::default());
-    for entry in MergeIter::visible(vec![run.into_iter()], u64::MAX, Tombstones::Keep) {
-        builder.add(&entry?)?;
-    }
-    let built = builder.finish()?;
-    let segment_id = u128::from(base.version + 1);
-    objects.put_segment(segment_id, &built).await?;
-    let mut next = Manifest {
-        version: base.version + 1,
-        last_applied_lsn: lsn,
-        last_version: summary.versions.map_or(base.last_version, |(_, last)| last),
-        ..base.clone()
-    };
-    next.segments.push(SegmentMeta::from_footer(
-        segment_id,
-        0,
-        built.bytes.len() as u64,
-        &built.footer,
-    ));
-    next.totals.written = next.totals.written.add(&record.setsum());
-    next.totals.written_count += record.entries().count() as u64;
-    next.check_accounting("demo manifest")?;
-    manifests.commit(&next).await?;
-    say!(
-        "   {} ({} bytes); written = live + dropped holds: {}",
-        layout.segment_key(segment_id),
-        built.bytes.len(),
-        next.totals.written.to_hex()
+        "   acknowledged once {} was durable: lsn {}, versions {}..={}",
+        layout.wal_key(first.lsn),
+        first.lsn,
+        first.first_version.unwrap_or(0),
+        first.last_version.unwrap_or(0)
     );
 
-    say!("4. Reads through the ranged, cached segment reader:");
-    let cache = Arc::new(BlockCache::new(8 << 20));
-    let reader = SegmentReader::open(
-        Arc::clone(&store),
-        &layout.segment_key(segment_id),
-        Some(built.bytes.len() as u64),
-        cache,
-    )
-    .await?;
-    let hit = reader
-        .get("user/grace", u64::MAX)
+    say!("2. The same request retried with its idempotency key is answered, not applied again:");
+    let again = engine.write(&ns, request).await?;
+    say!("   replayed: {}, lsn {}", again.replayed, again.lsn);
+
+    say!("3. A failed precondition rejects the whole request; nothing of it is written:");
+    let refused = engine
+        .write(
+            &ns,
+            WriteRequest {
+                ops: vec![
+                    op(
+                        OpKind::Upsert,
+                        "user/linus",
+                        Some(json!({"name": "Linus"})),
+                        None,
+                    )?,
+                    op(
+                        OpKind::Upsert,
+                        "user/ada",
+                        Some(json!({"name": "?"})),
+                        Some(Precondition::Absent),
+                    )?,
+                ],
+                idempotency_key: None,
+            },
+        )
+        .await;
+    match refused {
+        Err(e) => say!("   {e}"),
+        Ok(_) => bail!("a request with a failed precondition was applied"),
+    }
+    say!(
+        "   user/linus present: {}",
+        engine.get(&ns, "user/linus").await?.is_some()
+    );
+
+    say!("4. A JSON merge patch, only if user/ada is still at the version we read:");
+    let before = engine
+        .get(&ns, "user/ada")
         .await?
-        .context("user/grace missing")?;
-    let doc = decode_document(hit.doc().context("tombstone")?, reader.key())?;
+        .context("user/ada missing")?
+        .version;
+    engine
+        .write(
+            &ns,
+            WriteRequest {
+                ops: vec![op(
+                    OpKind::Patch,
+                    "user/ada",
+                    Some(json!({"title": "Countess of Lovelace", "born": null})),
+                    Some(Precondition::Version(before)),
+                )?],
+                idempotency_key: None,
+            },
+        )
+        .await?;
+    let ada = engine
+        .get(&ns, "user/ada")
+        .await?
+        .context("user/ada missing")?;
     say!(
-        "   get user/grace -> version {} {}",
-        hit.version,
-        document_to_json(&doc)
-    );
-    say!(
-        "   get user/nobody -> {:?} (the bloom filter answered)",
-        reader.get("user/nobody", u64::MAX).await?.map(|e| e.id)
-    );
-    let current = manifests.load_current().await?.context("no manifest")?;
-    say!(
-        "   reopened: manifest {} with {} segment(s), last_applied_lsn {}",
-        current.version,
-        current.segments.len(),
-        current.last_applied_lsn
+        "   version {before} -> {}: {}",
+        ada.version,
+        document_to_json(&ada.doc)
     );
 
     say!("5. One flipped bit in a stored WAL object is caught, never served:");
-    let key = layout.wal_key(lsn);
+    let key = layout.wal_key(first.lsn);
     let mut damaged = store
         .get(&key)
         .await?
-        .context("wal vanished")?
+        .context("WAL object missing")?
         .bytes
         .to_vec();
     if let Some(b) = damaged.get_mut(40) {
@@ -201,9 +192,43 @@ async fn tour(dir: &Path) -> Result<()> {
         Err(err) => say!("   {err}"),
         Ok(_) => bail!("a damaged WAL record decoded"),
     }
+
+    say!("6. A fold turns the WAL into a sorted, checksummed segment and commits a manifest:");
+    let fold = engine.flush(&ns).await?;
     say!(
-        "Done. The bucket is {}; run the demo again to add to it.",
-        dir.display()
+        "   {} WAL records -> {} entries in one level-0 segment; manifest {}",
+        fold.records,
+        fold.entries_out,
+        fold.manifest_version.unwrap_or(0)
     );
+    engine.close().await?;
+
+    say!("7. A fresh engine recovers everything from the bucket alone:");
+    let fresh = Engine::open(store, options).await?;
+    for doc in fresh.scan(&ns, &ScanRange::default()).await? {
+        say!(
+            "   {} v{} {}",
+            doc.id,
+            doc.version,
+            document_to_json(&doc.doc)
+        );
+    }
+    let stats = fresh.stats(&ns).await?;
+    say!(
+        "   manifest {}, last_applied_lsn {}, {} unfolded WAL objects",
+        stats.manifest_version,
+        stats.last_applied_lsn,
+        stats.wal_objects
+    );
+    fresh.close().await?;
+
+    let store_arg = dir.display();
+    say!("Next, try:");
+    say!("   reef --store {store_arg} get {ns} user/grace");
+    say!("   reef --store {store_arg} scan {ns} --prefix user/");
+    say!(
+        "   echo '{{\"op\":\"upsert\",\"id\":\"user/linus\",\"doc\":{{\"name\":\"Linus\"}}}}' | reef --store {store_arg} write {ns}"
+    );
+    say!("   reef --store {store_arg} stats {ns}");
     Ok(())
 }

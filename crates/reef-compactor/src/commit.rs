@@ -5,19 +5,29 @@
 //! change does not touch its inputs, otherwise it *abandons* (its new
 //! segments become orphans that GC removes after the grace period):
 //!
-//! | mine \ theirs | fold | compaction | GC |
+//! | mine \ theirs | fold | compaction | GC floor raise |
 //! |---|---|---|---|
-//! | fold | abandon (same WAL range) | rebase (fold only adds) | commutes (GC commits nothing) |
-//! | compaction | rebase (fold only adds) | rebase if input sets are disjoint, else abandon | commutes |
+//! | fold | abandon (same WAL range) | rebase (fold only adds) | rebase, unless the floor passed my base: abandon |
+//! | compaction | rebase (fold only adds) | rebase if input sets are disjoint, else abandon | rebase, unless the floor passed my base: abandon |
+//! | GC floor raise | rebase | rebase | rebase (the higher floor wins) |
 //!
-//! Invariant: a committed change keeps `written = live + dropped`: a fold
-//! adds the WAL's setsum to `written` and the merge's drops to `dropped`;
-//! a compaction moves entries from its inputs to its outputs or `dropped`.
+//! The floor rule is what lets GC delete an unreferenced segment without
+//! trusting any clock: a segment id carries the version its operation was
+//! based on, and once a manifest with a higher `gc_floor` is committed no
+//! operation from that era can commit, however long it was paused.
+//!
+//! Invariants, checked by `invariants::check_next` before every commit:
+//! `written = live + dropped` (a fold adds the WAL's setsum to `written`
+//! and its drops to `dropped`; a compaction moves entries from its inputs
+//! to its outputs or `dropped`); `last_applied_lsn`, `last_version` and
+//! `gc_floor` never decrease; every segment a commit adds was written by
+//! an operation based at or above the floor.
 
 use reef_format::{IdempotencyRecord, Manifest, SegmentMeta, Setsum};
 use reef_manifest::{Error as ManifestError, ManifestStore};
 
 use crate::error::Result;
+use crate::options::CompactorOptions;
 
 /// A change to commit.
 #[derive(Clone, Debug)]
@@ -48,6 +58,12 @@ pub enum Change {
         /// Setsum and count of entries dropped.
         dropped: (Setsum, u64),
     },
+    /// GC raises the floor to this version (capped at the version this
+    /// commit creates).
+    RaiseFloor {
+        /// The new floor.
+        floor: u64,
+    },
 }
 
 /// How a commit ended.
@@ -63,7 +79,14 @@ pub enum Outcome {
 /// Rebases at most this many times before giving up.
 const REBASES_MAX: u32 = 32;
 
-fn applicable(current: &Manifest, change: &Change) -> Result<(), String> {
+fn applicable(current: &Manifest, base_version: u64, change: &Change) -> Result<(), String> {
+    let writes_segments = !matches!(change, Change::RaiseFloor { .. });
+    if writes_segments && current.gc_floor > base_version {
+        return Err(format!(
+            "GC raised the floor to {} past this operation's base version {base_version}; its output may be collected",
+            current.gc_floor
+        ));
+    }
     match change {
         Change::Fold { from_lsn, .. } if current.last_applied_lsn != *from_lsn => Err(format!(
             "another fold already advanced last_applied_lsn from {from_lsn} to {}",
@@ -78,7 +101,7 @@ fn applicable(current: &Manifest, change: &Change) -> Result<(), String> {
             )),
             None => Ok(()),
         },
-        Change::Fold { .. } => Ok(()),
+        Change::Fold { .. } | Change::RaiseFloor { .. } => Ok(()),
     }
 }
 
@@ -107,7 +130,11 @@ fn apply(current: &Manifest, change: &Change, now_ms: u64, retention_ms: u64) ->
             next.totals.written_count += written.1;
             next.totals.dropped = next.totals.dropped.add(&dropped.0);
             next.totals.dropped_count += dropped.1;
-            let cutoff = now_ms.saturating_sub(retention_ms);
+            // One retention per namespace: the manifest's, once it has one.
+            if next.idempotency_retention_ms == 0 {
+                next.idempotency_retention_ms = retention_ms;
+            }
+            let cutoff = now_ms.saturating_sub(next.idempotency_retention_ms);
             next.idempotency.retain(|r| r.committed_at_ms >= cutoff);
             for rec in idempotency.iter().filter(|r| r.committed_at_ms >= cutoff) {
                 next.idempotency.retain(|r| r.key != rec.key);
@@ -125,27 +152,31 @@ fn apply(current: &Manifest, change: &Change, now_ms: u64, retention_ms: u64) ->
             next.totals.dropped = next.totals.dropped.add(&dropped.0);
             next.totals.dropped_count += dropped.1;
         }
+        Change::RaiseFloor { floor } => {
+            next.gc_floor = next.gc_floor.max((*floor).min(next.version));
+        }
     }
     next
 }
 
-/// Commits `change` on top of `base`, rebasing over other commits where
-/// the change commutes with them.
+/// Commits `change` on top of `base` (the manifest the operation started
+/// from), rebasing over other commits where the change commutes with them.
 pub async fn commit_change(
     manifests: &ManifestStore,
     base: Manifest,
     change: &Change,
-    now_ms: u64,
-    retention_ms: u64,
+    opts: &CompactorOptions,
 ) -> Result<Outcome> {
+    let base_version = base.version;
     let mut current = base;
     for _ in 0..REBASES_MAX {
-        if let Err(reason) = applicable(&current, change) {
+        if let Err(reason) = applicable(&current, base_version, change) {
             return Ok(Outcome::Abandoned(reason));
         }
-        let next = apply(&current, change, now_ms, retention_ms);
-        // Check twice: never commit a manifest whose accounts do not add up.
-        next.check_accounting(&manifests.layout().manifest_key(next.version))?;
+        // The stamp is a hint for GC's grace period, taken at each attempt.
+        let now_ms = opts.clock.now_ms();
+        let next = apply(&current, change, now_ms, opts.idempotency_retention_ms);
+        crate::invariants::check_next(manifests.layout(), &current, &next)?;
         match manifests.commit(&next).await {
             Ok(_) => return Ok(Outcome::Committed(Box::new(next))),
             Err(ManifestError::ManifestConflict { .. }) => {

@@ -78,21 +78,32 @@ pub async fn compact(
     };
     for meta in &inputs {
         let key = layout.segment_key(meta.id);
-        let reader = SegmentReader::open(
-            Arc::clone(store),
-            &key,
-            Some(meta.object_bytes),
-            Arc::clone(&cache),
-        )
-        .await?;
-        let entries = reader
-            .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+        let read = async {
+            let reader = SegmentReader::open(
+                Arc::clone(store),
+                &key,
+                Some(meta.object_bytes),
+                Arc::clone(&cache),
+            )
             .await?;
+            reader
+                .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .await
+        };
+        let entries = match read.await {
+            Ok(entries) => entries,
+            // Another compaction replaced this input and GC collected it
+            // while we planned: ours could not commit anyway.
+            Err(reef_manifest::Error::NotFound { .. }) => {
+                report.abandoned = Some(format!("input {key} was collected meanwhile"));
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
         report.entries_in += entries.len() as u64;
         report.bytes_in += meta.object_bytes;
         runs.push(entries.into_iter().map(Ok::<_, FormatError>));
     }
-    let now = opts.clock.now_ms();
     let mut merge = MergeIter::compacting(runs, Vec::new(), true);
     let mut outputs = Vec::new();
     let mut builder = SegmentBuilder::new(opts.segment.clone());
@@ -100,11 +111,11 @@ pub async fn compact(
         builder.add(&e?)?;
         if builder.estimated_bytes() >= opts.l1_segment_bytes_target {
             let full = std::mem::replace(&mut builder, SegmentBuilder::new(opts.segment.clone()));
-            outputs.push(write_l1(&objects, full, now).await?);
+            outputs.push(write_l1(&objects, full, base.version).await?);
         }
     }
     if builder.entry_count() > 0 {
-        outputs.push(write_l1(&objects, builder, now).await?);
+        outputs.push(write_l1(&objects, builder, base.version).await?);
     }
     report.outputs = outputs.len();
     report.entries_out = outputs.iter().map(|s| s.entry_count).sum();
@@ -114,24 +125,20 @@ pub async fn compact(
         outputs,
         dropped: merge.dropped(),
     };
-    match commit_change(
-        &manifests,
-        base,
-        &change,
-        now,
-        opts.idempotency_retention_ms,
-    )
-    .await?
-    {
+    match commit_change(&manifests, base, &change, opts).await? {
         Outcome::Committed(m) => report.manifest_version = Some(m.version),
         Outcome::Abandoned(why) => report.abandoned = Some(why),
     }
     Ok(report)
 }
 
-async fn write_l1(objects: &Objects, builder: SegmentBuilder, now: u64) -> Result<SegmentMeta> {
+async fn write_l1(
+    objects: &Objects,
+    builder: SegmentBuilder,
+    base_version: u64,
+) -> Result<SegmentMeta> {
     let built = builder.finish()?;
-    let id = new_segment_id(now);
+    let id = new_segment_id(base_version);
     objects.put_segment(id, &built).await?;
     Ok(SegmentMeta::from_footer(
         id,

@@ -1,7 +1,7 @@
 //! The compactor's error type.
 
 /// Errors of fold, compaction and GC.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The object-store layer failed (or found damage).

@@ -39,35 +39,49 @@ pub struct FoldReport {
     pub abandoned: Option<String>,
 }
 
-/// Folds the namespace's unfolded WAL (up to `fold_records_max` records).
+/// Folds the namespace's unfolded WAL (up to `fold_records_max` records,
+/// and none after `up_to_lsn` when given: an engine folds only what it has
+/// itself confirmed, so its own in-flight WAL record is never folded before
+/// its writer decides whether to acknowledge it).
 pub async fn fold(
     store: &DynStore,
     layout: &Layout,
     opts: &CompactorOptions,
+    up_to_lsn: Option<u64>,
 ) -> Result<FoldReport> {
     let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
     let objects = Objects::new(Arc::clone(store), layout.clone());
     let base = manifests.load_current().await?.unwrap_or_default();
-    let lsns = objects.list_wal(base.last_applied_lsn).await?;
-    let mut records = Vec::new();
-    for (i, lsn) in lsns.iter().take(opts.fold_records_max).enumerate() {
-        let expected = base.last_applied_lsn + 1 + i as u64;
-        let record = match objects.get_wal(*lsn).await? {
-            Some(r) if *lsn == expected => r,
-            _ => {
-                return Err(Error::Inconsistent {
-                    namespace: layout.namespace().to_owned(),
-                    reason: format!("WAL hole: {} is missing", layout.wal_key(expected)),
-                });
-            }
-        };
-        records.push(record);
+    let cap = up_to_lsn.map_or(usize::MAX, |u| {
+        usize::try_from(u.saturating_sub(base.last_applied_lsn)).unwrap_or(usize::MAX)
+    });
+    let run = objects
+        .read_wal_after(base.last_applied_lsn, opts.fold_records_max.min(cap))
+        .await?;
+    if let Some(missing) = run.missing {
+        // Folded by someone else and collected since we listed, or a hole.
+        let current = manifests.load_current().await?.unwrap_or_default();
+        if current.last_applied_lsn >= missing {
+            return Ok(FoldReport {
+                abandoned: Some(format!(
+                    "another fold advanced last_applied_lsn past {missing}"
+                )),
+                ..FoldReport::default()
+            });
+        }
+        return Err(Error::Inconsistent {
+            namespace: layout.namespace().to_owned(),
+            reason: format!(
+                "WAL hole: {} is missing but later WAL exists",
+                layout.wal_key(missing)
+            ),
+        });
     }
+    let records = run.records;
     let Some(last) = records.last() else {
         return Ok(FoldReport::default());
     };
     let to_lsn = last.lsn;
-    let now = opts.clock.now_ms();
 
     let mut written = (Setsum::EMPTY, 0u64);
     let mut idempotency = Vec::new();
@@ -108,7 +122,7 @@ pub async fn fold(
     let entries_out = builder.entry_count();
     let (segment, segment_bytes) = if entries_out > 0 {
         let built = builder.finish()?;
-        let id = new_segment_id(now);
+        let id = new_segment_id(base.version);
         objects.put_segment(id, &built).await?;
         let bytes = built.bytes.len() as u64;
         (
@@ -135,15 +149,7 @@ pub async fn fold(
         segment_bytes,
         ..FoldReport::default()
     };
-    match commit_change(
-        &manifests,
-        base,
-        &change,
-        now,
-        opts.idempotency_retention_ms,
-    )
-    .await?
-    {
+    match commit_change(&manifests, base, &change, opts).await? {
         Outcome::Committed(m) => report.manifest_version = Some(m.version),
         Outcome::Abandoned(why) => report.abandoned = Some(why),
     }

@@ -1,17 +1,33 @@
-//! Garbage collection: deletes what no one can read any more.
+//! Garbage collection: deletes what no one can read any more, with no step
+//! whose safety depends on a clock, a bounded pause or another process's
+//! settings. (The grace period only decides *when* GC raises the floor:
+//! a wrong clock costs some in-flight operations their commit, never data.)
 //!
-//! Kept: the current manifest; every manifest a live lease or a checkpoint
-//! pins; every manifest superseded less than `gc_grace_ms` ago (a reader
-//! may have just loaded it); every segment any kept manifest lists; every
-//! unlisted segment younger than `gc_grace_ms` (a fold or compaction may be
-//! about to commit it; ids carry their creation time); every WAL object not
-//! yet folded by a manifest at least `wal_min_age_ms` old (the stale-writer
-//! fence, DESIGN §3.2). HEAD is moved to the current manifest first, so it
-//! never names a deleted version. Everything else goes.
+//! One pass:
+//! 1. Load the current manifest C and make sure HEAD names C or later.
+//! 2. Delete WAL objects with `lsn <= C.last_applied_lsn`. A writer reads
+//!    HEAD after its WAL put lands and before acknowledging; if GC freed
+//!    its slot, HEAD already named C, so the writer sees `lsn` folded and
+//!    does not acknowledge (the stale-writer fence, DESIGN §3.2).
+//! 3. Maybe raise the GC floor to F, the newest version superseded at
+//!    least `gc_grace_ms` ago, by committing a manifest through the normal
+//!    commit chain, when that frees something.
+//! 4. List segments; then load the current manifest N (its floor F* is
+//!    what counts); then list pins. The order is the argument:
+//!    - a segment listed but referenced by no manifest `>= F*` and no
+//!      pinned one, whose operation was based below F*, can never become
+//!      referenced: its operation would have to commit after N, and
+//!      `commit_change` refuses operations based below the floor;
+//!    - a lease or checkpoint on `v < F*` was either placed before the pin
+//!      listing (GC sees it and keeps `v`) or its holder's check, which
+//!      reads the current manifest after placing the pin, sees the floor
+//!      and withdraws it.
+//! 5. Delete manifest versions below F* that no pin names, then those
+//!    segments, then expired leases.
 //!
-//! GC commits nothing, so it commutes with folds and compactions; several
-//! GC runs may overlap (deleting a deleted object succeeds), and a crash at
-//! any point leaves only objects the next run deletes.
+//! GC's own commit rebases over anything; several GC runs may overlap
+//! (deleting a deleted object succeeds), and a crash at any point leaves
+//! only objects the next run deletes.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -20,8 +36,9 @@ use reef_format::Manifest;
 use reef_manifest::store::DynStore;
 use reef_manifest::{Layout, ManifestStore, Objects, Pins};
 
+use crate::commit::{Change, Outcome, commit_change};
 use crate::error::Result;
-use crate::ids::created_at_ms;
+use crate::ids::base_version;
 use crate::options::CompactorOptions;
 
 /// What a GC run deleted.
@@ -35,6 +52,10 @@ pub struct GcReport {
     pub manifests: usize,
     /// Expired leases deleted.
     pub leases: usize,
+    /// The GC floor in force when this run deleted.
+    pub floor: u64,
+    /// The version this run committed to raise the floor, if it did.
+    pub floor_raised_by: Option<u64>,
     /// Manifest versions kept.
     pub kept_manifests: Vec<u64>,
 }
@@ -48,66 +69,144 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     let Some(current) = manifests.load_current().await? else {
         return Ok(report);
     };
-    manifests.advance_head(current.version).await?;
-    let now = opts.clock.now_ms();
-    let pinned = pins.pins().await?;
+    manifests.ensure_head_at_least(current.version).await?;
 
-    let mut loaded: BTreeMap<u64, Manifest> = BTreeMap::new();
-    for v in manifests.list_versions().await? {
-        if v <= current.version
+    for lsn in objects
+        .list_wal(0)
+        .await?
+        .into_iter()
+        .take_while(|l| *l <= current.last_applied_lsn)
+    {
+        store.delete(&layout.wal_key(lsn)).await?;
+        report.wal += 1;
+    }
+
+    let listed = objects.list_segments().await?;
+    let mut loaded = load_range(&manifests, current.gc_floor, &current).await?;
+    let target = floor_target(&loaded, &current, opts);
+    if raising_frees_something(
+        &loaded,
+        &listed,
+        &pins.pins().await?.versions,
+        &current,
+        target,
+    ) && let Outcome::Committed(m) = commit_change(
+        &manifests,
+        current.clone(),
+        &Change::RaiseFloor { floor: target },
+        opts,
+    )
+    .await?
+    {
+        report.floor_raised_by = Some(m.version);
+    }
+
+    // Everything below is decided by a manifest loaded after the segment
+    // listing, and pins listed after that manifest (see the module doc).
+    let now = manifests.load_current().await?.unwrap_or(current);
+    manifests.ensure_head_at_least(now.version).await?;
+    let pinned = pins.pins().await?;
+    let floor = now.gc_floor;
+    report.floor = floor;
+    loaded.retain(|v, _| *v >= floor);
+    for v in (floor..=now.version).chain(pinned.versions.iter().copied()) {
+        if !loaded.contains_key(&v)
             && let Some(m) = manifests.load(v).await?
         {
             loaded.insert(v, m);
         }
     }
-    // When `v` stopped being current: when its successor was committed.
-    // A deleted successor's time is unknown, but the next version still
-    // here was committed no earlier, so its time errs on the side of
-    // keeping `v` a little longer.
-    let superseded_at = |v: u64| loaded.range(v + 1..).next().map(|(_, m)| m.created_at_ms);
-    let keep = |v: u64| {
-        v == current.version
-            || pinned.versions.contains(&v)
-            || superseded_at(v).is_none_or(|at| at.saturating_add(opts.gc_grace_ms) > now)
-    };
-    let kept: Vec<u64> = loaded.keys().copied().filter(|v| keep(*v)).collect();
-    let reachable: HashSet<u128> = kept
-        .iter()
-        .filter_map(|v| loaded.get(v))
+    let reachable: HashSet<u128> = loaded
+        .values()
         .flat_map(|m| m.segments.iter().map(|s| s.id))
         .collect();
 
-    // WAL folded by a manifest old enough that no stale writer can still
-    // acknowledge into its LSNs.
-    let folded_long_ago = loaded
-        .values()
-        .filter(|m| m.created_at_ms.saturating_add(opts.wal_min_age_ms) <= now)
-        .map(|m| m.last_applied_lsn)
-        .max()
-        .unwrap_or(0);
-    for lsn in objects
-        .list_wal(0)
-        .await?
-        .into_iter()
-        .take_while(|l| *l <= folded_long_ago)
-    {
-        store.delete(&layout.wal_key(lsn)).await?;
-        report.wal += 1;
+    for v in manifests.list_versions().await? {
+        if v < floor && !pinned.versions.contains(&v) {
+            store.delete(&layout.manifest_key(v)).await?;
+            report.manifests += 1;
+        }
     }
-    for id in objects.list_segments().await? {
-        if !reachable.contains(&id) && created_at_ms(id).saturating_add(opts.gc_grace_ms) <= now {
+    for id in listed {
+        if !reachable.contains(&id) && base_version(id) < floor {
             store.delete(&layout.segment_key(id)).await?;
             report.segments += 1;
         }
-    }
-    for v in loaded.keys().copied().filter(|v| !kept.contains(v)) {
-        store.delete(&layout.manifest_key(v)).await?;
-        report.manifests += 1;
     }
     for id in &pinned.expired_leases {
         store.delete(&layout.lease_key(id)).await?;
         report.leases += 1;
     }
-    report.kept_manifests = kept;
+    report.kept_manifests = loaded.keys().copied().collect();
     Ok(report)
+}
+
+/// Manifests `from..=current.version` (all exist: GC never deletes at or
+/// above the floor).
+async fn load_range(
+    manifests: &ManifestStore,
+    from: u64,
+    current: &Manifest,
+) -> Result<BTreeMap<u64, Manifest>> {
+    let mut loaded = BTreeMap::new();
+    for v in from..current.version {
+        if let Some(m) = manifests.load(v).await? {
+            loaded.insert(v, m);
+        }
+    }
+    loaded.insert(current.version, current.clone());
+    Ok(loaded)
+}
+
+/// The floor to aim for: versions below it were superseded at least
+/// `gc_grace_ms` ago by GC's clock. If even the current version is that
+/// old, everything up to the raise's own commit (the current version's
+/// segments live on in it). Never below the floor. Clocks only make this
+/// more or less eager: an operation based below the floor loses its
+/// commit, no data is at stake.
+fn floor_target(
+    loaded: &BTreeMap<u64, Manifest>,
+    current: &Manifest,
+    opts: &CompactorOptions,
+) -> u64 {
+    let now = opts.clock.now_ms();
+    let old = |m: &Manifest| m.created_at_ms.saturating_add(opts.gc_grace_ms) <= now;
+    if old(current) {
+        return current.version + 1;
+    }
+    loaded
+        .iter()
+        .filter(|(_, m)| old(m))
+        .map(|(v, _)| *v)
+        .max()
+        .unwrap_or(0)
+        .max(current.gc_floor)
+}
+
+/// Whether raising the floor to `target` lets GC delete something: an
+/// unpinned manifest version other than the current one (whose segments
+/// the raise carries on), or an unreferenced segment written by an
+/// operation based in `[floor, target)`. Nothing to delete, no commit: an
+/// idle namespace gets no new versions from GC.
+fn raising_frees_something(
+    loaded: &BTreeMap<u64, Manifest>,
+    listed: &[u128],
+    pinned: &[u64],
+    current: &Manifest,
+    target: u64,
+) -> bool {
+    if target <= current.gc_floor {
+        return false;
+    }
+    let versions = loaded
+        .keys()
+        .any(|v| *v < target && *v != current.version && !pinned.contains(v));
+    let referenced: HashSet<u128> = loaded
+        .values()
+        .flat_map(|m| m.segments.iter().map(|s| s.id))
+        .collect();
+    let orphans = listed.iter().any(|id| {
+        !referenced.contains(id) && (current.gc_floor..target).contains(&base_version(*id))
+    });
+    versions || orphans
 }

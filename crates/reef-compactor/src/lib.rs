@@ -26,6 +26,7 @@ mod error;
 mod fold;
 mod gc;
 mod ids;
+mod invariants;
 mod options;
 
 pub use commit::{Change, Outcome, commit_change};
@@ -33,5 +34,5 @@ pub use compact::{CompactReport, compact};
 pub use error::{Error, Result};
 pub use fold::{FoldReport, fold};
 pub use gc::{GcReport, gc};
-pub use ids::{created_at_ms, new_segment_id};
+pub use ids::{base_version, new_segment_id};
 pub use options::CompactorOptions;

@@ -1,5 +1,6 @@
 //! Compactor options: segment shape, compaction trigger and target size,
-//! and the ages GC respects. Units last.
+//! and GC's grace period. Units last. No option here is a safety setting:
+//! processes with different values (or clocks) stay correct together.
 
 use std::sync::Arc;
 
@@ -17,15 +18,14 @@ pub struct CompactorOptions {
     pub compaction_l0_trigger: usize,
     /// Level-1 segments are cut at about this size.
     pub l1_segment_bytes_target: usize,
-    /// A folded WAL object is deleted only once a manifest folding it is
-    /// at least this old. Writers re-read the manifest when their copy is
-    /// older than half of it (the stale-writer fence, DESIGN §3.2).
-    pub wal_min_age_ms: u64,
-    /// Superseded manifests and unreferenced segments are deleted only
-    /// after this long, so readers that just loaded them, and folds in
-    /// flight, keep what they read.
+    /// GC raises its floor only to versions superseded at least this long
+    /// ago (by GC's clock), so unpinned readers that just loaded a version,
+    /// and folds or compactions in flight, usually finish undisturbed. A
+    /// short grace (or a wrong clock) costs them a retry, never data.
     pub gc_grace_ms: u64,
-    /// Idempotency records older than this are not carried forward.
+    /// Idempotency records older than this are not carried forward, for a
+    /// namespace whose manifest does not record its own retention yet (the
+    /// first fold stores this value in the manifest; later ones use that).
     pub idempotency_retention_ms: u64,
     /// Time source.
     pub clock: Arc<dyn Clock>,
@@ -38,7 +38,6 @@ impl Default for CompactorOptions {
             fold_records_max: 100_000,
             compaction_l0_trigger: 4,
             l1_segment_bytes_target: 64 << 20,
-            wal_min_age_ms: 10 * 60 * 1000,
             gc_grace_ms: 10 * 60 * 1000,
             idempotency_retention_ms: 24 * 3600 * 1000,
             clock: Arc::new(SystemClock),

@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
-use reef_compactor::{Change, Outcome, commit_change};
+use reef_compactor::{Change, CompactorOptions, Outcome, commit_change};
 use reef_format::{Manifest, SegmentMeta, Setsum};
 use reef_manifest::store::{DynStore, MemoryStore};
 use reef_manifest::{Layout, ManifestStore};
+
+fn opts() -> CompactorOptions {
+    CompactorOptions::default()
+}
 
 fn seg(id: u128, level: u8, lo: &str, hi: &str, tag: u8) -> SegmentMeta {
     SegmentMeta {
@@ -61,13 +65,13 @@ async fn setup() -> (ManifestStore, Manifest, SegmentMeta, SegmentMeta) {
     let ms = ManifestStore::new(store, Layout::new("c").unwrap());
     let (s1, s2) = (seg(1, 0, "a", "m", 1), seg(2, 0, "n", "z", 2));
     let m1 = committed(
-        commit_change(&ms, Manifest::default(), &fold(0, s1.clone()), 1, u64::MAX)
+        commit_change(&ms, Manifest::default(), &fold(0, s1.clone()), &opts())
             .await
             .unwrap(),
     )
     .await;
     let m2 = committed(
-        commit_change(&ms, m1, &fold(1, s2.clone()), 2, u64::MAX)
+        commit_change(&ms, m1, &fold(1, s2.clone()), &opts())
             .await
             .unwrap(),
     )
@@ -80,21 +84,15 @@ async fn fold_rebases_over_compaction_and_back() {
     let (ms, base, s1, s2) = setup().await;
     // Compaction wins version 3; a fold built on version 2 rebases to 4.
     committed(
-        commit_change(&ms, base.clone(), &compact(&[&s1, &s2], 10), 3, u64::MAX)
+        commit_change(&ms, base.clone(), &compact(&[&s1, &s2], 10), &opts())
             .await
             .unwrap(),
     )
     .await;
     let m = committed(
-        commit_change(
-            &ms,
-            base.clone(),
-            &fold(2, seg(3, 0, "b", "c", 3)),
-            4,
-            u64::MAX,
-        )
-        .await
-        .unwrap(),
+        commit_change(&ms, base.clone(), &fold(2, seg(3, 0, "b", "c", 3)), &opts())
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(m.version, 4);
@@ -108,18 +106,12 @@ async fn fold_rebases_over_compaction_and_back() {
 async fn a_second_fold_of_the_same_wal_is_abandoned() {
     let (ms, base, _, _) = setup().await;
     committed(
-        commit_change(
-            &ms,
-            base.clone(),
-            &fold(2, seg(3, 0, "a", "b", 3)),
-            3,
-            u64::MAX,
-        )
-        .await
-        .unwrap(),
+        commit_change(&ms, base.clone(), &fold(2, seg(3, 0, "a", "b", 3)), &opts())
+            .await
+            .unwrap(),
     )
     .await;
-    let out = commit_change(&ms, base, &fold(2, seg(4, 0, "a", "b", 4)), 4, u64::MAX)
+    let out = commit_change(&ms, base, &fold(2, seg(4, 0, "a", "b", 4)), &opts())
         .await
         .unwrap();
     assert!(matches!(out, Outcome::Abandoned(why) if why.contains("another fold")));
@@ -134,14 +126,14 @@ async fn a_second_fold_of_the_same_wal_is_abandoned() {
 async fn compactions_rebase_when_disjoint_and_abandon_when_overlapping() {
     let (ms, base, s1, s2) = setup().await;
     committed(
-        commit_change(&ms, base.clone(), &compact(&[&s1], 10), 3, u64::MAX)
+        commit_change(&ms, base.clone(), &compact(&[&s1], 10), &opts())
             .await
             .unwrap(),
     )
     .await;
     // Disjoint inputs: rebases.
     let m = committed(
-        commit_change(&ms, base.clone(), &compact(&[&s2], 11), 4, u64::MAX)
+        commit_change(&ms, base.clone(), &compact(&[&s2], 11), &opts())
             .await
             .unwrap(),
     )
@@ -151,10 +143,56 @@ async fn compactions_rebase_when_disjoint_and_abandon_when_overlapping() {
         [10, 11]
     );
     // Overlapping inputs (s1 is gone): abandoned.
-    let out = commit_change(&ms, base, &compact(&[&s1, &s2], 12), 5, u64::MAX)
+    let out = commit_change(&ms, base, &compact(&[&s1, &s2], 12), &opts())
         .await
         .unwrap();
     assert!(
         matches!(out, Outcome::Abandoned(why) if why.contains("replaced by another compaction"))
     );
+}
+
+/// The GC floor: a change based on a version below it may have had its
+/// output collected, so it is abandoned however it would otherwise rebase;
+/// a floor raise itself rebases over anything and never lowers the floor.
+#[tokio::test]
+async fn changes_based_below_the_gc_floor_are_abandoned() {
+    let (ms, base, s1, _) = setup().await;
+    assert_eq!(base.version, 2);
+    let raised = committed(
+        commit_change(&ms, base.clone(), &Change::RaiseFloor { floor: 2 }, &opts())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((raised.version, raised.gc_floor), (3, 2));
+    // Based on version 2 = the floor: still commits (rebased over the raise).
+    let older = ms.load(1).await.unwrap().unwrap();
+    let ok = committed(
+        commit_change(
+            &ms,
+            base.clone(),
+            &fold(2, seg(2 << 64, 0, "x", "y", 7)),
+            &opts(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(ok.gc_floor, 2);
+    // Based on version 1, below the floor: abandoned.
+    let out = commit_change(&ms, older, &compact(&[&s1], 1 << 64), &opts())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, Outcome::Abandoned(why) if why.contains("floor")),
+        "{out:?}"
+    );
+    // A stale raise to a lower floor keeps the higher one.
+    let m = committed(
+        commit_change(&ms, base, &Change::RaiseFloor { floor: 1 }, &opts())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(m.gc_floor, 2);
 }

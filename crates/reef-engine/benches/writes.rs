@@ -4,8 +4,9 @@
 //! ~100-byte document to its own ids in one namespace, for a fixed count.
 //!
 //! `cargo bench -p reef-engine --bench writes` runs the full workload on
-//! the local disk and the in-memory store; without `--bench` (the CI
-//! smoke run) it runs a few writes so the code cannot rot.
+//! the local disk, the in-memory store and (when it is installed) the S3
+//! test server; without `--bench` (the CI smoke run) it runs a few writes
+//! so the code cannot rot.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,6 +116,19 @@ fn main() {
             writers,
             each,
         ));
+    }
+    // The S3 test server, when installed (`.ci/s3/setup.sh`): far slower
+    // per request than the real thing, so fewer writes.
+    if let Some(server) = reef_manifest::testing::S3Server::start() {
+        for writers in [1usize, 16, 256] {
+            let each = if full { (1000 / writers).max(8) } else { 2 };
+            rt.block_on(run(
+                "s3 (moto)",
+                Arc::new(CountingStore::new(server.store(&format!("w{writers}")))),
+                writers,
+                each,
+            ));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -89,7 +89,11 @@ pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
 
 /// Folds the namespace's unfolded WAL now, then adopts the result.
 pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldReport> {
-    let report = reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor).await?;
+    // Only what this engine has confirmed (applied): its own WAL record
+    // in flight is never folded before its writer runs the fence.
+    let confirmed = ns.lock_state().last_lsn;
+    let report =
+        reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(confirmed)).await?;
     adopt(ns).await?;
     Ok(report)
 }

@@ -17,10 +17,15 @@
 //!   backoff) by the engine's `RetryingStore`, under every request.
 //! - a request whose precondition fails is rejected alone; an idempotency
 //!   key already committed replays its original result.
+//! - planning meets a segment that another process's GC collected: adopt
+//!   the newest manifest and plan again.
+//! - after the put lands, the stale-writer fence (`Namespace::confirm_unfolded`)
+//!   reads HEAD: an LSN already folded is not acknowledged (`Fenced`).
 //!
 //! Invariant: a request is acknowledged only after the WAL record holding
-//! it is durable and applied; two writers never both acknowledge one LSN
-//! (put-if-absent decides).
+//! it is durable, confirmed unfolded by a HEAD read that followed the put,
+//! and applied; two writers never both acknowledge one LSN (put-if-absent
+//! decides).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -201,31 +206,37 @@ async fn commit_batch(
     for _attempt in 0..opts.lsn_race_retries_max {
         let (outcomes, wal_requests) = match plan(ns, opts, reqs, fingerprints).await {
             Ok(p) => p,
+            // Our view lists a segment another process compacted away and
+            // collected: a newer manifest exists; adopt it, plan again.
+            Err(e) if e.is_collected_segment() => {
+                if let Err(e) = ns.catch_up().await {
+                    return fail_all(reqs.len(), &e);
+                }
+                continue;
+            }
             Err(e) => return fail_all(reqs.len(), &e),
         };
         if wal_requests.is_empty() {
             return answer(&outcomes, &[], 0);
         }
-        let (lsn, epoch) = {
-            let s = ns.lock_state();
-            (s.last_lsn + 1, s.manifest.writer_epoch)
-        };
+        let lsn = ns.lock_state().last_lsn + 1;
         let record = WalRecord {
             lsn,
-            writer_epoch: epoch,
             writer_id: ns.writer_id,
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
         match put_durably(ns, &record).await {
             Ok(true) => {
-                if let Err(e) = fence(ns, opts, lsn).await {
+                if !opts.skip_fence_for_tests
+                    && let Err(e) = ns.confirm_unfolded(lsn).await
+                {
                     return fail_all(reqs.len(), &e);
                 }
                 if let Err(e) = ns.apply(&record) {
                     return fail_all(reqs.len(), &e);
                 }
-                ns.prune_idempotency(opts.clock.now_ms(), opts.idempotency_retention_ms);
+                ns.prune_idempotency(opts.clock.now_ms(), &opts.compactor);
                 return answer(&outcomes, &record.requests, lsn);
             }
             // Another writer holds this LSN: learn what it wrote, decide again.
@@ -328,30 +339,6 @@ async fn plan(
     Ok((outcomes, wal))
 }
 
-/// The stale-writer fence (DESIGN §3.2). GC deletes `wal/x` only once a
-/// manifest folding `x` is `wal_min_age_ms` old. If our knowledge of the
-/// current manifest is younger than half that, any manifest that folded
-/// `lsn` long enough ago for GC to have freed the slot would be in it; so
-/// `lsn > last_applied_lsn` proves the slot was never someone else's.
-/// Otherwise re-read the manifest first. A slot already folded means this
-/// writer was stale: the record is not acknowledged (it is below
-/// `last_applied_lsn`, so recovery ignores it and GC removes it).
-async fn fence(ns: &Namespace, opts: &EngineOptions, lsn: u64) -> Result<()> {
-    let bound = std::time::Duration::from_millis(opts.compactor.wal_min_age_ms / 2);
-    if ns.lock_state().manifest_read_at.elapsed() >= bound {
-        ns.adopt_newer_manifest().await?;
-    }
-    let last_applied_lsn = ns.lock_state().manifest.last_applied_lsn;
-    if lsn <= last_applied_lsn {
-        return Err(Error::Fenced {
-            namespace: ns.name.clone(),
-            lsn,
-            last_applied_lsn,
-        });
-    }
-    Ok(())
-}
-
 /// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
 /// if another writer's record holds the LSN. (Transient failures were
 /// already retried by the engine's `RetryingStore`.)
@@ -372,7 +359,7 @@ fn answer(outcomes: &[Outcome], wal: &[WalRequest], lsn: u64) -> Vec<Result<Writ
     outcomes
         .iter()
         .map(|o| match o {
-            Outcome::Rejected(e) => Err(clone_rejection(e)),
+            Outcome::Rejected(e) => Err(e.clone()),
             Outcome::Replay(s) => Ok(WriteResult::from_summary(s, true)),
             Outcome::Applied(i) => Ok(WriteResult::from_summary(&applied(*i), false)),
             Outcome::SameAs(j) => match outcomes.get(*j) {
@@ -384,74 +371,5 @@ fn answer(outcomes: &[Outcome], wal: &[WalRequest], lsn: u64) -> Vec<Result<Writ
 }
 
 fn fail_all(n: usize, e: &Error) -> Vec<Result<WriteResult>> {
-    (0..n).map(|_| Err(clone_failure(e))).collect()
-}
-
-/// Rejections are plain data; copy them per request.
-fn clone_rejection(e: &Error) -> Error {
-    match e {
-        Error::PreconditionFailed {
-            namespace,
-            op_index,
-            id,
-            expected,
-            actual,
-        } => Error::PreconditionFailed {
-            namespace: namespace.clone(),
-            op_index: *op_index,
-            id: id.clone(),
-            expected: expected.clone(),
-            actual: actual.clone(),
-        },
-        Error::IdempotencyConflict { namespace, key } => Error::IdempotencyConflict {
-            namespace: namespace.clone(),
-            key: key.clone(),
-        },
-        Error::Invalid {
-            namespace,
-            field,
-            reason,
-        } => Error::Invalid {
-            namespace: namespace.clone(),
-            field: field.clone(),
-            reason: reason.clone(),
-        },
-        other => clone_failure(other),
-    }
-}
-
-/// A batch-wide failure, told to every request of the batch. Storage
-/// errors are not `Clone`; their kind and text are what callers act on.
-fn clone_failure(e: &Error) -> Error {
-    match e {
-        Error::Contention {
-            namespace,
-            attempts,
-        } => Error::Contention {
-            namespace: namespace.clone(),
-            attempts: *attempts,
-        },
-        Error::Inconsistent { namespace, reason } => Error::Inconsistent {
-            namespace: namespace.clone(),
-            reason: reason.clone(),
-        },
-        Error::Fenced {
-            namespace,
-            lsn,
-            last_applied_lsn,
-        } => Error::Fenced {
-            namespace: namespace.clone(),
-            lsn: *lsn,
-            last_applied_lsn: *last_applied_lsn,
-        },
-        Error::PreconditionFailed { .. }
-        | Error::IdempotencyConflict { .. }
-        | Error::Invalid { .. } => clone_rejection(e),
-        other => Error::Store(reef_manifest::Error::Backend {
-            op: "commit",
-            key: String::new(),
-            message: other.to_string(),
-            transient: other.kind() == crate::error::ErrorKind::Transient,
-        }),
-    }
+    (0..n).map(|_| Err(e.clone())).collect()
 }

@@ -36,8 +36,8 @@ pub struct Stats {
     pub memtable_bytes: u64,
     /// Newest version.
     pub last_version: u64,
-    /// Fencing epoch of the manifest.
-    pub writer_epoch: u64,
+    /// The GC floor: manifest versions below it may be collected.
+    pub gc_floor: u64,
     /// Bytes written to segments per byte folded (none before a fold).
     pub write_amplification: Option<f64>,
     /// The last background fold/compaction/GC failure, if the last
@@ -45,12 +45,9 @@ pub struct Stats {
     pub background_error: Option<String>,
 }
 
-/// A segment of our current view was collected: another process compacted
-/// and GC'd it after the grace period, so a newer manifest exists. (Only
-/// the engine's current view can see this; snapshots hold a lease.)
-fn segment_gone(e: &Error) -> bool {
-    matches!(e, Error::Store(reef_manifest::Error::NotFound { key }) if key.contains("/seg/"))
-}
+/// Attempts at leasing a retained version before a snapshot gives up (each
+/// failed one means GC raised the floor past the version just adopted).
+const SNAPSHOT_ATTEMPTS_MAX: u32 = 8;
 
 /// A consistent view of one namespace that later writes do not change. It
 /// holds a lease on its manifest version (renewed in the background,
@@ -90,12 +87,28 @@ impl Snapshot {
 
     /// The document `id` as of the snapshot.
     pub async fn get(&self, id: &str) -> Result<Option<Doc>> {
-        read::get(&self.view, &self.namespace, id).await
+        read::get(&self.view, &self.namespace, id)
+            .await
+            .map_err(|e| self.expired(e))
     }
 
     /// Documents in the range as of the snapshot.
     pub async fn scan(&self, range: &ScanRange) -> Result<Vec<Doc>> {
-        read::scan(&self.view, &self.namespace, range).await
+        read::scan(&self.view, &self.namespace, range)
+            .await
+            .map_err(|e| self.expired(e))
+    }
+
+    /// A leased snapshot only loses a segment if its lease ran out.
+    fn expired(&self, e: Error) -> Error {
+        if e.is_collected_segment() {
+            Error::SnapshotExpired {
+                namespace: self.namespace.clone(),
+                version: self.view.manifest_version,
+            }
+        } else {
+            e
+        }
     }
 }
 
@@ -170,7 +183,7 @@ impl Engine {
     pub async fn get(&self, namespace: &str, id: &str) -> Result<Option<Doc>> {
         let ns = self.namespace(namespace).await?;
         match read::get(&ns.view(), namespace, id).await {
-            Err(e) if segment_gone(&e) => {
+            Err(e) if e.is_collected_segment() => {
                 crate::background::adopt(&ns).await?;
                 read::get(&ns.view(), namespace, id).await
             }
@@ -182,7 +195,7 @@ impl Engine {
     pub async fn scan(&self, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
         let ns = self.namespace(namespace).await?;
         match read::scan(&ns.view(), namespace, range).await {
-            Err(e) if segment_gone(&e) => {
+            Err(e) if e.is_collected_segment() => {
                 crate::background::adopt(&ns).await?;
                 read::scan(&ns.view(), namespace, range).await
             }
@@ -190,43 +203,71 @@ impl Engine {
         }
     }
 
-    /// A consistent view as of now, pinned by a lease while it lives.
+    /// A consistent view as of now, pinned by a lease while it lives. The
+    /// lease is checked against the GC floor after it is placed; a view
+    /// whose manifest may already be collected is replaced by the newest
+    /// one and leased again.
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
-        let view = ns.view();
-        let lease = if view.manifest_version > 0 {
-            let pins = Pins::new(
-                Arc::clone(&self.store),
-                ns.layout.clone(),
-                Arc::clone(&self.options.compactor.clock),
-            );
-            let ttl = self.options.snapshot_lease_ttl_ms;
-            let handle = pins
+        let pins = Pins::new(
+            Arc::clone(&self.store),
+            ns.layout.clone(),
+            Arc::clone(&self.options.compactor.clock),
+        );
+        let ttl = self.options.snapshot_lease_ttl_ms;
+        for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
+            let view = ns.view();
+            if view.manifest_version == 0 {
+                // No manifest yet: nothing in the bucket for GC to take.
+                return Ok(Snapshot {
+                    namespace: namespace.to_owned(),
+                    view,
+                    _lease: None,
+                });
+            }
+            match pins
                 .acquire("reef-engine snapshot", view.manifest_version, ttl)
-                .await?;
-            let (renew_pins, mut renew_handle) = (pins.clone(), handle.clone());
-            let renewer = tokio::spawn(async move {
-                let period = std::time::Duration::from_millis((ttl / 3).max(1));
-                loop {
-                    tokio::time::sleep(period).await;
-                    if renew_pins.renew(&mut renew_handle, ttl).await.is_err() {
-                        return;
-                    }
+                .await
+            {
+                Ok(handle) => return Ok(self.leased(namespace, view, &pins, handle, ttl)),
+                Err(reef_manifest::Error::VersionCollected { .. }) => {
+                    crate::background::adopt(&ns).await?;
                 }
-            });
-            Some(Arc::new(SnapshotLease {
-                renewer,
-                release: Some((pins, handle)),
-            }))
-        } else {
-            // No manifest yet: nothing in the bucket for GC to take.
-            None
-        };
-        Ok(Snapshot {
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Contention {
+            namespace: namespace.to_owned(),
+            attempts: SNAPSHOT_ATTEMPTS_MAX,
+        })
+    }
+
+    fn leased(
+        &self,
+        namespace: &str,
+        view: View,
+        pins: &Pins,
+        handle: LeaseHandle,
+        ttl: u64,
+    ) -> Snapshot {
+        let (renew_pins, mut renew_handle) = (pins.clone(), handle.clone());
+        let renewer = tokio::spawn(async move {
+            let period = std::time::Duration::from_millis((ttl / 3).max(1));
+            loop {
+                tokio::time::sleep(period).await;
+                if renew_pins.renew(&mut renew_handle, ttl).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Snapshot {
             namespace: namespace.to_owned(),
             view,
-            _lease: lease,
-        })
+            _lease: Some(Arc::new(SnapshotLease {
+                renewer,
+                release: Some((pins.clone(), handle)),
+            })),
+        }
     }
 
     /// Catches up with every write acknowledged (by any process) before
@@ -257,7 +298,7 @@ impl Engine {
             bytes: segment_bytes + memtable_bytes,
             memtable_bytes,
             last_version: s.last_version,
-            writer_epoch: s.manifest.writer_epoch,
+            gc_floor: s.manifest.gc_floor,
             write_amplification: s.manifest.totals.write_amplification(),
             background_error: s.background_error.clone(),
         })

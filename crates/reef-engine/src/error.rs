@@ -27,8 +27,9 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// Errors of the engine.
-#[derive(Debug, thiserror::Error)]
+/// Errors of the engine. `Clone`, so a batch-wide failure is told to every
+/// request of the batch with its kind intact.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Bad input (namespace name, limits, malformed ops).
@@ -89,11 +90,15 @@ pub enum Error {
         /// The budget.
         budget_bytes: usize,
     },
-    /// The WAL position this writer committed had already been folded
-    /// (and maybe collected) by another writer's history: the write was
-    /// not acknowledged (DESIGN §3.2). Reload and retry.
+    /// After this writer's WAL record for `lsn` landed, HEAD showed `lsn`
+    /// already folded, so the write was not acknowledged (DESIGN §3.2).
+    /// Almost always the writer was stale (another writer took over, folded
+    /// and GC freed the slot) and nothing of the request is visible; but if
+    /// another process folded this very record between the put and the
+    /// HEAD read, it is. The engine has adopted the newer manifest: re-read
+    /// and decide, or retry with an idempotency key.
     #[error(
-        "namespace {namespace}: fenced: lsn {lsn} is already folded (last_applied_lsn {last_applied_lsn}); this writer was stale"
+        "namespace {namespace}: fenced: lsn {lsn} was already folded (last_applied_lsn {last_applied_lsn}) when this writer checked; it was most likely stale and nothing was applied, but re-read before retrying without an idempotency key"
     )]
     Fenced {
         /// The namespace.
@@ -106,6 +111,17 @@ pub enum Error {
     /// A fold, compaction or GC failed.
     #[error(transparent)]
     Compactor(#[from] reef_compactor::Error),
+    /// A snapshot's lease ran out (its holder paused past the TTL, or its
+    /// renewals failed) and GC collected what it read. Take a new snapshot.
+    #[error(
+        "namespace {namespace}: the snapshot of manifest {version} expired and its data was collected; take a new snapshot"
+    )]
+    SnapshotExpired {
+        /// The namespace.
+        namespace: String,
+        /// The manifest version the snapshot read.
+        version: u64,
+    },
     /// The engine was opened read-only.
     #[error("namespace {namespace}: this engine is read-only")]
     ReadOnly {
@@ -142,9 +158,11 @@ impl Error {
             Error::PreconditionFailed { .. } | Error::IdempotencyConflict { .. } => {
                 ErrorKind::Conflict
             }
-            Error::Contention { .. } | Error::Overloaded { .. } | Error::Fenced { .. } => {
-                ErrorKind::Transient
-            }
+            Error::Contention { .. }
+            | Error::Overloaded { .. }
+            | Error::Fenced { .. }
+            | Error::SnapshotExpired { .. } => ErrorKind::Transient,
+            _ if self.is_collected_segment() => ErrorKind::Transient,
             Error::Compactor(e) if e.is_transient() => ErrorKind::Transient,
             Error::ReadOnly { .. } | Error::NoFlushHook { .. } => ErrorKind::Unsupported,
             Error::Inconsistent { .. } => ErrorKind::Corrupt,
@@ -163,6 +181,17 @@ impl Error {
             Error::Format(FormatError::Invalid { .. }) => ErrorKind::Invalid,
             _ => ErrorKind::Internal,
         }
+    }
+
+    /// A segment object was not found: another process compacted it away
+    /// and GC collected it after this view was taken. Retryable: a newer
+    /// manifest exists.
+    pub fn is_collected_segment(&self) -> bool {
+        let store = match self {
+            Error::Store(e) | Error::Compactor(reef_compactor::Error::Store(e)) => e,
+            _ => return false,
+        };
+        matches!(store, reef_manifest::Error::NotFound { key } if key.contains("/seg/"))
     }
 
     pub(crate) fn invalid(namespace: &str, e: FormatError) -> Error {

@@ -9,7 +9,9 @@
 //! Invariants: `last_lsn` is the newest WAL record applied, and every
 //! record `<= last_lsn` is applied exactly once; LSNs after the manifest's
 //! are contiguous (a hole is an error naming the missing object, never
-//! skipped); versions strictly increase across records.
+//! skipped; a listing's gap is first checked by reading the key, and a
+//! record missing because a newer manifest folded it is not a hole);
+//! versions strictly increase across records.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,9 +41,6 @@ pub(crate) struct State {
     pub last_version: u64,
     pub idempotency: HashMap<String, IdemEntry>,
     idempotency_pruned_len: usize,
-    /// When the current manifest was last confirmed from the bucket (the
-    /// stale-writer fence re-reads it when this gets old).
-    pub manifest_read_at: std::time::Instant,
     /// The last background fold/compaction/GC error, for `stats`.
     pub background_error: Option<String>,
     /// Since when unfolded WAL has been waiting (the age fold trigger).
@@ -119,7 +118,6 @@ impl Namespace {
             memtable: Arc::default(),
             idempotency,
             idempotency_pruned_len: 0,
-            manifest_read_at: std::time::Instant::now(),
             background_error: None,
             unfolded_since: None,
         };
@@ -162,25 +160,53 @@ impl Namespace {
     /// manifest, if one was committed). Callers hold `commit` or are
     /// opening.
     pub async fn catch_up(&self) -> Result<()> {
-        self.adopt_newer_manifest().await?;
-        let last = self.lock_state().last_lsn;
-        let lsns = self.objects.list_wal(last).await?;
-        for (i, lsn) in lsns.iter().enumerate() {
-            let expected = last + 1 + i as u64;
-            if *lsn != expected {
+        loop {
+            self.adopt_newer_manifest().await?;
+            let last = self.lock_state().last_lsn;
+            let run = self.objects.read_wal_after(last, usize::MAX).await?;
+            for record in &run.records {
+                self.apply(record)?;
+            }
+            let Some(missing) = run.missing else {
+                return Ok(());
+            };
+            // Gone because a newer manifest folded it and GC collected it
+            // (then start again from that manifest), or a true hole.
+            self.adopt_newer_manifest().await?;
+            if self.lock_state().manifest.last_applied_lsn < missing {
                 return Err(self.inconsistent(format!(
-                    "WAL hole: {} is missing but {} exists",
-                    self.layout.wal_key(expected),
-                    self.layout.wal_key(*lsn)
+                    "WAL hole: {} is missing but later WAL exists",
+                    self.layout.wal_key(missing)
                 )));
             }
-            let record = self.objects.get_wal(*lsn).await?.ok_or_else(|| {
-                self.inconsistent(format!(
-                    "{} vanished while being replayed",
-                    self.layout.wal_key(*lsn)
-                ))
-            })?;
-            self.apply(&record)?;
+        }
+    }
+
+    /// The stale-writer fence (DESIGN §3.2), run after this writer's WAL
+    /// record for `lsn` has landed and before it is acknowledged.
+    ///
+    /// GC deletes `wal/x` only after making sure HEAD names a manifest M
+    /// with `M.last_applied_lsn >= x`. If our put-if-absent landed in a slot
+    /// GC had freed, that deletion, and so HEAD >= M, came before our put,
+    /// and this HEAD read comes after it: we see M or newer, find `lsn`
+    /// folded, and refuse. If `lsn` is not folded, no manifest had folded
+    /// it when HEAD was read, so the slot was never used before ours and
+    /// every later fold and recovery will read our record. No clock, pause
+    /// bound or shared setting is involved. Cost: one small GET per group
+    /// commit (plus a manifest load when HEAD moved, which adopting needs
+    /// anyway).
+    pub async fn confirm_unfolded(&self, lsn: u64) -> Result<()> {
+        let head = self.manifests.head_version().await?;
+        if head.is_some_and(|h| h > self.lock_state().manifest.version) {
+            self.adopt_newer_manifest().await?;
+        }
+        let last_applied_lsn = self.lock_state().manifest.last_applied_lsn;
+        if lsn <= last_applied_lsn {
+            return Err(Error::Fenced {
+                namespace: self.name.clone(),
+                lsn,
+                last_applied_lsn,
+            });
         }
         Ok(())
     }
@@ -190,11 +216,9 @@ impl Namespace {
     /// taken before keep theirs.
     pub async fn adopt_newer_manifest(&self) -> Result<()> {
         let ours = self.lock_state().manifest.version;
-        let read_at = std::time::Instant::now();
         let Some(newer) = self.manifests.load_current().await? else {
             return Ok(());
         };
-        self.lock_state().manifest_read_at = read_at;
         if newer.version <= ours {
             return Ok(());
         }
@@ -275,13 +299,18 @@ impl Namespace {
         Ok(())
     }
 
-    /// Drops idempotency keys past retention, amortised: only when the map
-    /// has doubled since the last pass.
-    pub fn prune_idempotency(&self, now_ms: u64, retention_ms: u64) {
+    /// Drops idempotency keys past retention (the namespace's, from its
+    /// manifest, else the compactor options' default), amortised: only when
+    /// the map has doubled since the last pass.
+    pub fn prune_idempotency(&self, now_ms: u64, opts: &reef_compactor::CompactorOptions) {
         let mut s = self.lock_state();
         if s.idempotency.len() < 2 * s.idempotency_pruned_len + 1024 {
             return;
         }
+        let retention_ms = match s.manifest.idempotency_retention_ms {
+            0 => opts.idempotency_retention_ms,
+            ms => ms,
+        };
         let cutoff = now_ms.saturating_sub(retention_ms);
         s.idempotency.retain(|_, e| e.committed_at_ms >= cutoff);
         s.idempotency_pruned_len = s.idempotency.len();

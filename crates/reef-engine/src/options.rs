@@ -28,14 +28,12 @@ pub struct EngineOptions {
     pub transient_retries_max: u32,
     /// First backoff delay; doubles per retry, with jitter.
     pub backoff_base: Duration,
-    /// Idempotency records are kept this long.
-    pub idempotency_retention_ms: u64,
     /// Budget of the shared segment block cache.
     pub block_cache_bytes: usize,
     /// Open without the ability to write (another process writes).
     pub read_only: bool,
-    /// Fold, compaction and GC settings (also the ages the stale-writer
-    /// fence relies on: `compactor.wal_min_age_ms` must match the GC's).
+    /// Fold, compaction and GC settings, and the idempotency retention
+    /// for namespaces whose manifest does not record one yet.
     pub compactor: CompactorOptions,
     /// Fold in the background when unfolded bytes reach this.
     pub fold_trigger_bytes: usize,
@@ -52,6 +50,11 @@ pub struct EngineOptions {
     pub background: bool,
     /// Time source.
     pub clock: Arc<dyn Clock>,
+    /// Test-only: skips the stale-writer fence, so tests can show the
+    /// schedule it guards against really loses an acknowledged write.
+    /// Never set it outside tests.
+    #[doc(hidden)]
+    pub skip_fence_for_tests: bool,
 }
 
 impl Default for EngineOptions {
@@ -65,7 +68,6 @@ impl Default for EngineOptions {
             lsn_race_retries_max: 64,
             transient_retries_max: 8,
             backoff_base: Duration::from_millis(5),
-            idempotency_retention_ms: 24 * 3600 * 1000,
             block_cache_bytes: 64 << 20,
             read_only: false,
             compactor: CompactorOptions::default(),
@@ -75,6 +77,7 @@ impl Default for EngineOptions {
             background: true,
             snapshot_lease_ttl_ms: 60_000,
             clock: Arc::new(SystemClock),
+            skip_fence_for_tests: false,
         }
     }
 }

@@ -34,7 +34,7 @@ fn options(clock: &ManualClock) -> EngineOptions {
 }
 
 fn far(o: &CompactorOptions) -> u64 {
-    o.gc_grace_ms.max(o.wal_min_age_ms) + 1
+    o.gc_grace_ms + 1
 }
 
 type Model = BTreeMap<String, (u64, reef_format::Document)>;
@@ -78,7 +78,7 @@ async fn read_all(e: &Engine) -> Model {
 async fn run(op: Op, store: &DynStore, o: &CompactorOptions) -> bool {
     let layout = Layout::new("x").unwrap();
     match op {
-        Op::Fold => reef_compactor::fold(store, &layout, o).await.is_ok(),
+        Op::Fold => reef_compactor::fold(store, &layout, o, None).await.is_ok(),
         Op::Compact => reef_compactor::compact(store, &layout, o, true)
             .await
             .is_ok(),

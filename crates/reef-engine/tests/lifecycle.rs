@@ -47,7 +47,7 @@ async fn segments(store: &DynStore) -> Vec<u128> {
 }
 
 fn far(o: &EngineOptions) -> u64 {
-    o.compactor.gc_grace_ms.max(o.compactor.wal_min_age_ms) + reef_manifest::LEASE_CLOCK_SKEW_MS + 1
+    o.compactor.gc_grace_ms + reef_manifest::LEASE_CLOCK_SKEW_MS + 1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,30 +202,27 @@ async fn content_is_conserved_and_a_broken_account_is_caught() {
 /// the folded WAL; A wakes and writes into an LSN GC freed. A must not
 /// acknowledge it: recovery (which replays only lsn > last_applied_lsn)
 /// would drop it.
-async fn stale_writer_schedule(
-    a_fence_ms: u64,
-) -> (Result<reef_engine::WriteResult, Error>, Engine) {
+async fn stale_writer_schedule(fence: bool) -> (Result<reef_engine::WriteResult, Error>, Engine) {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
     let mut a_opts = options(&clock);
-    a_opts.compactor.wal_min_age_ms = a_fence_ms;
+    a_opts.skip_fence_for_tests = !fence;
     let a = Engine::open(Arc::clone(&store), a_opts).await.unwrap();
     for i in 0..3 {
         put(&a, &format!("a{i}"), i).await;
     }
     // B takes over: writes lsn 4 and 5, folds them, and GC (its clock past
     // every age) deletes the folded WAL, lsn 1..5.
-    let mut b_opts = options(&clock);
-    b_opts.compactor.wal_min_age_ms = 100;
-    let b = Engine::open(Arc::clone(&store), b_opts).await.unwrap();
+    let b = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
     put(&b, "b0", 0).await;
     put(&b, "b1", 1).await;
     b.flush("l").await.unwrap();
     clock.advance(far(&options(&clock)));
     assert_eq!(b.gc("l").await.unwrap().wal, 5);
-    // A wakes (its view of the manifest now older than its fence bound)
-    // and writes: wal/4 is free again, so its put-if-absent succeeds.
-    tokio::time::sleep(Duration::from_millis(80)).await;
+    // A wakes and writes: wal/4 is free again, so its put-if-absent
+    // succeeds. No time has to pass for the fence to work.
     let stale = a
         .write(
             "l",
@@ -240,7 +237,7 @@ async fn stale_writer_schedule(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_writer_cannot_acknowledge_into_a_collected_wal_slot() {
-    let (stale, fresh) = stale_writer_schedule(100).await;
+    let (stale, fresh) = stale_writer_schedule(true).await;
     let err = stale.unwrap_err();
     assert!(
         matches!(
@@ -263,12 +260,12 @@ async fn a_stale_writer_cannot_acknowledge_into_a_collected_wal_slot() {
     }
 }
 
-/// The negative control: a writer that trusts its old view for longer than
-/// the WAL's minimum age (misconfigured fence) acknowledges a write that
-/// recovery then drops. This is the hole the fence closes.
+/// The negative control: a writer with the fence switched off (a test-only
+/// knob) acknowledges a write that recovery then drops. This is the hole
+/// the fence closes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_fence_the_acknowledged_write_is_lost() {
-    let (stale, fresh) = stale_writer_schedule(3_600_000).await;
+    let (stale, fresh) = stale_writer_schedule(false).await;
     let acked = stale.expect("the misconfigured writer acknowledges");
     assert_eq!(acked.lsn, 4);
     assert!(
@@ -281,8 +278,7 @@ async fn without_the_fence_the_acknowledged_write_is_lost() {
 async fn a_fenced_writer_recovers_by_retrying() {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
-    let mut o = options(&clock);
-    o.compactor.wal_min_age_ms = 100;
+    let o = options(&clock);
     let a = Engine::open(Arc::clone(&store), o.clone()).await.unwrap();
     put(&a, "a0", 0).await;
     let b = Engine::open(Arc::clone(&store), o).await.unwrap();
@@ -290,7 +286,6 @@ async fn a_fenced_writer_recovers_by_retrying() {
     b.flush("l").await.unwrap();
     clock.advance(far(&options(&clock)));
     b.gc("l").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(80)).await;
     let req = common::request(vec![common::upsert("a1", common::doc(&[("v", 1)]))]);
     assert!(matches!(
         a.write("l", req.clone()).await,

@@ -55,7 +55,6 @@ fn entries(n: u64) -> Vec<Entry> {
 fn wal_record(n: u64) -> WalRecord {
     WalRecord {
         lsn: 1,
-        writer_epoch: 1,
         writer_id: 7,
         timestamp_ms: 0,
         requests: vec![WalRequest {

@@ -45,7 +45,7 @@ impl fmt::Display for ObjectKind {
 /// Decoding never panics: bytes that are not a valid object of the expected
 /// kind yield `Corrupt`, `ChecksumMismatch`, `BadMagic` or
 /// `UnsupportedVersion`, never wrong data.
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq)]
 #[non_exhaustive]
 pub enum FormatError {
     /// The stored CRC does not match the bytes.

@@ -61,6 +61,16 @@ impl FrameSpec {
 
     /// Checks the frame and returns the body.
     pub(crate) fn open<'a>(&self, bytes: &'a [u8], object: &str) -> Result<&'a [u8]> {
+        self.open_versioned(bytes, object).map(|(_, body)| body)
+    }
+
+    /// As `open`, also returning the object's format version (1 up to
+    /// `self.version`), for decoders that still read older versions.
+    pub(crate) fn open_versioned<'a>(
+        &self,
+        bytes: &'a [u8],
+        object: &str,
+    ) -> Result<(u16, &'a [u8])> {
         let corrupt = |offset: u64, reason: String| FormatError::Corrupt {
             kind: self.kind,
             object: object.to_owned(),
@@ -141,7 +151,7 @@ impl FrameSpec {
         if field(6..8) != [0, 0] {
             return Err(corrupt(6, "unknown flags set".to_owned()));
         }
-        Ok(covered.get(HEADER_BYTES..).unwrap_or_default())
+        Ok((version, covered.get(HEADER_BYTES..).unwrap_or_default()))
     }
 }
 

@@ -3,8 +3,9 @@
 //! fold, compaction and GC.
 //!
 //! A manifest lists the live segments by level, how far the WAL has been
-//! folded (`last_applied_lsn`), the fencing epoch of the current writer, the
-//! idempotency records still inside their retention window, and the
+//! folded (`last_applied_lsn`), the GC floor (the oldest version anyone may
+//! still build on or pin, see `gc_floor`), the namespace's idempotency
+//! retention, the idempotency records still inside it, and the
 //! namespace's content totals: `written` (everything ever acknowledged) and
 //! `dropped` (superseded entries removed by fold or compaction). The live
 //! digest is the sum of the segments' setsums, so `check_accounting` can
@@ -20,8 +21,10 @@ use crate::limits::{ID_BYTES_HARD_MAX, IDEMPOTENCY_KEY_BYTES_HARD_MAX};
 use crate::segment::SegmentFooter;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
-/// Current manifest format version.
-pub const MANIFEST_FORMAT_VERSION: u16 = 1;
+/// Current manifest format version. Version 1 had `writer_epoch` where
+/// version 2 has `gc_floor`, and no `idempotency_retention_ms`; version 1
+/// manifests are still read (floor 0, retention unset).
+pub const MANIFEST_FORMAT_VERSION: u16 = 2;
 /// Largest manifest body accepted.
 pub const MANIFEST_BODY_BYTES_MAX: u64 = 256 << 20;
 /// Most segments one manifest may list.
@@ -158,15 +161,24 @@ impl Totals {
 pub struct Manifest {
     /// This manifest's version; equals the number in its object key.
     pub version: u64,
-    /// Fencing epoch of the writer allowed to commit WAL (DESIGN §3.2).
-    pub writer_epoch: u64,
     /// Every WAL record with `lsn <= last_applied_lsn` is folded into the
     /// segments below.
     pub last_applied_lsn: u64,
     /// Highest document version folded.
     pub last_version: u64,
-    /// When this version was created (ms since the Unix epoch).
+    /// When this version was created (ms since the Unix epoch, by the
+    /// committer's clock: a hint for GC's grace period, never for safety).
     pub created_at_ms: u64,
+    /// The GC floor: no fold or compaction based on an older manifest
+    /// version may commit on top of this one, and no lease or checkpoint
+    /// may pin an older version once this manifest is visible. GC raises it
+    /// (by a commit of its own) before deleting older versions and the
+    /// segments only they or abandoned operations wrote. Never decreases
+    /// and never exceeds `version`.
+    pub gc_floor: u64,
+    /// How long idempotency keys are kept (ms); one value per namespace.
+    /// 0: not set yet (a version 1 manifest); committers then use theirs.
+    pub idempotency_retention_ms: u64,
     /// Live segments.
     pub segments: Vec<SegmentMeta>,
     /// Content totals.
@@ -218,10 +230,11 @@ impl Manifest {
         self.check(|reason| FormatError::invalid("manifest", reason))?;
         let mut w = Writer::with_capacity(256 + self.segments.len() * 128);
         w.u64(self.version);
-        w.u64(self.writer_epoch);
+        w.u64(self.gc_floor);
         w.u64(self.last_applied_lsn);
         w.u64(self.last_version);
         w.u64(self.created_at_ms);
+        w.u64(self.idempotency_retention_ms);
         w.bytes(&self.totals.written.to_bytes());
         w.u64(self.totals.written_count);
         w.bytes(&self.totals.dropped.to_bytes());
@@ -270,7 +283,7 @@ impl Manifest {
 
     /// Checks the frame and decodes a manifest.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Manifest> {
-        let body = MANIFEST_FRAME.open(bytes, object)?;
+        let (format, body) = MANIFEST_FRAME.open_versioned(bytes, object)?;
         let mut r = Reader::new(body, ObjectKind::Manifest, object, HEADER_BYTES as u64);
         let setsum = |r: &mut Reader<'_>| -> Result<Setsum> {
             Setsum::from_bytes(
@@ -279,14 +292,24 @@ impl Manifest {
                 object,
             )
         };
+        let version = r.u64("version")?;
+        // v1: writer_epoch, never checked by anyone; v2: the GC floor.
+        let floor = r.u64(if format == 1 {
+            "writer_epoch"
+        } else {
+            "gc_floor"
+        })?;
         let mut m = Manifest {
-            version: r.u64("version")?,
-            writer_epoch: r.u64("writer_epoch")?,
+            version,
+            gc_floor: if format == 1 { 0 } else { floor },
             last_applied_lsn: r.u64("last_applied_lsn")?,
             last_version: r.u64("last_version")?,
             created_at_ms: r.u64("created_at_ms")?,
             ..Manifest::default()
         };
+        if format >= 2 {
+            m.idempotency_retention_ms = r.u64("idempotency_retention_ms")?;
+        }
         m.totals = Totals {
             written: setsum(&mut r)?,
             written_count: r.u64("written_count")?,
@@ -355,6 +378,12 @@ impl Manifest {
     }
 
     fn check(&self, err: impl Fn(String) -> FormatError) -> Result<()> {
+        if self.gc_floor > self.version {
+            return Err(err(format!(
+                "gc_floor {} is above the manifest's own version {}",
+                self.gc_floor, self.version
+            )));
+        }
         let mut ids = std::collections::HashSet::with_capacity(self.segments.len());
         for s in &self.segments {
             if !ids.insert(s.id) {

@@ -22,8 +22,10 @@ use crate::manifest::WriteSummary;
 use crate::request::OpKind;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
-/// Current WAL record format version.
-pub const WAL_FORMAT_VERSION: u16 = 1;
+/// Current WAL record format version. Version 1 carried a `writer_epoch`
+/// after the LSN that nothing ever checked; version 2 dropped it (version
+/// 1 records are still read, the field skipped).
+pub const WAL_FORMAT_VERSION: u16 = 2;
 /// Largest WAL record body: bounds what a decoder will accept.
 pub const WAL_BODY_BYTES_MAX: u64 = 1 << 30;
 /// Most requests one record may hold.
@@ -90,8 +92,6 @@ impl WalRequest {
 pub struct WalRecord {
     /// Log sequence number; equals the number in the object key.
     pub lsn: u64,
-    /// Epoch of the writer that committed it (DESIGN §3.2 fencing).
-    pub writer_epoch: u64,
     /// Random id of the writer instance. Two writers never produce the
     /// same record bytes, so a writer that finds its LSN taken can tell
     /// its own earlier attempt (response lost) from another's record.
@@ -121,7 +121,6 @@ impl WalRecord {
         self.check(FormatError::invalid)?;
         let mut w = Writer::with_capacity(256);
         w.u64(self.lsn);
-        w.u64(self.writer_epoch);
         w.u64(self.writer_id);
         w.u64(self.timestamp_ms);
         w.bytes(&self.setsum().to_bytes());
@@ -156,11 +155,13 @@ impl WalRecord {
     /// named in every error. Documents are sliced out of `bytes` without
     /// copying.
     pub fn decode(bytes: &Bytes, object: &str) -> Result<WalRecord> {
-        let body = WAL_FRAME.open(bytes, object)?;
+        let (version, body) = WAL_FRAME.open_versioned(bytes, object)?;
         let base = crate::frame::HEADER_BYTES as u64;
         let mut r = Reader::new(body, ObjectKind::Wal, object, base);
         let lsn = r.u64("lsn")?;
-        let writer_epoch = r.u64("writer_epoch")?;
+        if version == 1 {
+            r.u64("writer_epoch (v1, unused)")?;
+        }
         let writer_id = r.u64("writer_id")?;
         let timestamp_ms = r.u64("timestamp_ms")?;
         let stored_setsum = r.fixed::<SETSUM_BYTES>("setsum")?;
@@ -174,7 +175,6 @@ impl WalRecord {
         r.finish("wal record")?;
         let record = WalRecord {
             lsn,
-            writer_epoch,
             writer_id,
             timestamp_ms,
             requests,
@@ -302,7 +302,6 @@ mod tests {
     fn record() -> WalRecord {
         WalRecord {
             lsn: 7,
-            writer_epoch: 2,
             writer_id: 0x5eed,
             timestamp_ms: 1_700_000_000_000,
             requests: vec![

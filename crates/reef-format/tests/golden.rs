@@ -18,23 +18,17 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use reef_format::{
     Checkpoint, Head, Lease, MANIFEST_FORMAT_VERSION, Manifest, Segment, WAL_FORMAT_VERSION,
-    WalRecord, decode_document, segment::SEGMENT_FORMAT_VERSION,
+    WalRecord, decode_document,
 };
 
-fn version_of(kind: &str) -> u16 {
-    match kind {
-        "wal" => WAL_FORMAT_VERSION,
-        "segment" => SEGMENT_FORMAT_VERSION,
-        "manifest" => MANIFEST_FORMAT_VERSION,
-        // The document encoding and control objects are at version 1.
-        _ => 1,
-    }
+fn golden_path(kind: &str) -> PathBuf {
+    versioned_path(kind, common::format_version(kind))
 }
 
-fn golden_path(kind: &str) -> PathBuf {
+fn versioned_path(kind: &str, version: u16) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
-        .join(format!("{kind}.v{}.bin", version_of(kind)))
+        .join(format!("{kind}.v{version}.bin"))
 }
 
 #[test]
@@ -109,6 +103,29 @@ fn golden_files_decode_to_the_samples() {
         seg.footer().block_count > 1,
         "sample must span several blocks"
     );
+}
+
+/// Objects written by earlier format versions stay readable: each old
+/// golden file decodes to the sample as that version could express it.
+#[test]
+fn previous_versions_still_decode() {
+    let old = |kind: &str, v: u16| Bytes::from(std::fs::read(versioned_path(kind, v)).unwrap());
+    // WAL v1 carried a writer_epoch that v2 dropped; nothing else changed.
+    assert_eq!(
+        WalRecord::decode(&old("wal", 1), "wal.v1").unwrap(),
+        common::sample_wal()
+    );
+    // Manifest v1 had writer_epoch where v2 has gc_floor, and no retention.
+    assert_eq!(
+        Manifest::decode(&old("manifest", 1), "manifest.v1").unwrap(),
+        Manifest {
+            gc_floor: 0,
+            idempotency_retention_ms: 0,
+            ..common::sample_manifest()
+        }
+    );
+    assert_eq!(WAL_FORMAT_VERSION, 2);
+    assert_eq!(MANIFEST_FORMAT_VERSION, 2);
 }
 
 #[test]

@@ -91,7 +91,6 @@ fn wal_record() -> impl Strategy<Value = WalRecord> {
     )
         .prop_map(|(lsn, epoch, ts, requests, mut version)| WalRecord {
             lsn,
-            writer_epoch: epoch,
             writer_id: epoch.rotate_left(17),
             timestamp_ms: ts,
             requests: requests
@@ -184,7 +183,8 @@ fn manifest() -> impl Strategy<Value = Manifest> {
     )
         .prop_map(|(n, segs, recs, written, dropped, counts)| Manifest {
             version: n[0],
-            writer_epoch: n[1],
+            gc_floor: n[1].min(n[0]),
+            idempotency_retention_ms: n[1],
             last_applied_lsn: n[2],
             last_version: n[3],
             created_at_ms: n[4],

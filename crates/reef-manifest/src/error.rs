@@ -3,12 +3,15 @@
 //! Every variant names the object key or namespace it is about. Callers
 //! decide whether to retry with `Error::is_transient`; a lost commit race
 //! is its own variant (`ManifestConflict`) so it is never mistaken for an
-//! I/O failure.
+//! I/O failure. Errors are `Clone` (I/O sources behind an `Arc`), so one
+//! failure can be told to every request it affected without changing kind.
+
+use std::sync::Arc;
 
 use reef_format::FormatError;
 
 /// Errors from the object-store layer and everything built on it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// An object key breaks the key rules (`[A-Za-z0-9/._-]`, no empty or
@@ -48,7 +51,7 @@ pub enum Error {
         key: String,
         /// The underlying error.
         #[source]
-        source: std::io::Error,
+        source: Arc<std::io::Error>,
     },
     /// A remote backend (S3) failed.
     #[error("{op} {key}: {message}")]
@@ -122,6 +125,34 @@ pub enum Error {
         /// The checkpoint name.
         name: String,
     },
+    /// A lease or checkpoint was asked to pin a manifest version below the
+    /// namespace's GC floor: that version may already be collected. Pin a
+    /// newer version (the current one) instead.
+    #[error(
+        "namespace {namespace}: manifest {version} is below the GC floor {floor} and may be collected; pin a newer version"
+    )]
+    VersionCollected {
+        /// The namespace.
+        namespace: String,
+        /// The version asked for.
+        version: u64,
+        /// The floor found.
+        floor: u64,
+    },
+    /// HEAD could not be confirmed at or past a committed version (HEAD
+    /// contention outlasted the retries, or the server refuses the CAS).
+    /// GC stops here rather than delete what a lagging HEAD still names.
+    #[error(
+        "namespace {namespace}: HEAD could not be moved to manifest {version} (it names {head:?}); retry later"
+    )]
+    HeadBehind {
+        /// The namespace.
+        namespace: String,
+        /// The version HEAD had to reach.
+        version: u64,
+        /// What HEAD names.
+        head: Option<u64>,
+    },
     /// The lease is gone (released, or expired and reclaimed).
     #[error("namespace {namespace}: lease {id} is gone (released or expired)")]
     LeaseGone {
@@ -137,6 +168,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Backend { transient, .. } | Error::Injected { transient, .. } => *transient,
+            Error::HeadBehind { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted
@@ -151,7 +183,7 @@ impl Error {
         Error::Io {
             op,
             key: key.to_owned(),
-            source,
+            source: Arc::new(source),
         }
     }
 }

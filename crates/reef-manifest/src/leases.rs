@@ -6,7 +6,16 @@
 //! resurrected by a late renewal), and deleted on release. GC treats a
 //! lease as live until `expires_at_ms + LEASE_CLOCK_SKEW_MS` by its own
 //! clock: the margin covers clocks that disagree between the reader that
-//! took the lease and the process that collects garbage.
+//! took the lease and the process that collects garbage. A reader that
+//! outlives its lease (paused, or its renewals failing) loses its snapshot:
+//! reads then fail with a clear error, never return wrong data.
+//!
+//! A new pin is placed first and checked second: after the lease or
+//! checkpoint object exists, the current manifest's `gc_floor` must not be
+//! above the pinned version. GC raises the floor by a commit *before* it
+//! lists pins, so either the pin was placed before that listing (GC sees
+//! it and keeps the version) or the check sees the raised floor (the pin
+//! is withdrawn and refused). No clock is involved.
 //!
 //! Invariant: `pins` returns every manifest version that a live lease or
 //! any checkpoint can still read; GC never deletes an object one of them
@@ -72,7 +81,9 @@ impl Pins {
         }
     }
 
-    /// Takes a lease on `manifest_version` for `ttl_ms`.
+    /// Takes a lease on `manifest_version` for `ttl_ms`. Fails with
+    /// `VersionCollected` (and leaves no lease) if that version is below
+    /// the GC floor.
     pub async fn acquire(
         &self,
         holder: &str,
@@ -99,6 +110,11 @@ impl Pins {
             let id = format!("{:032x}", xxh3_128(seed.as_bytes()));
             let key = self.layout.lease_key(&id);
             if let PutOutcome::Written(tag) = self.store.put_if_absent(&key, bytes.clone()).await? {
+                if let Err(e) = self.check_retained(manifest_version).await {
+                    // Best effort: a leftover expires like any other lease.
+                    let _ = self.store.delete(&key).await;
+                    return Err(e);
+                }
                 return Ok(LeaseHandle { id, lease, tag });
             }
         }
@@ -171,7 +187,7 @@ impl Pins {
         };
         let key = self.layout.checkpoint_key(name);
         let bytes = Bytes::from(ckpt.encode()?);
-        match self.store.put_if_absent(&key, bytes.clone()).await? {
+        let placed = match self.store.put_if_absent(&key, bytes.clone()).await? {
             PutOutcome::Written(_) => Ok(ckpt),
             // Our own earlier attempt whose response was lost.
             PutOutcome::ConditionFailed
@@ -183,11 +199,33 @@ impl Pins {
             {
                 Ok(ckpt)
             }
-            PutOutcome::ConditionFailed => Err(Error::CheckpointExists {
-                namespace: self.layout.namespace().to_owned(),
-                name: name.to_owned(),
-            }),
+            PutOutcome::ConditionFailed => {
+                return Err(Error::CheckpointExists {
+                    namespace: self.layout.namespace().to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+        };
+        if let Err(e) = self.check_retained(manifest_version).await {
+            self.store.delete(&key).await?;
+            return Err(e);
         }
+        placed
+    }
+
+    /// Checks, after a pin on `version` was placed, that GC cannot have
+    /// decided to collect it: the current manifest's floor is not above it.
+    async fn check_retained(&self, version: u64) -> Result<()> {
+        let manifests = ManifestStore::new(Arc::clone(&self.store), self.layout.clone());
+        let floor = manifests.load_current().await?.map_or(0, |m| m.gc_floor);
+        if version < floor {
+            return Err(Error::VersionCollected {
+                namespace: self.layout.namespace().to_owned(),
+                version,
+                floor,
+            });
+        }
+        Ok(())
     }
 
     /// Every checkpoint, by name order.

@@ -51,5 +51,5 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
-pub use objects::Objects;
+pub use objects::{Objects, WalRun};
 pub use segments::SegmentReader;

@@ -83,6 +83,27 @@ impl ManifestStore {
         )))
     }
 
+    /// The version HEAD names, if HEAD exists.
+    pub async fn head_version(&self) -> Result<Option<u64>> {
+        Ok(self.head().await?.map(|(v, _)| v))
+    }
+
+    /// Makes sure HEAD names `version` or a later one, moving it if needed,
+    /// and confirms it by reading HEAD back. GC calls this before deleting
+    /// anything `version` made unreachable: a writer that reads HEAD after
+    /// its WAL put then sees at least `version` (the stale-writer fence).
+    pub async fn ensure_head_at_least(&self, version: u64) -> Result<()> {
+        self.advance_head(version).await?;
+        match self.head_version().await? {
+            Some(h) if h >= version => Ok(()),
+            head => Err(Error::HeadBehind {
+                namespace: self.layout.namespace().to_owned(),
+                version,
+                head,
+            }),
+        }
+    }
+
     /// All committed versions still in the bucket, ascending.
     pub async fn list_versions(&self) -> Result<Vec<u64>> {
         let listed = list_all(self.store.as_ref(), &self.layout.manifest_prefix()).await?;

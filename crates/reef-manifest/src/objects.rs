@@ -14,6 +14,18 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::store::{DynStore, PutOutcome, list_all};
 
+/// WAL records read in LSN order by [`Objects::read_wal_after`].
+#[derive(Clone, Debug, Default)]
+pub struct WalRun {
+    /// Contiguous records, starting right after the requested LSN.
+    pub records: Vec<WalRecord>,
+    /// The LSN the run stopped at because it has no object although the
+    /// listing named it or a later LSN. The caller must explain it: folded
+    /// and collected (a newer manifest's `last_applied_lsn` covers it), or
+    /// a true hole.
+    pub missing: Option<u64>,
+}
+
 /// WAL and segment objects of one namespace.
 #[derive(Clone, Debug)]
 pub struct Objects {
@@ -79,6 +91,34 @@ impl Objects {
             cursor = page.next;
         }
         Ok(lsns)
+    }
+
+    /// Up to `max` WAL records after `after`, contiguous, in LSN order.
+    ///
+    /// A listing is not a snapshot: an object created during it can appear
+    /// while an older one does not. So an LSN the listing skipped is read
+    /// directly before anything is concluded, and only a direct read that
+    /// finds nothing ends the run (`WalRun::missing` when later LSNs were
+    /// listed, or a listed object vanished).
+    pub async fn read_wal_after(&self, after: u64, max: usize) -> Result<WalRun> {
+        let mut run = WalRun::default();
+        let mut expected = after + 1;
+        for lsn in self.list_wal(after).await? {
+            while expected <= lsn && run.records.len() < max {
+                match self.get_wal(expected).await? {
+                    Some(record) => run.records.push(record),
+                    None => {
+                        run.missing = Some(expected);
+                        return Ok(run);
+                    }
+                }
+                expected += 1;
+            }
+            if run.records.len() >= max {
+                break;
+            }
+        }
+        Ok(run)
     }
 
     /// Creates `seg/<id>` from a built segment. The same bytes already

@@ -12,7 +12,6 @@ use reef_manifest::{Error, Layout, Objects};
 fn record(lsn: u64) -> WalRecord {
     WalRecord {
         lsn,
-        writer_epoch: 1,
         writer_id: 9,
         timestamp_ms: 0,
         requests: vec![WalRequest {

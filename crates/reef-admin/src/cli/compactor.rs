@@ -65,7 +65,7 @@ pub fn run(store: DynStore, namespace: &str, interval_ms: u64, rounds: Option<u6
         while rounds.is_none_or(|n| round < n) {
             round += 1;
             let result: Result<Json> = async {
-                let fold = reef_compactor::fold(&store, &layout, &opts).await?;
+                let fold = reef_compactor::fold(&store, &layout, &opts, None).await?;
                 let compact = reef_compactor::compact(&store, &layout, &opts, false).await?;
                 let gc = reef_compactor::gc(&store, &layout, &opts).await?;
                 Ok(json!({

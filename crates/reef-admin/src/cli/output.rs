@@ -82,7 +82,7 @@ pub fn stats_json(stats: &Stats) -> Json {
         "bytes": stats.bytes,
         "memtable_bytes": stats.memtable_bytes,
         "last_version": stats.last_version,
-        "writer_epoch": stats.writer_epoch,
+        "gc_floor": stats.gc_floor,
         "write_amplification": stats.write_amplification,
         "background_error": stats.background_error,
     })
@@ -123,7 +123,7 @@ mod tests {
             bytes: 10,
             memtable_bytes: 4,
             last_version: 9,
-            writer_epoch: 1,
+            gc_floor: 1,
             write_amplification: Some(1.5),
             background_error: None,
         };

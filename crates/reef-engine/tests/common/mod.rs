@@ -52,3 +52,5 @@ pub fn request(ops: Vec<Op>) -> WriteRequest {
         idempotency_key: None,
     }
 }
+
+pub mod gate;

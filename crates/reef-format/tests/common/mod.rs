@@ -43,7 +43,6 @@ pub fn sample_wal() -> WalRecord {
     let full = Bytes::from(encode_document(&sample_document(), &Limits::default()).unwrap());
     WalRecord {
         lsn: 42,
-        writer_epoch: 3,
         writer_id: 0xfeed_beef,
         timestamp_ms: 1_790_000_000_000,
         requests: vec![
@@ -119,10 +118,11 @@ pub fn sample_manifest() -> Manifest {
     let dropped = Entry::put("id/999", 1, doc_bytes(0)).setsum();
     Manifest {
         version: 17,
-        writer_epoch: 3,
+        gc_floor: 12,
         last_applied_lsn: 41,
         last_version: 1039,
         created_at_ms: 1_790_000_000_500,
+        idempotency_retention_ms: 86_400_000,
         segments: vec![SegmentMeta {
             id: 0x00ab_cdef_0000_0000_0000_0000_0000_0001,
             level: 0,
@@ -229,5 +229,16 @@ pub fn decode_fully(kind: &str, bytes: &Bytes) -> Result<(), reef_format::Format
         "lease" => Lease::decode(bytes, "t").map(drop),
         "checkpoint" => Checkpoint::decode(bytes, "t").map(drop),
         other => panic!("unknown kind {other}"),
+    }
+}
+
+/// The current format version of each object kind's samples.
+pub fn format_version(kind: &str) -> u16 {
+    match kind {
+        "wal" => reef_format::WAL_FORMAT_VERSION,
+        "segment" => reef_format::segment::SEGMENT_FORMAT_VERSION,
+        "manifest" => reef_format::MANIFEST_FORMAT_VERSION,
+        // The document encoding and control objects are at version 1.
+        _ => 1,
     }
 }

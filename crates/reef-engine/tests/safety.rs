@@ -1,0 +1,243 @@
+//! The schedules that once lost acknowledged writes or readable objects
+//! (issue #8), each played exactly: a store gate holds one request, a
+//! manual clock jumps, and several engines and a standalone compactor
+//! share one bucket. Every test checks the promise itself: an
+//! acknowledged write is present with its exact version, and whatever
+//! GC left is readable.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::gate::GateStore;
+use reef_engine::{Engine, EngineOptions, WriteResult};
+use reef_format::Value;
+use reef_manifest::store::{DynStore, MemoryStore};
+use reef_manifest::{Layout, ManualClock};
+
+const NS: &str = "s";
+const MIN: u64 = 60_000;
+
+fn options(clock: &ManualClock) -> EngineOptions {
+    let mut o = EngineOptions {
+        background: false,
+        snapshot_lease_ttl_ms: 24 * 3_600_000,
+        clock: Arc::new(clock.clone()),
+        ..EngineOptions::default()
+    };
+    o.compactor.clock = Arc::new(clock.clone());
+    o
+}
+
+async fn open(store: &DynStore, clock: &ManualClock) -> Engine {
+    Engine::open(Arc::clone(store), options(clock))
+        .await
+        .unwrap()
+}
+
+async fn put(e: &Engine, id: &str, v: i64) -> reef_engine::Result<WriteResult> {
+    e.write(
+        NS,
+        common::request(vec![common::upsert(id, common::doc(&[("v", v)]))]),
+    )
+    .await
+}
+
+/// The promise: an acknowledged write is present, with its version, in a
+/// freshly recovered engine; an unacknowledged one is not visible.
+async fn assert_kept(
+    store: &DynStore,
+    clock: &ManualClock,
+    id: &str,
+    outcome: &reef_engine::Result<WriteResult>,
+) {
+    let fresh = open(store, clock).await;
+    let found = fresh.get(NS, id).await.unwrap();
+    match outcome {
+        Ok(r) => {
+            let doc = found.unwrap_or_else(|| panic!("acknowledged {id} (lsn {}) is lost", r.lsn));
+            assert_eq!(Some(doc.version), r.last_version, "{id} keeps its version");
+        }
+        Err(e) => assert!(found.is_none(), "{id} was refused ({e}) yet is visible"),
+    }
+}
+
+/// Case 1: a compaction that started before a fold rebases over it; its
+/// manifest must not make the fold's WAL look old enough to collect, so
+/// the stale writer A cannot acknowledge into a freed slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebased_compaction_does_not_open_the_wal_to_a_stale_writer() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let gated_dyn: DynStore = gated.clone();
+    let clock = ManualClock::new(1_000_000_000);
+    // The WAL minimum age GC trusted before the fix (the default then).
+    let w = 10 * MIN;
+    let a = open(&mem, &clock).await;
+    for i in 0..3 {
+        put(&a, &format!("a{i}"), i).await.unwrap();
+    }
+    a.flush(NS).await.unwrap();
+    put(&a, "a3", 3).await.unwrap();
+    a.flush(NS).await.unwrap();
+
+    // A compaction starts now and stops right before its manifest commit.
+    let gate = gated.arm("/manifest/");
+    let copts = options(&clock).compactor;
+    let layout = Layout::new(NS).unwrap();
+    let compaction =
+        tokio::spawn(
+            async move { reef_compactor::compact(&gated_dyn, &layout, &copts, true).await },
+        );
+    gate.reached.await.unwrap();
+
+    // Meanwhile B takes over, writes and folds, 0.75 W later.
+    clock.advance(w * 3 / 4);
+    let b = open(&mem, &clock).await;
+    put(&b, "b0", 0).await.unwrap();
+    put(&b, "b1", 1).await.unwrap();
+    b.flush(NS).await.unwrap();
+    clock.advance(w / 4);
+    gate.release.send(()).unwrap();
+    let report = compaction.await.unwrap().unwrap();
+    assert!(report.manifest_version.is_some(), "{report:?}");
+    b.gc(NS).await.unwrap();
+
+    // A, stale since before B's writes, writes now.
+    let late = put(&a, "a-late", 9).await;
+    assert_kept(&mem, &clock, "a-late", &late).await;
+    for id in ["a0", "a1", "a2", "a3", "b0", "b1"] {
+        assert!(
+            open(&mem, &clock)
+                .await
+                .get(NS, id)
+                .await
+                .unwrap()
+                .is_some(),
+            "{id}"
+        );
+    }
+}
+
+/// Case 2: GC runs (with no grace at all) while a compaction is between
+/// writing its output and committing it. The committed manifest must never
+/// reference a deleted segment, and no acknowledged write may vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_never_deletes_an_in_flight_compactions_output() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let gated_dyn: DynStore = gated.clone();
+    let clock = ManualClock::new(1_000_000_000);
+    let e = open(&mem, &clock).await;
+    let mut acked = Vec::new();
+    for i in 0..4 {
+        acked.push((format!("k{i}"), put(&e, &format!("k{i}"), i).await));
+        e.flush(NS).await.unwrap();
+    }
+    let gate = gated.arm("/manifest/");
+    let copts = options(&clock).compactor;
+    let layout = Layout::new(NS).unwrap();
+    let compaction =
+        tokio::spawn(
+            async move { reef_compactor::compact(&gated_dyn, &layout, &copts, true).await },
+        );
+    gate.reached.await.unwrap();
+
+    // `reef gc --grace 0`, run by another process, long after.
+    clock.advance(24 * 60 * MIN);
+    let mut gc_opts = options(&clock);
+    gc_opts.compactor.gc_grace_ms = 0;
+    let gc_engine = Engine::open(Arc::clone(&mem), gc_opts).await.unwrap();
+    gc_engine.gc(NS).await.unwrap();
+    gate.release.send(()).unwrap();
+    let _ = compaction.await.unwrap();
+    gc_engine.gc(NS).await.unwrap();
+    gc_engine.gc(NS).await.unwrap();
+
+    let fresh = Engine::open(Arc::clone(&mem), options(&clock))
+        .await
+        .expect("every segment the current manifest lists exists");
+    for (id, outcome) in &acked {
+        let doc = fresh.get(NS, id).await.unwrap();
+        assert_eq!(
+            doc.map(|d| d.version),
+            outcome.as_ref().unwrap().last_version,
+            "{id}"
+        );
+    }
+}
+
+/// Case 3: an idle engine's cached manifest was collected by another
+/// process; a snapshot taken now must read (or fail clearly), never pin a
+/// collected version and fail every read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_pins_a_collected_version() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000_000);
+    let idle = open(&mem, &clock).await;
+    put(&idle, "a", 1).await.unwrap();
+    idle.flush(NS).await.unwrap();
+
+    let other = open(&mem, &clock).await;
+    put(&other, "b", 2).await.unwrap();
+    other.flush(NS).await.unwrap();
+    other.compact(NS, true).await.unwrap();
+    clock.advance(24 * 60 * MIN);
+    other.gc(NS).await.unwrap();
+
+    let snap = idle.snapshot(NS).await.unwrap();
+    let a = snap.get("a").await.expect("snapshot reads work");
+    assert_eq!(a.unwrap().doc.get("v"), Some(&Value::I64(1)));
+}
+
+/// Case 4: an idle writer's next write reads current values from segments
+/// another process has since compacted away and collected; it must adopt
+/// the newer manifest and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_writer_writes_after_another_process_collects() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000_000);
+    let idle = open(&mem, &clock).await;
+    put(&idle, "a", 1).await.unwrap();
+    idle.flush(NS).await.unwrap();
+
+    let other = open(&mem, &clock).await;
+    put(&other, "b", 2).await.unwrap();
+    other.flush(NS).await.unwrap();
+    other.compact(NS, true).await.unwrap();
+    clock.advance(24 * 60 * MIN);
+    other.gc(NS).await.unwrap();
+
+    let patched = idle
+        .write(
+            NS,
+            common::request(vec![common::patch("a", common::doc(&[("w", 2)]))]),
+        )
+        .await;
+    let r = patched.expect("the write adopts the newer manifest and succeeds");
+    assert_eq!(r.patched, 1);
+    assert_kept(&mem, &clock, "a", &Ok(r)).await;
+}
+
+/// Case 5: writer A's host is suspended (its monotonic clock stops) while
+/// B takes over, folds, and GC, an hour later by the wall clock, collects
+/// the folded WAL. Every process uses the same settings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_writer_cannot_acknowledge_into_a_freed_slot() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000_000_000);
+    let a = open(&mem, &clock).await;
+    for i in 0..3 {
+        put(&a, &format!("a{i}"), i).await.unwrap();
+    }
+    let b = open(&mem, &clock).await;
+    put(&b, "b0", 0).await.unwrap();
+    put(&b, "b1", 1).await.unwrap();
+    b.flush(NS).await.unwrap();
+    clock.advance(60 * MIN); // the jump: A was suspended for an hour
+    let gc = b.gc(NS).await.unwrap();
+    assert!(gc.wal > 0, "the folded WAL was collected: {gc:?}");
+
+    let late = put(&a, "a-late", 9).await;
+    assert_kept(&mem, &clock, "a-late", &late).await;
+}
