@@ -83,7 +83,7 @@ fn doc_not_an_object() {
     );
     refused(
         r#"{"op":"upsert","id":"u1","doc":{"n":18446744073709551615}}"#,
-        r#"error: line 1: field "doc.n": integer 18446744073709551615 does not fit in i64"#,
+        r#"error: line 1: field "doc.n": integer 18446744073709551615 is outside the 64-bit signed range"#,
     );
 }
 

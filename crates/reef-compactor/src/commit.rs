@@ -159,6 +159,18 @@ fn apply(current: &Manifest, change: &Change, now_ms: u64, retention_ms: u64) ->
     next
 }
 
+/// Whether `version`, just created, sits below the current GC floor. GC
+/// collects a version only after committing a floor above it, and moves
+/// HEAD past it first; so a put that succeeds there when HEAD is already
+/// further refilled a collected slot (an operation based on a stale base
+/// that paused long enough), and nothing will ever build on it. (It may
+/// also be a real commit that was superseded and passed by the floor in
+/// the meantime; reporting that one as abandoned is harmless.)
+async fn off_the_chain(manifests: &ManifestStore, version: u64) -> Result<bool> {
+    let current = manifests.load_current().await?.unwrap_or_default();
+    Ok(current.gc_floor > version)
+}
+
 /// Commits `change` on top of `base` (the manifest the operation started
 /// from), rebasing over other commits where the change commutes with them.
 pub async fn commit_change(
@@ -178,6 +190,13 @@ pub async fn commit_change(
         let next = apply(&current, change, now_ms, opts.idempotency_retention_ms);
         crate::invariants::check_next(manifests.layout(), &current, &next)?;
         match manifests.commit(&next).await {
+            Ok(c) if !c.head_advanced && off_the_chain(manifests, next.version).await? => {
+                return Ok(Outcome::Abandoned(format!(
+                    "manifest {} landed where GC had collected a version below its floor; \
+                     it is not part of the chain",
+                    next.version
+                )));
+            }
             Ok(_) => return Ok(Outcome::Committed(Box::new(next))),
             Err(ManifestError::ManifestConflict { .. }) => {
                 current = manifests.load_current().await?.unwrap_or_default();

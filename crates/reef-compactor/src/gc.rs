@@ -141,8 +141,9 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     Ok(report)
 }
 
-/// Manifests `from..=current.version` (all exist: GC never deletes at or
-/// above the floor).
+/// Manifests `from..=current.version` that still exist (GC never deletes
+/// at or above the floor it read, but an overlapping GC with a newer floor
+/// may have).
 async fn load_range(
     manifests: &ManifestStore,
     from: u64,

@@ -196,3 +196,32 @@ async fn changes_based_below_the_gc_floor_are_abandoned() {
     .await;
     assert_eq!(m.gc_floor, 2);
 }
+
+/// A change whose base is so old that GC collected the version after it:
+/// its put-if-absent of that version number succeeds in the freed slot,
+/// but it is off the chain, so it is reported abandoned, never committed.
+#[tokio::test]
+async fn a_commit_into_a_collected_version_slot_is_not_reported_committed() {
+    let (ms, base, _, _) = setup().await;
+    let v1 = ms.load(1).await.unwrap().unwrap();
+    let raised = committed(
+        commit_change(&ms, base, &Change::RaiseFloor { floor: 3 }, &opts())
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(raised.gc_floor, 3);
+    // GC deletes version 2 (below the floor).
+    ms.store()
+        .delete(&ms.layout().manifest_key(2))
+        .await
+        .unwrap();
+    let out = commit_change(&ms, v1, &fold(1, seg(1 << 64, 0, "q", "r", 9)), &opts())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out, Outcome::Abandoned(why) if why.contains("not part of the chain")),
+        "{out:?}"
+    );
+    assert_eq!(ms.load_current().await.unwrap().unwrap().version, 3);
+}

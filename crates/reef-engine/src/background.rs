@@ -87,14 +87,25 @@ pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
     ns.catch_up().await
 }
 
-/// Folds the namespace's unfolded WAL now, then adopts the result.
+/// Most fold attempts one flush makes (each lost race means another fold
+/// made progress).
+const FLUSH_ATTEMPTS_MAX: u32 = 8;
+
+/// Folds everything this engine has applied, then adopts the result. A
+/// fold that loses to a concurrent one (a background fold that started
+/// earlier and stopped short) is run again until the target is folded.
 pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldReport> {
     // Only what this engine has confirmed (applied): its own WAL record
     // in flight is never folded before its writer runs the fence.
-    let confirmed = ns.lock_state().last_lsn;
-    let report =
-        reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(confirmed)).await?;
-    adopt(ns).await?;
+    let target = ns.lock_state().last_lsn;
+    let mut report = FoldReport::default();
+    for _ in 0..FLUSH_ATTEMPTS_MAX {
+        report = reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(target)).await?;
+        adopt(ns).await?;
+        if ns.lock_state().manifest.last_applied_lsn >= target {
+            break;
+        }
+    }
     Ok(report)
 }
 

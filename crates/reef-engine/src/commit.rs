@@ -349,7 +349,15 @@ async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
         // lost; the record's bytes (with our writer id) say whose it is.
         PutOutcome::ConditionFailed => {
             let stored = ns.objects.get_wal(record.lsn).await?;
-            Ok(stored.as_ref() == Some(record))
+            if stored.as_ref() == Some(record) {
+                return Ok(true);
+            }
+            // Not ours (or gone). If the slot is already folded, an earlier
+            // attempt of ours may have landed, been folded and collected:
+            // the outcome is unknown, so say so (`Fenced`) rather than plan
+            // the batch again and apply or reject it a second time.
+            ns.confirm_unfolded(record.lsn).await?;
+            Ok(false)
         }
     }
 }

@@ -159,12 +159,22 @@ impl Namespace {
     /// Applies every WAL record committed after our `last_lsn` (and a newer
     /// manifest, if one was committed). Callers hold `commit` or are
     /// opening.
+    ///
+    /// The read side of the stale-writer fence: a record is applied only if
+    /// HEAD, read *after* the record was fetched, shows its LSN unfolded. A
+    /// WAL slot GC freed can be refilled by a stale writer's late put (a
+    /// "stray" that writer never acknowledges); GC freed it only after HEAD
+    /// covered it, so that HEAD read sees it folded and the stray is
+    /// skipped. A record still above `last_applied_lsn` then is the only
+    /// record that slot ever held.
     pub async fn catch_up(&self) -> Result<()> {
         loop {
             self.adopt_newer_manifest().await?;
             let last = self.lock_state().last_lsn;
             let run = self.objects.read_wal_after(last, usize::MAX).await?;
-            for record in &run.records {
+            self.adopt_if_head_moved().await?;
+            let folded = self.lock_state().manifest.last_applied_lsn;
+            for record in run.records.iter().filter(|r| r.lsn > folded) {
                 self.apply(record)?;
             }
             let Some(missing) = run.missing else {
@@ -196,10 +206,7 @@ impl Namespace {
     /// commit (plus a manifest load when HEAD moved, which adopting needs
     /// anyway).
     pub async fn confirm_unfolded(&self, lsn: u64) -> Result<()> {
-        let head = self.manifests.head_version().await?;
-        if head.is_some_and(|h| h > self.lock_state().manifest.version) {
-            self.adopt_newer_manifest().await?;
-        }
+        self.adopt_if_head_moved().await?;
         let last_applied_lsn = self.lock_state().manifest.last_applied_lsn;
         if lsn <= last_applied_lsn {
             return Err(Error::Fenced {
@@ -207,6 +214,16 @@ impl Namespace {
                 lsn,
                 last_applied_lsn,
             });
+        }
+        Ok(())
+    }
+
+    /// Reads HEAD and adopts the newest manifest if HEAD names a newer one
+    /// than ours (one small GET when nothing changed).
+    async fn adopt_if_head_moved(&self) -> Result<()> {
+        let head = self.manifests.head_version().await?;
+        if head.is_some_and(|h| h > self.lock_state().manifest.version) {
+            self.adopt_newer_manifest().await?;
         }
         Ok(())
     }

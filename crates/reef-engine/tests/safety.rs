@@ -241,3 +241,134 @@ async fn a_suspended_writer_cannot_acknowledge_into_a_freed_slot() {
     let late = put(&a, "a-late", 9).await;
     assert_kept(&mem, &clock, "a-late", &late).await;
 }
+
+/// Review finding A: a reader catching up lists the WAL, then (paused)
+/// another writer writes, a fold covers those LSNs, GC frees their slots,
+/// and a stale writer's late put refills one ("a stray" its writer never
+/// acknowledges). The reader must not apply the stray, and must see what
+/// was acknowledged instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catching_up_never_applies_a_stray_wal_record() {
+    use common::gate::On;
+    use reef_format::{Entry, Limits, OpKind, WalOp, WalRecord, WalRequest, encode_document};
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let clock = ManualClock::new(1_000_000_000);
+    let w = open(&mem, &clock).await;
+    for i in 0..3 {
+        put(&w, &format!("a{i}"), i).await.unwrap();
+    }
+    w.flush(NS).await.unwrap();
+    let reader = Arc::new(open(&(gated.clone() as DynStore), &clock).await);
+    assert!(reader.get(NS, "a0").await.unwrap().is_some());
+
+    let gate = gated.arm_on(On::List, "/wal/");
+    let refresh = {
+        let reader = Arc::clone(&reader);
+        tokio::spawn(async move { reader.refresh(NS).await })
+    };
+    gate.reached.await.unwrap();
+    let q = open(&mem, &clock).await;
+    let b0 = put(&q, "b0", 10).await.unwrap();
+    put(&q, "b1", 11).await.unwrap();
+    q.flush(NS).await.unwrap();
+    let mut no_grace = options(&clock).compactor;
+    no_grace.gc_grace_ms = 0;
+    let layout = Layout::new(NS).unwrap();
+    assert!(
+        reef_compactor::gc(&mem, &layout, &no_grace)
+            .await
+            .unwrap()
+            .wal
+            >= 2
+    );
+    // A stale writer (it last saw lsn 3) lands its record at lsn 4 now.
+    let doc = encode_document(&common::doc(&[("v", 666)]), &Limits::default()).unwrap();
+    let stray = WalRecord {
+        lsn: b0.lsn,
+        writer_id: 0x5757,
+        timestamp_ms: 0,
+        requests: vec![WalRequest {
+            idempotency_key: None,
+            fingerprint: 1,
+            skipped: 0,
+            ops: vec![WalOp {
+                kind: OpKind::Upsert,
+                entry: Entry::put("stray", 4, bytes::Bytes::from(doc)),
+            }],
+        }],
+    };
+    let objects = reef_manifest::Objects::new(Arc::clone(&mem), layout);
+    assert!(matches!(
+        objects.put_wal(&stray).await.unwrap(),
+        reef_manifest::store::PutOutcome::Written(_)
+    ));
+    gate.release.send(()).unwrap();
+    refresh.await.unwrap().unwrap();
+
+    assert!(
+        reader.get(NS, "stray").await.unwrap().is_none(),
+        "a never-acknowledged stray record was applied"
+    );
+    for id in ["a0", "b0", "b1"] {
+        assert!(
+            reader.get(NS, id).await.unwrap().is_some(),
+            "{id} is acknowledged"
+        );
+    }
+}
+
+/// Review finding B: a writer's put lands but its response is lost; a
+/// fold covers the record and GC collects it before the writer's retry
+/// reads the slot back. The writer must not plan the batch again (that
+/// would reject it, or apply it twice): its outcome is unknown, `Fenced`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_response_whose_record_was_folded_is_not_retried_as_new() {
+    use common::gate::On;
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let clock = ManualClock::new(1_000_000_000);
+    let writer = Arc::new(open(&(gated.clone() as DynStore), &clock).await);
+    let wal1 = "/wal/00000000000000000001";
+    let landed = gated.arm_on(On::PutThenLoseResponse, wal1);
+    let write = {
+        let writer = Arc::clone(&writer);
+        tokio::spawn(async move {
+            let op = common::with_if(
+                common::upsert("a", common::doc(&[("v", 1)])),
+                reef_format::Precondition::Absent,
+            );
+            writer.write(NS, common::request(vec![op])).await
+        })
+    };
+    landed.reached.await.unwrap();
+    let layout = Layout::new(NS).unwrap();
+    let folded = reef_compactor::fold(&mem, &layout, &options(&clock).compactor, None)
+        .await
+        .unwrap();
+    assert_eq!(folded.records, 1, "the fold took the writer's record");
+    let read_back = gated.arm_on(On::Get, wal1);
+    landed.release.send(()).unwrap();
+    read_back.reached.await.unwrap();
+    let mut no_grace = options(&clock).compactor;
+    no_grace.gc_grace_ms = 0;
+    assert_eq!(
+        reef_compactor::gc(&mem, &layout, &no_grace)
+            .await
+            .unwrap()
+            .wal,
+        1
+    );
+    read_back.release.send(()).unwrap();
+    let outcome = write.await.unwrap();
+
+    let fresh = open(&mem, &clock).await;
+    assert!(
+        fresh.get(NS, "a").await.unwrap().is_some(),
+        "the record was folded"
+    );
+    assert!(
+        matches!(outcome, Err(reef_engine::Error::Fenced { .. })),
+        "the writer must report an unknown outcome, not {outcome:?}"
+    );
+}

@@ -2,13 +2,20 @@
 //!
 //! JSON has no bytes type, so `Value::Bytes` is written as an object with
 //! the single key `"$bytes"` holding standard padded base64, and such an
-//! object is read back as bytes. Integers that fit `i64` become `I64`;
-//! integers in `(i64::MAX, u64::MAX]` are refused rather than rounded;
-//! numbers with a fraction or exponent become `F64`, and so do integers
-//! beyond the `u64` range, which the JSON parser itself reads as floats
-//! (catching those would need serde_json's `arbitrary_precision`, which
-//! changes number handling for every crate in the build).
+//! object is read back as bytes.
+//!
+//! Numbers are kept exactly (serde_json's `arbitrary_precision` hands over
+//! their text): an integer literal that fits `i64` becomes `I64`, any other
+//! integer literal is refused (never rounded into a float); a literal with
+//! a fraction or exponent becomes the correctly rounded `F64`, `-0.0`
+//! included, and is written back in the shortest form that reads back to
+//! the same double. [`parse_json`] also refuses duplicate object keys,
+//! which serde_json would resolve silently (the last one wins).
 
+use std::collections::HashSet;
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{FormatError, Result};
@@ -106,21 +113,93 @@ fn value_from_json(json: &Json, field: &str, depth: usize) -> Result<Value> {
 }
 
 fn number_from_json(n: &Number, field: &str) -> Result<Value> {
-    if let Some(i) = n.as_i64() {
-        return Ok(Value::I64(i));
+    let text = n.as_str();
+    if !text.contains(['.', 'e', 'E']) {
+        return text.parse::<i64>().map(Value::I64).map_err(|_| {
+            FormatError::invalid(
+                field,
+                format!(
+                    "integer {text} is outside the 64-bit signed range \
+                     [-9223372036854775808, 9223372036854775807]; write it as a string"
+                ),
+            )
+        });
     }
-    if n.is_u64() {
-        return Err(FormatError::invalid(
-            field,
-            format!("integer {n} does not fit in i64; write it as a float or a string"),
-        ));
-    }
-    match n.as_f64() {
-        Some(f) if f.is_finite() => Ok(Value::F64(f)),
+    // Rust's parser is correctly rounded: the nearest double, always.
+    match text.parse::<f64>() {
+        Ok(f) if f.is_finite() => Ok(Value::F64(f)),
         _ => Err(FormatError::invalid(
             field,
-            format!("number {n} is not a finite f64"),
+            format!("number {text} is beyond the range of a 64-bit float"),
         )),
+    }
+}
+
+/// Parses one JSON text, refusing duplicate object keys anywhere in it.
+/// The error is serde_json's (with line and column); a duplicate reads
+/// `duplicate key "k"`.
+pub fn parse_json(text: &str) -> std::result::Result<Json, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    NoDuplicateKeys.deserialize(&mut de)?;
+    de.end()?;
+    serde_json::from_str(text)
+}
+
+/// Walks a JSON text without building it, failing on a duplicate key.
+struct NoDuplicateKeys;
+
+impl<'de> DeserializeSeed<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicateKeys {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicateKeys)?.is_some() {}
+        Ok(())
+    }
+
+    // (With `arbitrary_precision` a number arrives as a one-entry map
+    // holding its text; one key is never a duplicate.)
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key {key:?}"
+                )));
+            }
+            map.next_value_seed(NoDuplicateKeys)?;
+        }
+        Ok(())
     }
 }
 
@@ -243,7 +322,10 @@ mod tests {
         let err = document_from_json(&json!({"big": u64::MAX}), "doc")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("doc.big") && err.contains("i64"), "{err}");
+        assert!(
+            err.contains("doc.big") && err.contains("64-bit signed range"),
+            "{err}"
+        );
         let err = document_from_json(&json!({"x": {"$bytes": "!"}}), "doc").unwrap_err();
         assert!(err.to_string().contains("base64"), "{err}");
     }

@@ -136,9 +136,8 @@ fn encode_value(w: &mut Writer, v: &Value, depth: usize, path: &str, key: &str) 
                 ));
             }
             w.u8(TAG_F64);
-            // -0.0 == 0.0 as values, so both encode as +0.0: equal documents
-            // must have equal bytes (fingerprints and setsums hash bytes).
-            let f = if *f == 0.0 { 0.0 } else { *f };
+            // The exact bits, -0.0 included: a value reads back as written.
+            // (WAL v1 and segment v1 canonicalised -0.0 to 0.0.)
             w.u64(f.to_bits());
         }
         Value::String(s) => {
@@ -208,9 +207,6 @@ fn decode_value(r: &mut Reader<'_>, depth: usize) -> Result<Value> {
             if !f.is_finite() {
                 return Err(r.corrupt("non-finite float"));
             }
-            if bits == (-0.0f64).to_bits() {
-                return Err(r.corrupt("-0.0 is not canonical (written as 0.0)"));
-            }
             Value::F64(f)
         }
         TAG_STRING => Value::String(r.str32("string")?.to_owned()),
@@ -260,17 +256,16 @@ mod tests {
     }
 
     #[test]
-    fn negative_zero_is_canonicalised() {
+    fn negative_zero_is_kept() {
         let neg = doc(&[("z", Value::F64(-0.0))]);
         let pos = doc(&[("z", Value::F64(0.0))]);
         let limits = Limits::default();
-        assert_eq!(
-            encode_document(&neg, &limits).unwrap(),
-            encode_document(&pos, &limits).unwrap()
-        );
-        let mut bytes = vec![TAG_OBJECT, 1, 0, 0, 0, 1, 0, 0, 0, b'z', TAG_F64];
-        bytes.extend_from_slice(&(-0.0f64).to_bits().to_le_bytes());
-        assert!(decode_document(&bytes, "t").unwrap_err().is_corruption());
+        let neg_bytes = encode_document(&neg, &limits).unwrap();
+        assert_ne!(neg_bytes, encode_document(&pos, &limits).unwrap());
+        match decode_document(&neg_bytes, "t").unwrap().get("z") {
+            Some(Value::F64(f)) => assert!(f.is_sign_negative() && *f == 0.0),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -277,6 +277,24 @@ async fn local_backend_hides_temporary_files() {
     assert_eq!(keys, ["t/a"]);
 }
 
+/// A put that fails after its temporary file was written (here: the key
+/// names a non-empty directory, so publishing fails) leaves no `.tmp-*`
+/// file behind; nothing else would ever remove it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_failed_put_leaves_no_temporary_file() {
+    let dir = common::TempDir::new("tmpleft");
+    let s = LocalStore::new(dir.path());
+    std::fs::create_dir_all(dir.path().join("t/x")).unwrap();
+    std::fs::write(dir.path().join("t/x/y"), b"in the way").unwrap();
+    assert!(s.put("t/x", Bytes::from_static(b"v")).await.is_err());
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("t"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_backend_conforms() {
     let Some(server) = common::S3Server::start() else {

@@ -20,6 +20,9 @@ pub const CONFLICT: u8 = 3;
 pub const VERIFY_FAILED: u8 = 4;
 /// Exit code for storage and internal errors (sysexits' EX_SOFTWARE).
 pub const INTERNAL: u8 = 70;
+/// Temporary: overloaded, contention, a stale writer fenced, storage
+/// unreachable. Retry (an idempotency key makes a retried write safe).
+pub const TEMPORARY: u8 = 75;
 
 /// Input the command refused before touching the store: the message names
 /// the input line and field (`line 3: field "op": unknown op ...`).
@@ -85,6 +88,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 reef_manifest::Error::InvalidUrl { .. }
                 | reef_manifest::Error::InvalidKey { .. }
                 | reef_manifest::Error::InvalidName { .. } => BAD_INPUT,
+                e if e.is_transient() => TEMPORARY,
                 _ => INTERNAL,
             };
         }
@@ -99,6 +103,7 @@ fn engine_code(e: &reef_engine::Error) -> u8 {
     match e.kind() {
         reef_engine::ErrorKind::Invalid => BAD_INPUT,
         reef_engine::ErrorKind::Conflict => CONFLICT,
+        reef_engine::ErrorKind::Transient => TEMPORARY,
         _ => INTERNAL,
     }
 }
@@ -146,7 +151,7 @@ mod tests {
             namespace: "n".into(),
             attempts: 3,
         });
-        assert_eq!(exit_code(&contention), INTERNAL);
+        assert_eq!(exit_code(&contention), TEMPORARY);
         let url = anyhow::Error::new(reef_manifest::Error::InvalidUrl {
             url: "ftp://x".into(),
             reason: "unknown scheme".into(),

@@ -31,8 +31,11 @@ use output::Out;
 #[derive(Parser, Debug)]
 #[command(name = "reef", version)]
 pub struct Cli {
-    /// Where the data lives: a directory path, `file://`, `memory://` or
-    /// `s3://bucket/prefix` (credentials from the AWS_* variables).
+    /// Where the data lives: a directory path (absolute, or relative to the
+    /// working directory), `file:///absolute/path`, or
+    /// `s3://bucket/prefix` (endpoint, region and credentials from the
+    /// AWS_* variables). `memory://` is refused: each command is its own
+    /// process, so its writes would vanish on exit.
     #[arg(long, global = true, default_value = "./reef-data")]
     pub store: String,
     /// Print JSON (the only output format; accepted for scripts that ask).
@@ -151,6 +154,14 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     // Everything that can be refused without I/O is refused first: the
     // URL, the namespace name, the whole write input.
+    if StoreUrl::parse(&cli.store)? == StoreUrl::Memory {
+        return Err(InputError(format!(
+            "store URL {:?}: memory:// lives inside one process and every reef command is a \
+             process of its own, so writes would vanish when it exits; use a directory or s3://",
+            cli.store
+        ))
+        .into());
+    }
     let store = open_store(&cli.store)?;
     if let Some(ns) = namespace_of(&cli.command) {
         validate_namespace(ns)?;

@@ -1,6 +1,8 @@
 //! `GateStore`: a store wrapper that holds one chosen request until the
 //! test releases it, to play a schedule exactly ("the compaction stops
-//! right before its manifest commit while a writer and GC run").
+//! right before its manifest commit while a writer and GC run"). A gate
+//! can also let a put take effect and then lose its response (a transient
+//! error after the write landed).
 
 use std::ops::Range;
 use std::sync::Mutex;
@@ -11,9 +13,24 @@ use reef_manifest::Result;
 use reef_manifest::store::{DynStore, ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
 use tokio::sync::oneshot;
 
-type Armed = (String, oneshot::Sender<()>, oneshot::Receiver<()>);
+/// Which request a gate holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum On {
+    /// A `put_if_absent` or `put_if_match`, held before it is sent.
+    ConditionalPut,
+    /// A `put_if_absent` that takes effect, is held, then answers with a
+    /// transient error (its response "lost").
+    PutThenLoseResponse,
+    /// A `get`, held before it is sent.
+    Get,
+    /// A `list`, held before it is sent (pattern matched on the prefix).
+    List,
+}
 
-/// Holds the first conditional put whose key contains the armed pattern.
+type Armed = (On, String, oneshot::Sender<()>, oneshot::Receiver<()>);
+
+/// Holds the first request of the armed kind whose key contains the
+/// armed pattern.
 #[derive(Debug)]
 pub struct GateStore {
     inner: DynStore,
@@ -42,26 +59,35 @@ impl GateStore {
         }
     }
 
-    /// Holds the next `put_if_absent`/`put_if_match` of a key containing
-    /// `pattern`.
+    /// Holds the next conditional put of a key containing `pattern`.
     pub fn arm(&self, pattern: &str) -> Gate {
+        self.arm_on(On::ConditionalPut, pattern)
+    }
+
+    /// Holds the next request of kind `on` whose key contains `pattern`.
+    pub fn arm_on(&self, on: On, pattern: &str) -> Gate {
         let (reached_tx, reached) = oneshot::channel();
         let (release, release_rx) = oneshot::channel();
-        *self.armed.lock().unwrap() = Some((pattern.to_owned(), reached_tx, release_rx));
+        *self.armed.lock().unwrap() = Some((on, pattern.to_owned(), reached_tx, release_rx));
         Gate { reached, release }
     }
 
-    async fn hold(&self, key: &str) {
+    /// Holds this request if it is the armed one; returns whether it was.
+    async fn hold(&self, on: On, key: &str) -> bool {
         let taken = {
             let mut armed = self.armed.lock().unwrap();
             match armed.as_ref() {
-                Some((p, _, _)) if key.contains(p.as_str()) => armed.take(),
+                Some((o, p, _, _)) if *o == on && key.contains(p.as_str()) => armed.take(),
                 _ => None,
             }
         };
-        if let Some((_, reached, release)) = taken {
-            let _ = reached.send(());
-            let _ = release.await;
+        match taken {
+            Some((_, _, reached, release)) => {
+                let _ = reached.send(());
+                let _ = release.await;
+                true
+            }
+            None => false,
         }
     }
 }
@@ -69,6 +95,7 @@ impl GateStore {
 #[async_trait]
 impl ObjectStore for GateStore {
     async fn get(&self, key: &str) -> Result<Option<Object>> {
+        self.hold(On::Get, key).await;
         self.inner.get(key).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
@@ -81,11 +108,20 @@ impl ObjectStore for GateStore {
         self.inner.put(key, bytes).await
     }
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
-        self.hold(key).await;
-        self.inner.put_if_absent(key, bytes).await
+        self.hold(On::ConditionalPut, key).await;
+        let outcome = self.inner.put_if_absent(key, bytes).await;
+        if self.hold(On::PutThenLoseResponse, key).await {
+            return Err(reef_manifest::Error::Injected {
+                op: "put_if_absent",
+                key: key.to_owned(),
+                fault: "response lost after the write landed",
+                transient: true,
+            });
+        }
+        outcome
     }
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
-        self.hold(key).await;
+        self.hold(On::ConditionalPut, key).await;
         self.inner.put_if_match(key, bytes, expected).await
     }
     async fn list(
@@ -94,6 +130,7 @@ impl ObjectStore for GateStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage> {
+        self.hold(On::List, prefix).await;
         self.inner.list(prefix, start_after, limit).await
     }
     async fn delete(&self, key: &str) -> Result<()> {

@@ -30,7 +30,9 @@ use crate::segment::bloom::split_crc;
 use crate::setsum::{SETSUM_BYTES, Setsum};
 
 /// Current segment format version.
-pub const SEGMENT_FORMAT_VERSION: u16 = 1;
+/// (Version 2: documents may hold -0.0, which version 1 canonicalised to
+/// 0.0 and refused; the layout is unchanged, version 1 is still read.)
+pub const SEGMENT_FORMAT_VERSION: u16 = 2;
 /// Magic at the very end of every segment.
 pub const SEGMENT_MAGIC: [u8; 4] = *b"RFSG";
 /// Size of the fixed tail.

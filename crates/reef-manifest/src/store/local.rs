@@ -66,9 +66,12 @@ fn tag_of(bytes: &[u8]) -> Tag {
 
 impl LocalStore {
     /// A store rooted at `root` (created on first write).
+    /// A relative `root` is resolved against the working directory now,
+    /// so the store means one directory for its whole life.
     pub fn new(root: impl Into<PathBuf>) -> LocalStore {
+        let root = root.into();
         LocalStore {
-            root: root.into(),
+            root: std::path::absolute(&root).unwrap_or(root),
             cas_pause: None,
         }
     }
@@ -157,8 +160,12 @@ impl LocalStore {
             let tmp = dir.join(format!(".tmp-{}-{:016x}-{n}", std::process::id(), *NONCE));
             match OpenOptions::new().write(true).create_new(true).open(&tmp) {
                 Ok(mut f) => {
-                    f.write_all(bytes)?;
-                    f.sync_all()?;
+                    // A failed write (a full disk) must not leave the
+                    // temporary file behind: nothing else would remove it.
+                    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+                        let _ = fs::remove_file(&tmp);
+                        return Err(e);
+                    }
                     return Ok(tmp);
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -182,9 +189,13 @@ impl LocalStore {
         Ok(lock)
     }
 
-    /// Publishes `tmp` as `path`, replacing it; caller holds the lock.
+    /// Publishes `tmp` as `path`, replacing it; caller holds the lock. A
+    /// failed rename removes the temporary file.
     fn replace(&self, tmp: &Path, path: &Path) -> io::Result<()> {
-        fs::rename(tmp, path)?;
+        if let Err(e) = fs::rename(tmp, path) {
+            let _ = fs::remove_file(tmp);
+            return Err(e);
+        }
         sync_dir(parent_of(path)?)
     }
 }

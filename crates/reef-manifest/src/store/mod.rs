@@ -40,7 +40,7 @@ pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retrying::RetryingStore;
 pub use s3::{S3Config, S3Store};
-pub use url::{StoreUrl, open_store};
+pub use url::{STORE_URL_FORMS, StoreUrl, open_store};
 
 /// Longest object key.
 pub const KEY_BYTES_MAX: usize = 1024;
