@@ -23,7 +23,7 @@
 //! `gc_floor` never decrease; every segment a commit adds was written by
 //! an operation based at or above the floor.
 
-use reef_format::{IdempotencyRecord, Manifest, SegmentMeta, Setsum};
+use reef_format::{IdempotencyRecord, Manifest, RECENT_WRITERS_MAX, SegmentMeta, Setsum};
 use reef_manifest::{Error as ManifestError, ManifestStore};
 
 use crate::error::Result;
@@ -31,6 +31,10 @@ use crate::options::CompactorOptions;
 
 /// A change to commit.
 #[derive(Clone, Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per fold, compaction or GC run; boxing would buy nothing"
+)]
 pub enum Change {
     /// WAL `(from_lsn, to_lsn]` folded into (at most) one level-0 segment.
     Fold {
@@ -48,6 +52,8 @@ pub enum Change {
         dropped: (Setsum, u64),
         /// Idempotency keys of the folded requests.
         idempotency: Vec<IdempotencyRecord>,
+        /// Writer ids of the folded records, in LSN order.
+        writers: Vec<u64>,
     },
     /// Segments replaced by level-1 segments.
     Compact {
@@ -118,9 +124,15 @@ fn apply(current: &Manifest, change: &Change, now_ms: u64, retention_ms: u64) ->
             written,
             dropped,
             idempotency,
+            writers,
             ..
         } => {
             next.last_applied_lsn = *to_lsn;
+            // The window stays contiguous: it ended at `from_lsn`, which is
+            // `current.last_applied_lsn` (checked by `applicable`).
+            next.recent_writers.extend_from_slice(writers);
+            let excess = next.recent_writers.len().saturating_sub(RECENT_WRITERS_MAX);
+            next.recent_writers.drain(..excess);
             next.last_version = next.last_version.max(*last_version);
             if let Some(seg) = segment {
                 next.totals.folded_bytes += seg.object_bytes;

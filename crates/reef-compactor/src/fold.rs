@@ -140,6 +140,7 @@ pub async fn fold(
         written,
         dropped,
         idempotency,
+        writers: records.iter().map(|r| r.writer_id).collect(),
     };
     let mut report = FoldReport {
         records: records.len(),

@@ -37,6 +37,7 @@ fn fold(from: u64, s: SegmentMeta) -> Change {
         segment: Some(s),
         dropped: (Setsum::EMPTY, 0),
         idempotency: vec![],
+        writers: vec![7],
     }
 }
 

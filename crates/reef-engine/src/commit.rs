@@ -35,7 +35,7 @@ use reef_manifest::store::PutOutcome;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::namespace::{Namespace, read_lock};
+use crate::namespace::{Fence, Namespace, read_lock};
 use crate::options::EngineOptions;
 use crate::read;
 use crate::resolve::{Current, Overlay, resolve};
@@ -226,26 +226,36 @@ async fn commit_batch(
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
-        match put_durably(ns, &record).await {
-            Ok(true) => {
-                if !opts.skip_fence_for_tests
-                    && let Err(e) = ns.confirm_unfolded(lsn).await
-                {
-                    return fail_all(reqs.len(), &e);
-                }
+        let ours = match put_durably(ns, &record).await {
+            Ok(ours) => ours,
+            Err(e) => return fail_all(reqs.len(), &e),
+        };
+        let fence = if opts.skip_fence_for_tests {
+            Ok(Fence::Unfolded)
+        } else {
+            ns.fence(lsn).await
+        };
+        match (ours, fence) {
+            (_, Err(e)) => return fail_all(reqs.len(), &e),
+            (true, Ok(Fence::Unfolded)) => {
                 if let Err(e) = ns.apply(&record) {
                     return fail_all(reqs.len(), &e);
                 }
                 ns.prune_idempotency(opts.clock.now_ms(), &opts.compactor);
                 return answer(&outcomes, &record.requests, lsn);
             }
-            // Another writer holds this LSN: learn what it wrote, decide again.
-            Ok(false) => {
+            // Another process folded our record (this attempt's, or an
+            // earlier one whose response was lost) before we looked: it is
+            // durable and in the manifest we just adopted.
+            (_, Ok(Fence::FoldedOurs)) => return answer(&outcomes, &record.requests, lsn),
+            // Another writer holds this LSN (`false`), or we were stale and
+            // our record landed in a slot GC had freed (`FoldedOthers`: a
+            // stray nobody will apply): learn what was written, decide again.
+            (false, Ok(Fence::Unfolded)) | (_, Ok(Fence::FoldedOthers)) => {
                 if let Err(e) = ns.catch_up().await {
                     return fail_all(reqs.len(), &e);
                 }
             }
-            Err(e) => return fail_all(reqs.len(), &e),
         }
     }
     let e = Error::Contention {
@@ -340,8 +350,10 @@ async fn plan(
 }
 
 /// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
-/// if another writer's record holds the LSN. (Transient failures were
-/// already retried by the engine's `RetryingStore`.)
+/// if the slot holds another record or none (then only the fence, which
+/// always follows, can tell whether an earlier attempt of ours landed and
+/// was folded). Transient failures were already retried by the engine's
+/// `RetryingStore`.
 async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
     match ns.objects.put_wal(record).await? {
         PutOutcome::Written(_) => Ok(true),
@@ -349,15 +361,7 @@ async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
         // lost; the record's bytes (with our writer id) say whose it is.
         PutOutcome::ConditionFailed => {
             let stored = ns.objects.get_wal(record.lsn).await?;
-            if stored.as_ref() == Some(record) {
-                return Ok(true);
-            }
-            // Not ours (or gone). If the slot is already folded, an earlier
-            // attempt of ours may have landed, been folded and collected:
-            // the outcome is unknown, so say so (`Fenced`) rather than plan
-            // the batch again and apply or reject it a second time.
-            ns.confirm_unfolded(record.lsn).await?;
-            Ok(false)
+            Ok(stored.as_ref() == Some(record))
         }
     }
 }

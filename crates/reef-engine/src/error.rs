@@ -91,14 +91,14 @@ pub enum Error {
         budget_bytes: usize,
     },
     /// After this writer's WAL record for `lsn` landed, HEAD showed `lsn`
-    /// already folded, so the write was not acknowledged (DESIGN §3.2).
-    /// Almost always the writer was stale (another writer took over, folded
-    /// and GC freed the slot) and nothing of the request is visible; but if
-    /// another process folded this very record between the put and the
-    /// HEAD read, it is. The engine has adopted the newer manifest: re-read
-    /// and decide, or retry with an idempotency key.
+    /// already folded, so long ago that the manifest no longer remembers
+    /// whose record the fold took (DESIGN §3.2): the write may or may not
+    /// have been applied. (A fold known to have taken another writer's
+    /// record, or ours, is resolved by the engine itself.) The engine has
+    /// adopted the newer manifest: re-read and decide, or retry with an
+    /// idempotency key.
     #[error(
-        "namespace {namespace}: fenced: lsn {lsn} was already folded (last_applied_lsn {last_applied_lsn}) when this writer checked; it was most likely stale and nothing was applied, but re-read before retrying without an idempotency key"
+        "namespace {namespace}: fenced: lsn {lsn} was already folded (last_applied_lsn {last_applied_lsn}) when this writer checked, too long ago to tell whose record was folded; the outcome is unknown: re-read, or retry with an idempotency key"
     )]
     Fenced {
         /// The namespace.

@@ -69,6 +69,17 @@ pub(crate) struct Namespace {
     pub folding: std::sync::atomic::AtomicBool,
 }
 
+/// What the stale-writer fence found for a WAL record this writer put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fence {
+    /// Not folded: the slot was never anyone else's; acknowledge.
+    Unfolded,
+    /// Folded, and the fold took our record: it is durable.
+    FoldedOurs,
+    /// Folded from another writer's record: ours is a stray; plan again.
+    FoldedOthers,
+}
+
 /// A consistent read view.
 #[derive(Clone)]
 pub(crate) struct View {
@@ -192,30 +203,38 @@ impl Namespace {
         }
     }
 
-    /// The stale-writer fence (DESIGN §3.2), run after this writer's WAL
-    /// record for `lsn` has landed and before it is acknowledged.
+    /// The stale-writer fence (DESIGN §3.2), run after this writer put
+    /// its WAL record for `lsn` and before it acknowledges or re-plans.
     ///
     /// GC deletes `wal/x` only after making sure HEAD names a manifest M
     /// with `M.last_applied_lsn >= x`. If our put-if-absent landed in a slot
     /// GC had freed, that deletion, and so HEAD >= M, came before our put,
-    /// and this HEAD read comes after it: we see M or newer, find `lsn`
-    /// folded, and refuse. If `lsn` is not folded, no manifest had folded
-    /// it when HEAD was read, so the slot was never used before ours and
-    /// every later fold and recovery will read our record. No clock, pause
-    /// bound or shared setting is involved. Cost: one small GET per group
-    /// commit (plus a manifest load when HEAD moved, which adopting needs
-    /// anyway).
-    pub async fn confirm_unfolded(&self, lsn: u64) -> Result<()> {
+    /// and this HEAD read comes after it: we see `lsn` folded. If `lsn` is
+    /// not folded, no manifest had folded it when HEAD was read, so the
+    /// slot never held another record and every later fold and recovery
+    /// reads ours. If it is folded, the manifest's `recent_writers` say
+    /// whose record the fold took: ours (another process folded it between
+    /// our put and this read: it is durable) or another writer's (we were
+    /// stale; ours is a stray nobody applies). Beyond that window the
+    /// outcome is unknown: `Fenced`. No clock, pause bound or shared
+    /// setting is involved. Cost: one small GET per group commit (plus a
+    /// manifest load when HEAD moved, which adopting needs anyway).
+    pub async fn fence(&self, lsn: u64) -> Result<Fence> {
         self.adopt_if_head_moved().await?;
-        let last_applied_lsn = self.lock_state().manifest.last_applied_lsn;
-        if lsn <= last_applied_lsn {
-            return Err(Error::Fenced {
+        let s = self.lock_state();
+        let last_applied_lsn = s.manifest.last_applied_lsn;
+        if lsn > last_applied_lsn {
+            return Ok(Fence::Unfolded);
+        }
+        match s.manifest.folded_writer(lsn) {
+            Some(w) if w == self.writer_id => Ok(Fence::FoldedOurs),
+            Some(_) => Ok(Fence::FoldedOthers),
+            None => Err(Error::Fenced {
                 namespace: self.name.clone(),
                 lsn,
                 last_applied_lsn,
-            });
+            }),
         }
-        Ok(())
     }
 
     /// Reads HEAD and adopts the newest manifest if HEAD names a newer one

@@ -64,8 +64,8 @@ pub use error::{FormatError, ObjectKind, Result};
 pub use json::{document_from_json, document_to_json, json_type_name, parse_json, value_to_json};
 pub use limits::Limits;
 pub use manifest::{
-    IdempotencyRecord, LEVEL_MAX, MANIFEST_FORMAT_VERSION, Manifest, SegmentMeta, Totals,
-    WriteSummary,
+    IdempotencyRecord, LEVEL_MAX, MANIFEST_FORMAT_VERSION, Manifest, RECENT_WRITERS_MAX,
+    SegmentMeta, Totals, WriteSummary,
 };
 pub use merge::{MergeIter, Tombstones};
 pub use patch::merge_patch;

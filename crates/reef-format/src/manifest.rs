@@ -33,6 +33,9 @@ pub const SEGMENTS_MAX: usize = 1_000_000;
 pub const IDEMPOTENCY_RECORDS_MAX: usize = 1_000_000;
 /// Highest level number.
 pub const LEVEL_MAX: u8 = 7;
+/// How many of the most recently folded WAL records' writer ids a manifest
+/// keeps (`Manifest::recent_writers`).
+pub const RECENT_WRITERS_MAX: usize = 256;
 
 /// Smallest encoded `SegmentMeta`: id 16, level 1, five u64 counters 40,
 /// setsum 32, two ids of at least one byte with u16 lengths 6.
@@ -185,9 +188,25 @@ pub struct Manifest {
     pub totals: Totals,
     /// Idempotency records still within retention.
     pub idempotency: Vec<IdempotencyRecord>,
+    /// Writer ids of the WAL records at LSNs
+    /// `(last_applied_lsn - len, last_applied_lsn]`, oldest first, at most
+    /// `RECENT_WRITERS_MAX`: a writer that finds its LSN already folded
+    /// learns from it whether the fold took its own record.
+    pub recent_writers: Vec<u64>,
 }
 
 impl Manifest {
+    /// The writer id of the folded WAL record at `lsn`, if `lsn` is folded
+    /// and recent enough to be remembered.
+    pub fn folded_writer(&self, lsn: u64) -> Option<u64> {
+        let behind = self.last_applied_lsn.checked_sub(lsn)?;
+        let len = self.recent_writers.len();
+        let index = len
+            .checked_sub(1)?
+            .checked_sub(usize::try_from(behind).ok()?)?;
+        self.recent_writers.get(index).copied()
+    }
+
     /// Digest and count of all live entries: the sums over the segments.
     /// The count is `None` if it overflows (only a damaged manifest can).
     pub fn live(&self) -> (Setsum, Option<u64>) {
@@ -278,6 +297,10 @@ impl Manifest {
             w.u32(s.deleted);
             w.u32(s.skipped);
         }
+        w.count("recent_writers", self.recent_writers.len())?;
+        for id in &self.recent_writers {
+            w.u64(*id);
+        }
         MANIFEST_FRAME.seal(w.as_slice())
     }
 
@@ -367,6 +390,13 @@ impl Manifest {
                 summary,
             });
         }
+        if format >= 2 {
+            let n = r.count("recent_writers", RECENT_WRITERS_MAX, 8)?;
+            m.recent_writers.reserve(n);
+            for _ in 0..n {
+                m.recent_writers.push(r.u64("writer id")?);
+            }
+        }
         r.finish("manifest")?;
         m.check(|reason| FormatError::Corrupt {
             kind: ObjectKind::Manifest,
@@ -378,6 +408,13 @@ impl Manifest {
     }
 
     fn check(&self, err: impl Fn(String) -> FormatError) -> Result<()> {
+        let remembered = self.recent_writers.len();
+        if remembered > RECENT_WRITERS_MAX || remembered as u64 > self.last_applied_lsn {
+            return Err(err(format!(
+                "{remembered} recent writer ids for last_applied_lsn {} (at most {RECENT_WRITERS_MAX})",
+                self.last_applied_lsn
+            )));
+        }
         if self.gc_floor > self.version {
             return Err(err(format!(
                 "gc_floor {} is above the manifest's own version {}",

@@ -121,6 +121,7 @@ fn previous_versions_still_decode() {
         Manifest {
             gc_floor: 0,
             idempotency_retention_ms: 0,
+            recent_writers: vec![],
             ..common::sample_manifest()
         }
     );

@@ -183,6 +183,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
     )
         .prop_map(|(n, segs, recs, written, dropped, counts)| Manifest {
             version: n[0],
+            recent_writers: (0..n[2].min(3)).map(|i| n[4] ^ i).collect(),
             gc_floor: n[1].min(n[0]),
             idempotency_retention_ms: n[1],
             last_applied_lsn: n[2],

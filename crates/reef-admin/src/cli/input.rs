@@ -12,9 +12,17 @@
 //! ignored; all other lines form one atomic request. Every refusal is
 //! an [`InputError`] naming the line and field, e.g.
 //! `line 3: field "op": unknown op "upsrt" (expected upsert, patch or delete)`.
+//! A key given twice in one object (in the op or in its document) is
+//! refused, never resolved silently.
+//!
+//! Input is read as a stream and bounded while it is read ([`InputBounds`]):
+//! an endless or huge input stops at a limit with a clear error, with
+//! memory bounded by the limits, and nothing is written.
+
+use std::io::BufRead;
 
 use reef_format::{
-    FormatError, Limits, Op, OpKind, Precondition, WriteRequest, document_from_json,
+    FormatError, Limits, Op, OpKind, Precondition, WriteRequest, document_from_json, parse_json,
 };
 use serde_json::{Map, Value as Json};
 
@@ -36,22 +44,81 @@ impl ParsedRequest {
     }
 }
 
-/// Parses and validates JSON-lines `input` into one request carrying
-/// `idempotency_key`, against `limits` (the engine's own).
+/// How much `reef write` reads before refusing, derived from the limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InputBounds {
+    /// Longest line: one op's JSON text. A document's JSON text can be
+    /// several times its encoding (escapes), so eight times the document
+    /// and id limits, plus room for the op's own keys.
+    pub line_bytes_max: usize,
+    /// All input: twice the request limit, as text.
+    pub input_bytes_max: usize,
+    /// Most ops (the request limit).
+    pub ops_max: usize,
+}
+
+impl InputBounds {
+    /// The bounds that go with `limits`.
+    pub fn for_limits(limits: &Limits) -> InputBounds {
+        InputBounds {
+            line_bytes_max: 8 * (limits.doc_bytes_max + limits.id_bytes_max) + 4096,
+            input_bytes_max: 2 * limits.request_bytes_max,
+            ops_max: limits.ops_per_request_max,
+        }
+    }
+}
+
+/// Reads and validates JSON-lines `input` into one request carrying
+/// `idempotency_key`, against `limits` (the engine's own), stopping at the
+/// first line or byte past [`InputBounds::for_limits`].
 pub fn parse_request(
-    input: &[u8],
+    mut input: impl BufRead,
     idempotency_key: Option<String>,
     limits: &Limits,
 ) -> Result<ParsedRequest, InputError> {
+    use std::io::Read as _;
+    let bounds = InputBounds::for_limits(limits);
     let mut ops = Vec::new();
     let mut lines = Vec::new();
-    for (index, raw) in input.split(|b| *b == b'\n').enumerate() {
-        let line = index + 1;
-        let text = std::str::from_utf8(raw)
+    let mut total = 0usize;
+    let mut raw = Vec::new();
+    for line in 1.. {
+        raw.clear();
+        let cap = (bounds.line_bytes_max + 1) as u64;
+        let n = (&mut input)
+            .take(cap)
+            .read_until(b'\n', &mut raw)
+            .map_err(|e| InputError(format!("line {line}: cannot read input: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if raw.len() > bounds.line_bytes_max {
+            return Err(InputError(format!(
+                "line {line}: longer than {} bytes, the most one op's JSON may take \
+                 (8 x (doc_bytes_max + id_bytes_max) + 4 KiB)",
+                bounds.line_bytes_max
+            )));
+        }
+        if total > bounds.input_bytes_max {
+            return Err(InputError(format!(
+                "input: more than {} bytes by line {line} (twice request_bytes_max): \
+                 split it into several requests",
+                bounds.input_bytes_max
+            )));
+        }
+        let text = std::str::from_utf8(&raw)
             .map_err(|e| InputError(format!("line {line}: not valid UTF-8 ({e})")))?;
         let text = text.trim();
         if text.is_empty() {
             continue;
+        }
+        if ops.len() == bounds.ops_max {
+            return Err(InputError(format!(
+                "line {line}: more than {} ops, the limit of one request: split the input \
+                 into several requests",
+                bounds.ops_max
+            )));
         }
         ops.push(parse_op(line, text)?);
         lines.push(line);
@@ -78,16 +145,23 @@ pub fn parse_request(
 
 /// Parses one non-blank line into an op.
 fn parse_op(line: usize, text: &str) -> Result<Op, InputError> {
-    let json: Json = serde_json::from_str(text).map_err(|e| {
+    let json: Json = parse_json(text).map_err(|e| {
         let message = e.to_string();
         // serde_json appends "at line 1 column N"; the line is ours to name.
         let message = message
             .rsplit_once(" at line ")
             .map_or(message.as_str(), |(m, _)| m);
-        InputError(format!(
-            "line {line}: malformed JSON at column {}: {message}",
-            e.column()
-        ))
+        if message.starts_with("duplicate key") {
+            InputError(format!(
+                "line {line}: {message} (column {}): each key may appear once",
+                e.column()
+            ))
+        } else {
+            InputError(format!(
+                "line {line}: malformed JSON at column {}: {message}",
+                e.column()
+            ))
+        }
     })?;
     let Json::Object(map) = json else {
         return Err(InputError(format!(
@@ -284,6 +358,14 @@ mod tests {
             ),
             ("{\"op\":", "malformed JSON at column"),
             ("[1]", "expected a JSON object"),
+            (
+                "{\"op\":\"delete\",\"op\":\"upsert\",\"id\":\"a\",\"doc\":{}}",
+                "duplicate key \"op\"",
+            ),
+            (
+                "{\"op\":\"upsert\",\"id\":\"a\",\"doc\":{\"x\":1,\"y\":{\"z\":1,\"z\":2}}}",
+                "duplicate key \"z\"",
+            ),
         ];
         for (bad, want) in cases {
             let err = parse(&format!("{ok}{bad}\n")).unwrap_err();
@@ -291,6 +373,37 @@ mod tests {
             assert!(err.contains(want), "{bad}: {err}");
         }
         assert!(parse(" \n\n").unwrap_err().starts_with("input: no ops"));
+    }
+
+    #[test]
+    fn input_is_bounded_while_it_is_read() {
+        let limits = Limits {
+            ops_per_request_max: 3,
+            doc_bytes_max: 64,
+            id_bytes_max: 8,
+            request_bytes_max: 1024,
+            ..Limits::default()
+        };
+        let bounds = InputBounds::for_limits(&limits);
+        let parse = |input: &[u8]| parse_request(input, None, &limits).map_err(|e| e.0);
+        // An endless line (think /dev/zero) stops at the line bound.
+        let zeros = std::io::Read::take(std::io::repeat(0), u64::MAX);
+        let err = parse_request(std::io::BufReader::new(zeros), None, &limits)
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("line 1: longer than"), "{err}");
+        // Endless ops stop at the op limit.
+        let op = b"{\"op\":\"delete\",\"id\":\"a\"}\n";
+        // An op, then blank lines without end, stops at the byte bound.
+        let blank_tail = std::io::Read::chain(&op[..], std::io::repeat(b'\n'));
+        let huge = std::io::Read::take(blank_tail, 2 * bounds.input_bytes_max as u64);
+        let err = parse_request(std::io::BufReader::new(huge), None, &limits)
+            .unwrap_err()
+            .0;
+        assert!(err.starts_with("input: more than"), "{err}");
+        let many = op.repeat(5);
+        let err = parse(&many).unwrap_err();
+        assert!(err.starts_with("line 4: more than 3 ops"), "{err}");
     }
 
     #[test]
@@ -305,7 +418,7 @@ mod tests {
             "{err}"
         );
         let key = parse_request(
-            b"{\"op\":\"delete\",\"id\":\"a\"}",
+            &b"{\"op\":\"delete\",\"id\":\"a\"}"[..],
             Some(String::new()),
             &Limits::default(),
         )

@@ -14,7 +14,6 @@ pub mod input;
 pub mod ops;
 pub mod output;
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -180,10 +179,9 @@ pub fn run(cli: Cli) -> Result<()> {
             file,
             ..
         } => {
-            let bytes = read_input(file.as_deref())?;
             let limits = EngineOptions::default().limits;
             Some(input::parse_request(
-                &bytes,
+                open_input(file.as_deref())?,
                 idempotency_key.clone(),
                 &limits,
             )?)
@@ -274,19 +272,17 @@ fn namespace_of(command: &Command) -> Option<&str> {
 }
 
 /// The write input: all of `file`, or of stdin.
-fn read_input(file: Option<&Path>) -> Result<Vec<u8>> {
+/// The ops input: `--file PATH`, or stdin (also `--file -`), read as a
+/// stream (bounded by `input::parse_request`).
+fn open_input(file: Option<&Path>) -> Result<Box<dyn std::io::BufRead>> {
     match file {
-        Some(path) => std::fs::read(path).map_err(|e| {
-            InputError(format!("--file {}: cannot read it: {e}", path.display())).into()
-        }),
-        None => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .context("reading ops from stdin")?;
-            Ok(bytes)
+        Some(path) if path != Path::new("-") => {
+            let f = std::fs::File::open(path).map_err(|e| {
+                InputError(format!("--file {}: cannot read it: {e}", path.display()))
+            })?;
+            Ok(Box::new(std::io::BufReader::new(f)))
         }
+        _ => Ok(Box::new(std::io::BufReader::new(std::io::stdin()))),
     }
 }
 

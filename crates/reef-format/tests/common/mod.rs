@@ -169,6 +169,7 @@ pub fn sample_manifest() -> Manifest {
                 },
             },
         ],
+        recent_writers: vec![0xfeed_beef, 0x1234, 0xfeed_beef],
     }
 }
 
