@@ -118,7 +118,14 @@ fn scan_honours_from_to_prefix_and_limit() {
         docs[0],
         json!({"id": "a", "version": 5, "doc": {"id": "a"}})
     );
-    assert!(scan(s, "never-written", &[]).is_empty());
+    // A namespace never written does not exist: exit 1, naming it.
+    let missing = reef(s, &["scan", "never-written"], "");
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert!(
+        missing
+            .error_line()
+            .contains("\"never-written\" does not exist")
+    );
 }
 
 #[test]
@@ -176,9 +183,8 @@ fn patch_merges_and_delete_removes() {
 fn stats_reports_the_namespace() {
     let dir = TempDir::new("stats");
     let s = dir.store();
-    let empty = stats(s, NS);
-    assert_eq!(empty["last_lsn"], 0);
-    assert_eq!(empty["namespace"], NS);
+    let missing = reef(s, &["stats", NS], "");
+    assert_eq!(missing.code, Some(1), "no namespace yet: {missing:?}");
     write(
         s,
         NS,

@@ -326,6 +326,15 @@ impl Engine {
         crate::background::gc(&ns, &self.options).await
     }
 
+    /// Whether the namespace has any object in the bucket (its first write
+    /// creates it). One LIST of at most one key; nothing is opened.
+    pub async fn exists(&self, namespace: &str) -> Result<bool> {
+        validate_namespace(namespace)?;
+        let layout = reef_manifest::Layout::new(namespace)?;
+        let page = self.store.list(layout.root(), None, 1).await?;
+        Ok(!page.objects.is_empty())
+    }
+
     /// Names of the namespaces in the bucket, sorted.
     pub async fn namespaces(&self) -> Result<Vec<String>> {
         let listed = list_all(self.store.as_ref(), NAMESPACES_PREFIX).await?;

@@ -128,7 +128,10 @@ impl ManifestStore {
             // lagging HEAD whose version was collected): a LIST settles it.
             None => match self.list_versions().await?.last() {
                 Some(&v) => Some(self.load(v).await?.ok_or_else(|| {
-                    self.inconsistent(format!("manifest {v} was listed but cannot be read"))
+                    self.inconsistent(format!(
+                        "{} was listed but cannot be read",
+                        self.layout.manifest_key(v)
+                    ))
                 })?),
                 None => match self.head().await? {
                     Some((version, _)) => {

@@ -55,6 +55,9 @@ pub struct InputBounds {
     pub input_bytes_max: usize,
     /// Most ops (the request limit).
     pub ops_max: usize,
+    /// Most lines, blank ones included (twice the op limit): a flood of
+    /// blank lines ends quickly too.
+    pub lines_max: usize,
 }
 
 impl InputBounds {
@@ -64,6 +67,7 @@ impl InputBounds {
             line_bytes_max: 8 * (limits.doc_bytes_max + limits.id_bytes_max) + 4096,
             input_bytes_max: 2 * limits.request_bytes_max,
             ops_max: limits.ops_per_request_max,
+            lines_max: 2 * limits.ops_per_request_max,
         }
     }
 }
@@ -91,6 +95,12 @@ pub fn parse_request(
             .map_err(|e| InputError(format!("line {line}: cannot read input: {e}")))?;
         if n == 0 {
             break;
+        }
+        if line > bounds.lines_max {
+            return Err(InputError(format!(
+                "input: more than {} lines, most of them blank (twice the op limit)",
+                bounds.lines_max
+            )));
         }
         total += n;
         if raw.len() > bounds.line_bytes_max {
@@ -394,13 +404,18 @@ mod tests {
         assert!(err.starts_with("line 1: longer than"), "{err}");
         // Endless ops stop at the op limit.
         let op = b"{\"op\":\"delete\",\"id\":\"a\"}\n";
-        // An op, then blank lines without end, stops at the byte bound.
+        // An op, then blank lines without end, stops at the line bound.
         let blank_tail = std::io::Read::chain(&op[..], std::io::repeat(b'\n'));
         let huge = std::io::Read::take(blank_tail, 2 * bounds.input_bytes_max as u64);
         let err = parse_request(std::io::BufReader::new(huge), None, &limits)
             .unwrap_err()
             .0;
+        assert!(err.starts_with("input: more than 6 lines"), "{err}");
+        // Long (blank) lines stop at the byte bound.
+        let padded = format!("{:width$}\n", "", width = bounds.line_bytes_max - 1);
+        let err = parse(padded.repeat(5).as_bytes()).unwrap_err();
         assert!(err.starts_with("input: more than"), "{err}");
+        assert!(err.contains("bytes"), "{err}");
         let many = op.repeat(5);
         let err = parse(&many).unwrap_err();
         assert!(err.starts_with("line 4: more than 3 ops"), "{err}");

@@ -28,7 +28,17 @@ use output::Out;
 
 /// Reef: a document store whose only source of truth is object storage.
 #[derive(Parser, Debug)]
-#[command(name = "reef", version)]
+#[command(
+    name = "reef",
+    version,
+    after_help = "Store URLs: a directory path (absolute, or relative to the working directory), \
+file:///absolute/path, or s3://bucket/prefix (endpoint, region and credentials from the AWS_* \
+variables). memory:// is refused: each command is a process of its own.
+
+Exit codes: 0 ok; 1 not found (document or namespace); 2 bad input or usage; 3 precondition \
+failed or idempotency conflict; 70 internal error; 75 temporary (contention, overload, a fenced \
+stale writer, storage unreachable): retry."
+)]
 pub struct Cli {
     /// Where the data lives: a directory path (absolute, or relative to the
     /// working directory), `file:///absolute/path`, or
@@ -220,6 +230,18 @@ async fn act(
     parsed: Option<&input::ParsedRequest>,
     out: &mut Out,
 ) -> Result<()> {
+    // Only a write may create a namespace; anything else on a name with no
+    // objects is a typo or the wrong store, and says so.
+    if let Some(ns) = namespace_of(command)
+        && !matches!(command, Command::Write { .. })
+        && !engine.exists(ns).await?
+    {
+        return Err(exit::NotFound(format!(
+            "namespace {ns:?} does not exist in this store (no object under ns/{ns}/); \
+             `reef namespaces` lists the ones that do"
+        ))
+        .into());
+    }
     match command {
         Command::Write { ns, .. } => {
             let parsed = parsed.context("write input was not parsed")?;
