@@ -167,23 +167,30 @@ async fn gc_never_deletes_an_in_flight_compactions_output() {
     }
 }
 
-/// Case 3: an idle engine's cached manifest was collected by another
-/// process; a snapshot taken now must read (or fail clearly), never pin a
-/// collected version and fail every read.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_snapshot_never_pins_a_collected_version() {
+/// An engine that wrote `a` and folded it, then went idle while another
+/// process wrote `b`, compacted everything and collected (a day later, so
+/// past any grace): the idle engine's cached view lists collected objects.
+async fn idle_engine_behind_a_collection() -> (DynStore, ManualClock, Engine) {
     let mem: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000_000);
     let idle = open(&mem, &clock).await;
     put(&idle, "a", 1).await.unwrap();
     idle.flush(NS).await.unwrap();
-
     let other = open(&mem, &clock).await;
     put(&other, "b", 2).await.unwrap();
     other.flush(NS).await.unwrap();
     other.compact(NS, true).await.unwrap();
     clock.advance(24 * 60 * MIN);
     other.gc(NS).await.unwrap();
+    (mem, clock, idle)
+}
+
+/// Case 3: an idle engine's cached manifest was collected by another
+/// process; a snapshot taken now must read (or fail clearly), never pin a
+/// collected version and fail every read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_pins_a_collected_version() {
+    let (_, _, idle) = idle_engine_behind_a_collection().await;
 
     let snap = idle.snapshot(NS).await.unwrap();
     let a = snap.get("a").await.expect("snapshot reads work");
@@ -195,18 +202,7 @@ async fn a_snapshot_never_pins_a_collected_version() {
 /// the newer manifest and succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_writer_writes_after_another_process_collects() {
-    let mem: DynStore = Arc::new(MemoryStore::new());
-    let clock = ManualClock::new(1_000_000_000);
-    let idle = open(&mem, &clock).await;
-    put(&idle, "a", 1).await.unwrap();
-    idle.flush(NS).await.unwrap();
-
-    let other = open(&mem, &clock).await;
-    put(&other, "b", 2).await.unwrap();
-    other.flush(NS).await.unwrap();
-    other.compact(NS, true).await.unwrap();
-    clock.advance(24 * 60 * MIN);
-    other.gc(NS).await.unwrap();
+    let (mem, clock, idle) = idle_engine_behind_a_collection().await;
 
     let patched = idle
         .write(

@@ -35,6 +35,9 @@ type Armed = (On, String, oneshot::Sender<()>, oneshot::Receiver<()>);
 pub struct GateStore {
     inner: DynStore,
     armed: Mutex<Option<Armed>>,
+    /// A key every listing leaves out (as a listing racing its creation
+    /// may), though the object exists.
+    hidden: Mutex<Option<String>>,
 }
 
 /// The test's side of an armed gate.
@@ -56,7 +59,13 @@ impl GateStore {
         GateStore {
             inner,
             armed: Mutex::new(None),
+            hidden: Mutex::new(None),
         }
+    }
+
+    /// Leaves `key` out of every later listing.
+    pub fn hide_from_listings(&self, key: &str) {
+        *self.hidden.lock().unwrap() = Some(key.to_owned());
     }
 
     /// Holds the next conditional put of a key containing `pattern`.
@@ -131,7 +140,11 @@ impl ObjectStore for GateStore {
         limit: usize,
     ) -> Result<ListPage> {
         self.hold(On::List, prefix).await;
-        self.inner.list(prefix, start_after, limit).await
+        let mut page = self.inner.list(prefix, start_after, limit).await?;
+        if let Some(hidden) = self.hidden.lock().unwrap().as_deref() {
+            page.objects.retain(|o| o.key != hidden);
+        }
+        Ok(page)
     }
     async fn delete(&self, key: &str) -> Result<()> {
         self.inner.delete(key).await
