@@ -222,7 +222,11 @@ async fn commit_batch(
         let lsn = ns.lock_state().last_lsn + 1;
         let record = WalRecord {
             lsn,
-            writer_id: ns.writer_id,
+            // A fresh nonce per planned record, not per writer: one writer
+            // can put two different records at one LSN (a batch that
+            // failed after its put, then the next batch), and the fence
+            // must recognise the record, not the writer.
+            writer_id: crate::namespace::fresh_record_id(&ns.name),
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
@@ -233,7 +237,7 @@ async fn commit_batch(
         let fence = if opts.skip_fence_for_tests {
             Ok(Fence::Unfolded)
         } else {
-            ns.fence(lsn).await
+            ns.fence(&record).await
         };
         match (ours, fence) {
             (_, Err(e)) => return fail_all(reqs.len(), &e),

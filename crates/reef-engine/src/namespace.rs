@@ -50,8 +50,6 @@ pub(crate) struct State {
 /// A namespace served by an engine.
 pub(crate) struct Namespace {
     pub name: String,
-    /// Random id of this writer instance, stamped on its WAL records.
-    pub writer_id: u64,
     pub layout: Layout,
     pub manifests: ManifestStore,
     pub objects: Objects,
@@ -134,7 +132,6 @@ impl Namespace {
         };
         let ns = Namespace {
             name: name.to_owned(),
-            writer_id: fresh_writer_id(name),
             objects: Objects::new(Arc::clone(&store), layout.clone()),
             layout,
             manifests,
@@ -213,13 +210,15 @@ impl Namespace {
     /// not folded, no manifest had folded it when HEAD was read, so the
     /// slot never held another record and every later fold and recovery
     /// reads ours. If it is folded, the manifest's `recent_writers` say
-    /// whose record the fold took: ours (another process folded it between
+    /// which record the fold took (each planned record carries a fresh id
+    /// in `writer_id`): ours (another process folded it between
     /// our put and this read: it is durable) or another writer's (we were
     /// stale; ours is a stray nobody applies). Beyond that window the
     /// outcome is unknown: `Fenced`. No clock, pause bound or shared
     /// setting is involved. Cost: one small GET per group commit (plus a
     /// manifest load when HEAD moved, which adopting needs anyway).
-    pub async fn fence(&self, lsn: u64) -> Result<Fence> {
+    pub async fn fence(&self, record: &WalRecord) -> Result<Fence> {
+        let lsn = record.lsn;
         self.adopt_if_head_moved().await?;
         let s = self.lock_state();
         let last_applied_lsn = s.manifest.last_applied_lsn;
@@ -227,7 +226,7 @@ impl Namespace {
             return Ok(Fence::Unfolded);
         }
         match s.manifest.folded_writer(lsn) {
-            Some(w) if w == self.writer_id => Ok(Fence::FoldedOurs),
+            Some(w) if w == record.writer_id => Ok(Fence::FoldedOurs),
             Some(_) => Ok(Fence::FoldedOthers),
             None => Err(Error::Fenced {
                 namespace: self.name.clone(),
@@ -360,9 +359,11 @@ impl Namespace {
     }
 }
 
-/// A writer id unlikely to repeat across processes, restarts and
-/// namespaces (time, pid, a counter and the name, hashed).
-fn fresh_writer_id(name: &str) -> u64 {
+/// A record id (stored as the WAL record's `writer_id`) unlikely to repeat
+/// across records, processes, restarts and namespaces (time, pid, a
+/// counter and the name, hashed). Fresh for every planned record, so
+/// `(lsn, id)` names exactly one record.
+pub(crate) fn fresh_record_id(name: &str) -> u64 {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

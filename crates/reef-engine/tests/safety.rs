@@ -363,3 +363,30 @@ async fn a_lost_response_whose_record_was_folded_is_not_retried_as_new() {
     assert_eq!((r.lsn, r.upserted), (1, 1));
     assert_kept(&mem, &clock, "a", &Ok(r)).await;
 }
+
+/// Second review: one writer instance can put two different records at
+/// one LSN. Its fence read fails after batch X landed at lsn 1 (X's caller
+/// is told the outcome is unknown, and the writer's state stays at lsn 0);
+/// a compactor folds X; the writer's next batch Y is planned at lsn 1 too.
+/// Y must not be acknowledged because "the fold took this writer's record"
+/// (it took X): Y is re-planned and lands whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folded_record_acknowledges_only_itself_not_a_later_batch_at_its_lsn() {
+    use common::gate::On;
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let clock = ManualClock::new(1_000_000_000);
+    let writer = open(&(gated.clone() as DynStore), &clock).await;
+    assert!(writer.get(NS, "x").await.unwrap().is_none()); // opened
+    let fail = gated.arm_on(On::FailGet, "/HEAD");
+    fail.release.send(()).unwrap();
+    assert!(put(&writer, "x", 1).await.is_err(), "X's fence read failed");
+    let layout = Layout::new(NS).unwrap();
+    let folded = reef_compactor::fold(&mem, &layout, &options(&clock).compactor, None)
+        .await
+        .unwrap();
+    assert_eq!(folded.records, 1, "the compactor folded X");
+    let y = put(&writer, "y", 2).await;
+    assert_kept(&mem, &clock, "y", &y).await;
+    assert!(y.is_ok(), "Y is re-planned and committed: {y:?}");
+}

@@ -23,6 +23,9 @@ pub enum On {
     PutThenLoseResponse,
     /// A `get`, held before it is sent.
     Get,
+    /// A `get` that, once released, fails with a non-transient error
+    /// (retries exhausted, say) instead of being sent.
+    FailGet,
     /// A `list`, held before it is sent (pattern matched on the prefix).
     List,
 }
@@ -105,6 +108,14 @@ impl GateStore {
 impl ObjectStore for GateStore {
     async fn get(&self, key: &str) -> Result<Option<Object>> {
         self.hold(On::Get, key).await;
+        if self.hold(On::FailGet, key).await {
+            return Err(reef_manifest::Error::Injected {
+                op: "get",
+                key: key.to_owned(),
+                fault: "failed after retries",
+                transient: false,
+            });
+        }
         self.inner.get(key).await
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
