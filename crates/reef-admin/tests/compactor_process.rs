@@ -154,11 +154,6 @@ fn compactor_process_and_writers_on_s3() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let env = vec![
-        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ];
+    let env = server.cli_env();
     writers_and_compactor(&format!("s3://{}/compactor-proc", server.bucket), &env);
 }

@@ -183,11 +183,6 @@ fn gc_with_no_grace_races_a_compactor_and_writers_on_s3() {
     let Some(server) = S3Server::start() else {
         return;
     };
-    let env = vec![
-        ("AWS_ENDPOINT_URL", server.endpoint.clone()),
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-    ];
+    let env = server.cli_env();
     race(&format!("s3://{}/gc-race", server.bucket), &env);
 }

@@ -43,6 +43,26 @@ async fn put(e: &Engine, id: &str, v: i64) -> reef_engine::Result<WriteResult> {
     .await
 }
 
+/// Starts a forced compaction through `gated` and returns once it has
+/// written its output and stopped right before its manifest commit, with
+/// the sender that lets it go on and its task.
+async fn compaction_held_at_its_commit(
+    gated: &Arc<GateStore>,
+    clock: &ManualClock,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<reef_compactor::Result<reef_compactor::CompactReport>>,
+) {
+    let gate = gated.arm("/manifest/");
+    let store: DynStore = gated.clone();
+    let copts = options(clock).compactor;
+    let layout = Layout::new(NS).unwrap();
+    let compaction =
+        tokio::spawn(async move { reef_compactor::compact(&store, &layout, &copts, true).await });
+    gate.reached.await.unwrap();
+    (gate.release, compaction)
+}
+
 /// The promise: an acknowledged write is present, with its version, in a
 /// freshly recovered engine; an unacknowledged one is not visible.
 async fn assert_kept(
@@ -69,7 +89,6 @@ async fn assert_kept(
 async fn a_rebased_compaction_does_not_open_the_wal_to_a_stale_writer() {
     let mem: DynStore = Arc::new(MemoryStore::new());
     let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
-    let gated_dyn: DynStore = gated.clone();
     let clock = ManualClock::new(1_000_000_000);
     // The WAL minimum age GC trusted before the fix (the default then).
     let w = 10 * MIN;
@@ -82,14 +101,7 @@ async fn a_rebased_compaction_does_not_open_the_wal_to_a_stale_writer() {
     a.flush(NS).await.unwrap();
 
     // A compaction starts now and stops right before its manifest commit.
-    let gate = gated.arm("/manifest/");
-    let copts = options(&clock).compactor;
-    let layout = Layout::new(NS).unwrap();
-    let compaction =
-        tokio::spawn(
-            async move { reef_compactor::compact(&gated_dyn, &layout, &copts, true).await },
-        );
-    gate.reached.await.unwrap();
+    let (release, compaction) = compaction_held_at_its_commit(&gated, &clock).await;
 
     // Meanwhile B takes over, writes and folds, 0.75 W later.
     clock.advance(w * 3 / 4);
@@ -98,7 +110,7 @@ async fn a_rebased_compaction_does_not_open_the_wal_to_a_stale_writer() {
     put(&b, "b1", 1).await.unwrap();
     b.flush(NS).await.unwrap();
     clock.advance(w / 4);
-    gate.release.send(()).unwrap();
+    release.send(()).unwrap();
     let report = compaction.await.unwrap().unwrap();
     assert!(report.manifest_version.is_some(), "{report:?}");
     b.gc(NS).await.unwrap();
@@ -126,7 +138,6 @@ async fn a_rebased_compaction_does_not_open_the_wal_to_a_stale_writer() {
 async fn gc_never_deletes_an_in_flight_compactions_output() {
     let mem: DynStore = Arc::new(MemoryStore::new());
     let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
-    let gated_dyn: DynStore = gated.clone();
     let clock = ManualClock::new(1_000_000_000);
     let e = open(&mem, &clock).await;
     let mut acked = Vec::new();
@@ -134,14 +145,7 @@ async fn gc_never_deletes_an_in_flight_compactions_output() {
         acked.push((format!("k{i}"), put(&e, &format!("k{i}"), i).await));
         e.flush(NS).await.unwrap();
     }
-    let gate = gated.arm("/manifest/");
-    let copts = options(&clock).compactor;
-    let layout = Layout::new(NS).unwrap();
-    let compaction =
-        tokio::spawn(
-            async move { reef_compactor::compact(&gated_dyn, &layout, &copts, true).await },
-        );
-    gate.reached.await.unwrap();
+    let (release, compaction) = compaction_held_at_its_commit(&gated, &clock).await;
 
     // `reef gc --grace 0`, run by another process, long after.
     clock.advance(24 * 60 * MIN);
@@ -149,7 +153,7 @@ async fn gc_never_deletes_an_in_flight_compactions_output() {
     gc_opts.compactor.gc_grace_ms = 0;
     let gc_engine = Engine::open(Arc::clone(&mem), gc_opts).await.unwrap();
     gc_engine.gc(NS).await.unwrap();
-    gate.release.send(()).unwrap();
+    release.send(()).unwrap();
     let _ = compaction.await.unwrap();
     gc_engine.gc(NS).await.unwrap();
     gc_engine.gc(NS).await.unwrap();

@@ -99,6 +99,16 @@ impl S3Server {
         })
     }
 
+    /// The environment a `reef` process needs to reach this server.
+    pub fn cli_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+    }
+
     /// A store on this server's bucket under `prefix`.
     pub fn store(&self, prefix: &str) -> crate::store::S3Store {
         crate::store::S3Store::new(crate::store::S3Config {
