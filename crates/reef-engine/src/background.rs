@@ -87,8 +87,8 @@ pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
     ns.catch_up().await
 }
 
-/// Most fold attempts one flush makes (each lost race means another fold
-/// made progress).
+/// Most attempts one flush (or forced compaction) makes: each lost race
+/// means another committer made progress.
 const FLUSH_ATTEMPTS_MAX: u32 = 8;
 
 /// Folds everything this engine has applied, then adopts the result. A
@@ -109,14 +109,24 @@ pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldRe
     Ok(report)
 }
 
-/// Compacts (if level 0 is full, or `force`), then adopts the result.
+/// Compacts (if level 0 is full, or `force`), then adopts the result. A
+/// forced compaction that loses its commit to another one (this engine's
+/// background cycle, or another process, took some of its inputs) runs
+/// again on the new manifest, so level 0 is empty when it returns; an
+/// unforced one leaves that to the next trigger.
 pub(crate) async fn compact(
     ns: &Namespace,
     opts: &EngineOptions,
     force: bool,
 ) -> Result<CompactReport> {
-    let report = reef_compactor::compact(&ns.store, &ns.layout, &opts.compactor, force).await?;
-    adopt(ns).await?;
+    let mut report = CompactReport::default();
+    for _ in 0..FLUSH_ATTEMPTS_MAX {
+        report = reef_compactor::compact(&ns.store, &ns.layout, &opts.compactor, force).await?;
+        adopt(ns).await?;
+        if !force || report.abandoned.is_none() {
+            break;
+        }
+    }
     Ok(report)
 }
 

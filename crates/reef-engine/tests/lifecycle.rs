@@ -405,3 +405,52 @@ async fn reads_survive_segments_collected_by_another_process() {
         2
     );
 }
+
+/// A forced compaction that loses its commit to another compaction (the
+/// background cycle, or another process) runs again: when it returns,
+/// level 0 is empty. Played exactly: a standalone compaction of the first
+/// segment is held at its commit; a fold adds a second; the engine's
+/// forced compaction reads both and is held too; the first commits (it
+/// rebases over the fold), and the engine's loses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_compaction_that_loses_the_race_runs_again() {
+    let gated = Arc::new(common::gate::GateStore::new(Arc::new(MemoryStore::new())));
+    let store: DynStore = gated.clone();
+    let clock = ManualClock::new(1_000_000);
+    let e = Engine::open(Arc::clone(&store), options(&clock))
+        .await
+        .unwrap();
+    put(&e, "a", 1).await;
+    e.flush("l").await.unwrap();
+
+    let first = gated.arm("/manifest/");
+    let (s, copts) = (Arc::clone(&store), options(&clock).compactor);
+    let other = tokio::spawn(async move {
+        reef_compactor::compact(&s, &Layout::new("l").unwrap(), &copts, true).await
+    });
+    first.reached.await.unwrap();
+    put(&e, "b", 2).await;
+    e.flush("l").await.unwrap();
+
+    let second = gated.arm("/manifest/");
+    let e = Arc::new(e);
+    let mine = tokio::spawn({
+        let e = Arc::clone(&e);
+        async move { e.compact("l", true).await }
+    });
+    second.reached.await.unwrap();
+    drop(first.release);
+    assert!(other.await.unwrap().unwrap().manifest_version.is_some());
+    drop(second.release);
+    mine.await.unwrap().unwrap();
+
+    let stats = e.stats("l").await.unwrap();
+    assert_eq!(stats.segments.get(&0), None, "level 0 compacted: {stats:?}");
+    assert_eq!(
+        e.scan("l", &reef_engine::ScanRange::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
