@@ -2,6 +2,10 @@
 //! succeed with dense versions, and a writer killed with SIGKILL at any
 //! moment leaves its request either wholly visible or not at all, while
 //! every acknowledged request survives.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "real processes are timed and killed on real time"
+)]
 
 mod common;
 

@@ -8,7 +8,10 @@ use std::process::{Command, Stdio};
 const REEF: &str = env!("CARGO_BIN_EXE_reef");
 
 fn temp_dir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("reef-admin-{tag}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "reef-admin-{tag}-{:016x}",
+        reef_manifest::Rng::next_u64(&reef_manifest::SystemRng::new())
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }

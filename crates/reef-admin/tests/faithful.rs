@@ -3,6 +3,10 @@
 //! stops at a limit in bounded time and memory with nothing written;
 //! commands on a namespace that does not exist say so (exit 1); readers
 //! paused mid-run while writers go on never report a false WAL hole.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "real processes are timed and killed on real time"
+)]
 
 mod common;
 

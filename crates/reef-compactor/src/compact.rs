@@ -111,11 +111,25 @@ pub async fn compact(
         builder.add(&e?)?;
         if builder.estimated_bytes() >= opts.l1_segment_bytes_target {
             let full = std::mem::replace(&mut builder, SegmentBuilder::new(opts.segment.clone()));
-            outputs.push(write_l1(&objects, full, base.version).await?);
+            outputs.push(
+                write_l1(
+                    &objects,
+                    full,
+                    new_segment_id(opts.rng.as_ref(), base.version),
+                )
+                .await?,
+            );
         }
     }
     if builder.entry_count() > 0 {
-        outputs.push(write_l1(&objects, builder, base.version).await?);
+        outputs.push(
+            write_l1(
+                &objects,
+                builder,
+                new_segment_id(opts.rng.as_ref(), base.version),
+            )
+            .await?,
+        );
     }
     report.outputs = outputs.len();
     report.entries_out = outputs.iter().map(|s| s.entry_count).sum();
@@ -132,13 +146,8 @@ pub async fn compact(
     Ok(report)
 }
 
-async fn write_l1(
-    objects: &Objects,
-    builder: SegmentBuilder,
-    base_version: u64,
-) -> Result<SegmentMeta> {
+async fn write_l1(objects: &Objects, builder: SegmentBuilder, id: u128) -> Result<SegmentMeta> {
     let built = builder.finish()?;
-    let id = new_segment_id(base_version);
     objects.put_segment(id, &built).await?;
     Ok(SegmentMeta::from_footer(
         id,

@@ -122,7 +122,7 @@ pub async fn fold(
     let entries_out = builder.entry_count();
     let (segment, segment_bytes) = if entries_out > 0 {
         let built = builder.finish()?;
-        let id = new_segment_id(base.version);
+        let id = new_segment_id(opts.rng.as_ref(), base.version);
         objects.put_segment(id, &built).await?;
         let bytes = built.bytes.len() as u64;
         (

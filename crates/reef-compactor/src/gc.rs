@@ -64,7 +64,12 @@ pub struct GcReport {
 pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> Result<GcReport> {
     let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
     let objects = Objects::new(Arc::clone(store), layout.clone());
-    let pins = Pins::new(Arc::clone(store), layout.clone(), Arc::clone(&opts.clock));
+    let pins = Pins::new(
+        Arc::clone(store),
+        layout.clone(),
+        Arc::clone(&opts.clock),
+        Arc::clone(&opts.rng),
+    );
     let mut report = GcReport::default();
     let Some(current) = manifests.load_current().await? else {
         return Ok(report);

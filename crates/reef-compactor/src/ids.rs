@@ -9,20 +9,13 @@
 //! time in the high bits, a number far above any manifest version, so GC
 //! never takes them for abandoned output; `reef repair` deals with them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
-use xxhash_rust::xxh3::xxh3_64;
+use reef_manifest::Rng;
 
 /// A new id for a segment written by an operation based on manifest
-/// version `base_version`.
-pub fn new_segment_id(base_version: u64) -> u128 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let random = xxh3_64(format!("{nanos}/{}/{n}", std::process::id()).as_bytes());
-    (u128::from(base_version) << 64) | u128::from(random)
+/// version `base_version`; the low half is drawn from `rng` (a collision
+/// would be caught by the segment's put-if-absent).
+pub fn new_segment_id(rng: &dyn Rng, base_version: u64) -> u128 {
+    (u128::from(base_version) << 64) | u128::from(rng.next_u64())
 }
 
 /// The manifest version the operation that wrote segment `id` was based on.
@@ -36,8 +29,9 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_carry_their_base() {
-        let a = new_segment_id(17);
-        let b = new_segment_id(17);
+        let rng = reef_manifest::SystemRng::new();
+        let a = new_segment_id(&rng, 17);
+        let b = new_segment_id(&rng, 17);
         assert_ne!(a, b);
         assert_eq!(base_version(a), 17);
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use reef_format::SegmentOptions;
-use reef_manifest::{Clock, SystemClock};
+use reef_manifest::{Clock, Rng, SystemClock, SystemRng};
 
 /// How fold, compaction and GC behave.
 #[derive(Clone, Debug)]
@@ -29,6 +29,8 @@ pub struct CompactorOptions {
     pub idempotency_retention_ms: u64,
     /// Time source.
     pub clock: Arc<dyn Clock>,
+    /// Where segment ids draw their random half.
+    pub rng: Arc<dyn Rng>,
 }
 
 impl Default for CompactorOptions {
@@ -41,6 +43,7 @@ impl Default for CompactorOptions {
             gc_grace_ms: 10 * 60 * 1000,
             idempotency_retention_ms: 24 * 3600 * 1000,
             clock: Arc::new(SystemClock),
+            rng: Arc::new(SystemRng::new()),
         }
     }
 }

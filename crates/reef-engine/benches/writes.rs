@@ -7,6 +7,7 @@
 //! the local disk, the in-memory store and (when it is installed) the S3
 //! test server; without `--bench` (the CI smoke run) it runs a few writes
 //! so the code cannot rot.
+#![allow(clippy::disallowed_methods, reason = "benchmarks measure real time")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -27,7 +27,7 @@
 //! and applied; two writers never both acknowledge one LSN (put-if-absent
 //! decides).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use reef_format::{WalRecord, WalRequest, WriteRequest, WriteSummary};
@@ -226,7 +226,7 @@ async fn commit_batch(
             // can put two different records at one LSN (a batch that
             // failed after its put, then the next batch), and the fence
             // must recognise the record, not the writer.
-            writer_id: crate::namespace::fresh_record_id(&ns.name),
+            writer_id: opts.rng.next_u64(),
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
@@ -277,7 +277,9 @@ async fn plan(
     fingerprints: &[u128],
 ) -> Result<(Vec<Outcome>, Vec<WalRequest>)> {
     let view = ns.view();
-    let ids: HashSet<&str> = reqs
+    // Sorted: reads go out in the same order on every run (a seeded
+    // simulation replays exactly).
+    let ids: BTreeSet<&str> = reqs
         .iter()
         .flat_map(|r| r.ops.iter().map(|o| o.id.as_str()))
         .collect();

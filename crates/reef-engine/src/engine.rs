@@ -213,6 +213,7 @@ impl Engine {
             Arc::clone(&self.store),
             ns.layout.clone(),
             Arc::clone(&self.options.compactor.clock),
+            Arc::clone(&self.options.rng),
         );
         let ttl = self.options.snapshot_lease_ttl_ms;
         for _ in 0..SNAPSHOT_ATTEMPTS_MAX {

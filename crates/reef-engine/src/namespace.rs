@@ -44,7 +44,7 @@ pub(crate) struct State {
     /// The last background fold/compaction/GC error, for `stats`.
     pub background_error: Option<String>,
     /// Since when unfolded WAL has been waiting (the age fold trigger).
-    pub unfolded_since: Option<std::time::Instant>,
+    pub unfolded_since: Option<tokio::time::Instant>,
 }
 
 /// A namespace served by an engine.
@@ -330,7 +330,8 @@ impl Namespace {
             }
         }
         s.last_lsn = record.lsn;
-        s.unfolded_since.get_or_insert_with(std::time::Instant::now);
+        s.unfolded_since
+            .get_or_insert_with(tokio::time::Instant::now);
         Ok(())
     }
 
@@ -357,22 +358,6 @@ impl Namespace {
             reason,
         }
     }
-}
-
-/// A record id (stored as the WAL record's `writer_id`) unlikely to repeat
-/// across records, processes, restarts and namespaces (time, pid, a
-/// counter and the name, hashed). Fresh for every planned record, so
-/// `(lsn, id)` names exactly one record.
-pub(crate) fn fresh_record_id(name: &str) -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let seed = format!("{t}/{}/{n}/{name}", std::process::id());
-    seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
 }
 
 async fn open_segments(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reef_compactor::CompactorOptions;
 use reef_format::Limits;
-use reef_manifest::{Clock, SystemClock};
+use reef_manifest::{Clock, Rng, SystemClock, SystemRng};
 
 /// How an engine behaves.
 #[derive(Clone, Debug)]
@@ -50,6 +50,8 @@ pub struct EngineOptions {
     pub background: bool,
     /// Time source.
     pub clock: Arc<dyn Clock>,
+    /// Where WAL record ids and lease ids are drawn from.
+    pub rng: Arc<dyn Rng>,
     /// Test-only: skips the stale-writer fence, so tests can show the
     /// schedule it guards against really loses an acknowledged write.
     /// Never set it outside tests.
@@ -77,6 +79,7 @@ impl Default for EngineOptions {
             background: true,
             snapshot_lease_ttl_ms: 60_000,
             clock: Arc::new(SystemClock),
+            rng: Arc::new(SystemRng::new()),
             skip_fence_for_tests: false,
         }
     }

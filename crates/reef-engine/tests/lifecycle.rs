@@ -106,6 +106,7 @@ async fn a_snapshot_lease_keeps_its_segments_through_compaction_and_gc() {
         Arc::clone(&store),
         Layout::new("l").unwrap(),
         Arc::new(clock.clone()),
+        Arc::new(reef_manifest::SystemRng::new()),
     );
     assert!(
         pins.leases().await.unwrap().is_empty(),
@@ -137,6 +138,7 @@ async fn an_expired_lease_stops_pinning() {
         Arc::clone(&store),
         Layout::new("l").unwrap(),
         Arc::new(clock.clone()),
+        Arc::new(reef_manifest::SystemRng::new()),
     );
     pins.acquire("vanished reader", 1, 1_000).await.unwrap();
     put(&e, "a", 2).await;
@@ -351,9 +353,9 @@ async fn idle_unfolded_data_is_folded_by_age() {
     let e = Engine::open(Arc::clone(&store), opts).await.unwrap();
     put(&e, "a", 1).await;
     assert_eq!(e.stats("l").await.unwrap().wal_objects, 1);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while e.stats("l").await.unwrap().wal_objects > 0 {
-        assert!(std::time::Instant::now() < deadline, "never folded");
+        assert!(tokio::time::Instant::now() < deadline, "never folded");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stats = e.stats("l").await.unwrap();

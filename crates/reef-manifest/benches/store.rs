@@ -3,6 +3,7 @@
 //! cold (one ranged GET + block decode) and cached (no request).
 //! Workload: 4 KiB objects; a 2,000-entry segment of ~130-byte documents
 //! in 32 KiB blocks. Local numbers depend on the disk's fsync latency.
+#![allow(clippy::disallowed_methods, reason = "benchmarks measure real time")]
 
 use std::hint::black_box;
 use std::sync::Arc;

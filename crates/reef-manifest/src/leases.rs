@@ -21,17 +21,15 @@
 //! any checkpoint can still read; GC never deletes an object one of them
 //! reaches.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use bytes::Bytes;
 use reef_format::{Checkpoint, Lease, Manifest};
-use xxhash_rust::xxh3::xxh3_128;
+use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::layout::{Layout, validate_checkpoint_name};
 use crate::manifests::ManifestStore;
+use crate::rng::Rng;
 use crate::store::{DynStore, PutOutcome, Tag, list_all};
 
 /// How far apart two processes' clocks may be; leases get this much grace.
@@ -53,6 +51,7 @@ pub struct Pins {
     store: DynStore,
     layout: Layout,
     clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
 }
 
 /// What GC must keep: versions pinned by live leases and by checkpoints.
@@ -72,12 +71,14 @@ impl PinSet {
 }
 
 impl Pins {
-    /// Leases and checkpoints of the namespace `layout` describes.
-    pub fn new(store: DynStore, layout: Layout, clock: Arc<dyn Clock>) -> Pins {
+    /// Leases and checkpoints of the namespace `layout` describes; lease
+    /// ids are drawn from `rng`.
+    pub fn new(store: DynStore, layout: Layout, clock: Arc<dyn Clock>, rng: Arc<dyn Rng>) -> Pins {
         Pins {
             store,
             layout,
             clock,
+            rng,
         }
     }
 
@@ -90,7 +91,6 @@ impl Pins {
         manifest_version: u64,
         ttl_ms: u64,
     ) -> Result<LeaseHandle> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let now = self.clock.now_ms();
         let lease = Lease {
             holder: holder.to_owned(),
@@ -100,14 +100,8 @@ impl Pins {
         };
         let bytes = Bytes::from(lease.encode()?);
         loop {
-            // Unique per process and call; the put-if-absent settles any
-            // collision between processes.
-            let seed = format!(
-                "{holder}/{}/{now}/{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            );
-            let id = format!("{:032x}", xxh3_128(seed.as_bytes()));
+            // Random; the put-if-absent settles a collision.
+            let id = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
             let key = self.layout.lease_key(&id);
             if let PutOutcome::Written(tag) = self.store.put_if_absent(&key, bytes.clone()).await? {
                 if let Err(e) = self.check_retained(manifest_version).await {

@@ -40,6 +40,7 @@ pub mod layout;
 mod leases;
 mod manifests;
 mod objects;
+pub mod rng;
 mod segments;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -52,4 +53,5 @@ pub use layout::Layout;
 pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
 pub use objects::{Objects, WalRun};
+pub use rng::{Rng, SeededRng, SystemRng};
 pub use segments::SegmentReader;

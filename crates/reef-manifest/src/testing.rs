@@ -7,19 +7,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::rng::Rng;
+
 /// A directory removed when dropped.
 pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
+        let nonce = crate::rng::SystemRng::new().next_u64();
         let dir = std::env::temp_dir().join(format!(
-            "reef-{tag}-{}-{nanos}-{}",
-            std::process::id(),
+            "reef-{tag}-{nonce:016x}-{}",
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).unwrap();

@@ -1,6 +1,10 @@
 //! Races between processes on one local directory, and a process killed
 //! (SIGKILL) in the middle of a CAS: the next CAS must still succeed (an OS
 //! lock dies with its holder; no lock file can wedge the store).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "real processes race on real time"
+)]
 
 mod common;
 

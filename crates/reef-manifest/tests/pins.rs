@@ -15,7 +15,12 @@ async fn leases_and_checkpoints_on_every_backend() {
         eprintln!("backend {name}");
         let clock = ManualClock::new(1_000_000);
         let layout = Layout::new("pins").unwrap();
-        let pins = Pins::new(Arc::clone(store), layout.clone(), Arc::new(clock.clone()));
+        let pins = Pins::new(
+            Arc::clone(store),
+            layout.clone(),
+            Arc::new(clock.clone()),
+            Arc::new(reef_manifest::SystemRng::new()),
+        );
         let manifests = ManifestStore::new(Arc::clone(store), layout);
         for v in 1..=3 {
             manifests

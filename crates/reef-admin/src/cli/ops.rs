@@ -5,10 +5,12 @@
 //! error guarantees nothing of the request was applied, so a retry cannot
 //! apply it twice (no implicit idempotency key is invented).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Result;
 use reef_engine::{Engine, Error, ScanRange};
+use reef_manifest::{Rng, SystemRng};
 use serde_json::Value as Json;
 
 use super::exit::{AtLine, NotFound};
@@ -55,16 +57,12 @@ fn locate(error: Error, parsed: &ParsedRequest) -> anyhow::Error {
     }
 }
 
-/// `base * 2^(attempt-1)`, scaled by a factor in [0.5, 1.0) that differs
-/// between processes, so competing writers spread out.
+/// `base * 2^(attempt-1)`, scaled by a random factor in [0.5, 1.0), so
+/// competing writers spread out.
 fn jittered(base: Duration, attempt: u32) -> Duration {
+    static RNG: LazyLock<SystemRng> = LazyLock::new(SystemRng::new);
     let step = base.saturating_mul(1 << attempt.min(8).saturating_sub(1));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let mix = (u64::from(std::process::id()) ^ u64::from(nanos) ^ u64::from(attempt))
-        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> 54; // 0..1024
+    let mix = RNG.next_u64() >> 54; // 0..1024
     step / 2 + step.mul_f64(mix as f64 / 2048.0)
 }
 

@@ -21,7 +21,7 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("reef-cli-{tag}-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("reef-cli-{tag}-{:016x}-{n}", nonce()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -158,4 +158,10 @@ pub fn stats(store: &str, ns: &str) -> Value {
 /// One upsert line.
 pub fn upsert(id: &str, doc: Value) -> String {
     serde_json::json!({"op": "upsert", "id": id, "doc": doc}).to_string()
+}
+
+/// A random value, so concurrent test runs never share a directory.
+pub fn nonce() -> u64 {
+    use reef_manifest::Rng;
+    reef_manifest::SystemRng::new().next_u64()
 }

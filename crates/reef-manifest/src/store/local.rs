@@ -40,18 +40,14 @@ use super::{
     validate_key, validate_prefix,
 };
 use crate::error::{Error, Result};
+use crate::rng::Rng;
 
 const LOCK_FILE: &str = ".reef-flock";
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Directories this process has made durable (fsynced up to the root).
 static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
 /// A per-process random value for temporary names.
-static NONCE: LazyLock<u64> = LazyLock::new(|| {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    xxhash_rust::xxh3::xxh3_64(format!("{t}/{}", std::process::id()).as_bytes())
-});
+static NONCE: LazyLock<u64> = LazyLock::new(|| crate::rng::SystemRng::new().next_u64());
 
 /// A bucket in a local directory.
 #[derive(Clone, Debug)]
@@ -149,15 +145,14 @@ impl LocalStore {
     }
 
     /// Writes `bytes` to a new, fsynced temporary file next to `path`. The
-    /// name carries the pid, a per-process random nonce and a counter, so a
-    /// restarted process (same pid in a container) never collides with a
-    /// crashed one's leftovers.
+    /// name carries a per-process random nonce and a counter, so a
+    /// restarted process never collides with a crashed one's leftovers.
     fn write_temp(&self, path: &Path, bytes: &[u8]) -> io::Result<PathBuf> {
         let dir = parent_of(path)?;
         self.ensure_dir(dir)?;
         loop {
             let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-            let tmp = dir.join(format!(".tmp-{}-{:016x}-{n}", std::process::id(), *NONCE));
+            let tmp = dir.join(format!(".tmp-{:016x}-{n}", *NONCE));
             match OpenOptions::new().write(true).create_new(true).open(&tmp) {
                 Ok(mut f) => {
                     // A failed write (a full disk) must not leave the
@@ -356,6 +351,10 @@ impl ObjectStore for LocalStore {
             }
             let tmp = this.write_temp(path, &bytes)?;
             if let Some(pause) = this.cas_pause {
+                #[allow(
+                    clippy::disallowed_methods,
+                    reason = "a test pause inside a blocking task, holding the directory lock"
+                )]
                 std::thread::sleep(pause);
             }
             this.replace(&tmp, path)?;
