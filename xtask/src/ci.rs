@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::{fuzz, layering, metadata, tidy, util};
+use crate::{fuzz, layering, loom, metadata, sim, tidy, util};
 
 /// One CI step; each is also its own `cargo xtask <name>` subcommand.
 pub struct Step {
@@ -49,6 +49,16 @@ pub const STEPS: &[Step] = &[
         name: "test",
         about: "cargo test --workspace (incl. doc tests)",
         run: test,
+    },
+    Step {
+        name: "sim-knobs",
+        about: "the simulation catches each safety fix switched off (debug build)",
+        run: sim::knobs,
+    },
+    Step {
+        name: "loom-models",
+        about: "loom models of the engine's concurrent core, and their planted bugs",
+        run: loom::ci,
     },
     Step {
         name: "bench-test",

@@ -12,7 +12,9 @@ mod ci;
 mod deny;
 mod fuzz;
 mod layering;
+mod loom;
 mod metadata;
+mod sim;
 mod tidy;
 mod util;
 
@@ -61,6 +63,16 @@ fn dispatch(args: &[String]) -> Result<()> {
         }
         "fuzz" => fuzz::run(&fuzz::parse_args(rest)?),
         "bench" => bench::run(bench::parse_args(rest)?),
+        "sim" => sim::sim(rest),
+        "soak" => sim::soak(rest),
+        "loom" => match rest {
+            [] => loom::run(false),
+            [flag] if flag == "--planted" => loom::run(true),
+            _ => usage_error(format!(
+                "`loom` takes only --planted, got `{}`",
+                rest.join(" ")
+            )),
+        },
         "deny" => {
             no_args("deny")?;
             deny::run()
@@ -87,6 +99,12 @@ Commands:
                          run one or all fuzz targets for N seconds each
                          (default: REEF_FUZZ_SECONDS or 5; seed: REEF_FUZZ_SEED or 1)
   bench [--quick]        run criterion benches, write target/bench-report.md
+  sim [flags]            run the seeded whole-system simulation (release);
+                         flags: --seeds N --first-seed S --seed S --steps K
+                         --faults a,b,.. --knob NAME --expect-violation
+  soak [flags]           the simulation over 10,000 seeds (flags as for sim)
+  loom [--planted]       the loom models of the engine's concurrent core
+                         (--planted: with a test-only bug each must catch)
   deny                   cargo deny check (licenses, advisories, bans, sources)
   help                   show this text
 
@@ -124,7 +142,7 @@ mod tests {
     #[test]
     fn usage_lists_every_command() {
         let text = usage();
-        for cmd in ["ci", "fuzz", "bench", "deny", "help"] {
+        for cmd in ["ci", "fuzz", "bench", "sim", "soak", "loom", "deny", "help"] {
             assert!(
                 text.contains(&format!("\n  {cmd} ")),
                 "{cmd} missing from usage"

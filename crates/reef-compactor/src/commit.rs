@@ -85,9 +85,14 @@ pub enum Outcome {
 /// Rebases at most this many times before giving up.
 const REBASES_MAX: u32 = 32;
 
-fn applicable(current: &Manifest, base_version: u64, change: &Change) -> Result<(), String> {
+fn applicable(
+    current: &Manifest,
+    base_version: u64,
+    change: &Change,
+    opts: &CompactorOptions,
+) -> Result<(), String> {
     let writes_segments = !matches!(change, Change::RaiseFloor { .. });
-    if writes_segments && current.gc_floor > base_version {
+    if writes_segments && current.gc_floor > base_version && !opts.sabotage.skip_floor_check {
         return Err(format!(
             "GC raised the floor to {} past this operation's base version {base_version}; its output may be collected",
             current.gc_floor
@@ -194,13 +199,18 @@ pub async fn commit_change(
     let base_version = base.version;
     let mut current = base;
     for _ in 0..REBASES_MAX {
-        if let Err(reason) = applicable(&current, base_version, change) {
+        if let Err(reason) = applicable(&current, base_version, change, opts) {
             return Ok(Outcome::Abandoned(reason));
         }
         // The stamp is a hint for GC's grace period, taken at each attempt.
         let now_ms = opts.clock.now_ms();
         let next = apply(&current, change, now_ms, opts.idempotency_retention_ms);
-        crate::invariants::check_next(manifests.layout(), &current, &next)?;
+        crate::invariants::check_next(
+            manifests.layout(),
+            &current,
+            &next,
+            !opts.sabotage.skip_floor_check,
+        )?;
         match manifests.commit(&next).await {
             Ok(c) if !c.head_advanced && off_the_chain(manifests, next.version).await? => {
                 return Ok(Outcome::Abandoned(format!(

@@ -14,10 +14,13 @@
 //!    commit chain, when that frees something.
 //! 4. List segments; then load the current manifest N (its floor F* is
 //!    what counts); then list pins. The order is the argument:
-//!    - a segment listed but referenced by no manifest `>= F*` and no
-//!      pinned one, whose operation was based below F*, can never become
-//!      referenced: its operation would have to commit after N, and
-//!      `commit_change` refuses operations based below the floor;
+//!    - a segment listed but referenced by neither N (held in memory, as
+//!      a concurrent GC may already have deleted it), nor any manifest
+//!      `>= F*` still readable, nor a pinned one, and whose operation was
+//!      based below F*, can never become referenced: a manifest newer
+//!      than N carries forward only N's segments and adds outputs of
+//!      operations based at or above the floor (`commit_change` refuses
+//!      the others);
 //!    - a lease or checkpoint on `v < F*` was either placed before the pin
 //!      listing (GC sees it and keeps `v`) or its holder's check, which
 //!      reads the current manifest after placing the pin, sees the floor
@@ -74,7 +77,9 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     let Some(current) = manifests.load_current().await? else {
         return Ok(report);
     };
-    manifests.ensure_head_at_least(current.version).await?;
+    if !opts.sabotage.gc_skips_head_fence {
+        manifests.ensure_head_at_least(current.version).await?;
+    }
 
     for lsn in objects
         .list_wal(0)
@@ -114,6 +119,10 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     let floor = now.gc_floor;
     report.floor = floor;
     loaded.retain(|v, _| *v >= floor);
+    // N itself is in hand: count it even if a GC with a higher floor has
+    // deleted it from the bucket since (newer manifests carry its
+    // segments forward; found by the simulation).
+    loaded.insert(now.version, now.clone());
     for v in (floor..=now.version).chain(pinned.versions.iter().copied()) {
         if !loaded.contains_key(&v)
             && let Some(m) = manifests.load(v).await?
@@ -142,6 +151,10 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         store.delete(&layout.lease_key(id)).await?;
         report.leases += 1;
     }
+    // A checkpoint whose manifest is gone (a put that landed after its
+    // creator withdrew or gave up) pins nothing; it is left alone: GC
+    // deletes by name, and a delete that lands late could remove a newer
+    // checkpoint of the same name.
     report.kept_manifests = loaded.keys().copied().collect();
     Ok(report)
 }

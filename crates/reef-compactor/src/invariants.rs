@@ -17,7 +17,14 @@ use crate::error::{Error, Result};
 use crate::ids::base_version;
 
 /// Checks `next` as the successor of `current`.
-pub fn check_next(layout: &Layout, current: &Manifest, next: &Manifest) -> Result<()> {
+/// `floor_rule: false` is the simulation's test-only knob (see
+/// `Sabotage::skip_floor_check`).
+pub fn check_next(
+    layout: &Layout,
+    current: &Manifest,
+    next: &Manifest,
+    floor_rule: bool,
+) -> Result<()> {
     let key = layout.manifest_key(next.version);
     next.check_accounting(&key)?;
     let broken = |what: String| {
@@ -40,7 +47,7 @@ pub fn check_next(layout: &Layout, current: &Manifest, next: &Manifest) -> Resul
     }
     for seg in &next.segments {
         let new = !current.segments.iter().any(|s| s.id == seg.id);
-        if new && base_version(seg.id) < next.gc_floor {
+        if floor_rule && new && base_version(seg.id) < next.gc_floor {
             return broken(format!(
                 "new segment {:032x} was written below the GC floor {}",
                 seg.id, next.gc_floor

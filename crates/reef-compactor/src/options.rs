@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use reef_format::SegmentOptions;
-use reef_manifest::{Clock, Rng, SystemClock, SystemRng};
+use reef_manifest::{Clock, Rng, Sabotage, SystemClock, SystemRng};
 
 /// How fold, compaction and GC behave.
 #[derive(Clone, Debug)]
@@ -31,6 +31,11 @@ pub struct CompactorOptions {
     pub clock: Arc<dyn Clock>,
     /// Where segment ids draw their random half.
     pub rng: Arc<dyn Rng>,
+    /// Test-only: safety rules switched off (for the engine too), so the
+    /// simulation can show it catches what each one prevents. Never set
+    /// outside tests.
+    #[doc(hidden)]
+    pub sabotage: Sabotage,
 }
 
 impl Default for CompactorOptions {
@@ -44,6 +49,7 @@ impl Default for CompactorOptions {
             idempotency_retention_ms: 24 * 3600 * 1000,
             clock: Arc::new(SystemClock),
             rng: Arc::new(SystemRng::new()),
+            sabotage: Sabotage::default(),
         }
     }
 }

@@ -8,7 +8,6 @@
 //! does not stop writes; they continue until the memory budget is hit.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use reef_compactor::{CompactReport, FoldReport, GcReport};
 
@@ -18,19 +17,28 @@ use crate::options::EngineOptions;
 
 /// Starts a background fold if a trigger fires and none is running.
 pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
-    if !opts.background || !due(ns, opts) || ns.folding.swap(true, Ordering::AcqRel) {
+    if !opts.background || !due(ns, opts) || !ns.scheduler.try_start() {
         return;
     }
     let (ns, opts) = (Arc::clone(ns), Arc::clone(opts));
     tokio::spawn(async move {
-        while due(&ns, &opts) {
-            if let Err(e) = cycle(&ns, &opts).await {
-                ns.lock_state().background_error = Some(e.to_string());
+        loop {
+            while due(&ns, &opts) {
+                if let Err(e) = cycle(&ns, &opts).await {
+                    ns.lock_state().background_error = Some(e.to_string());
+                    // The next trigger retries; no hot loop on a failure.
+                    ns.scheduler.abandon();
+                    ns.idle.notify_waiters();
+                    return;
+                }
+                ns.lock_state().background_error = None;
+            }
+            // A trigger between our last look and the release saw the
+            // claim taken: look once more (loom-checked in `schedule.rs`).
+            if !ns.scheduler.stop(|| due(&ns, &opts)) {
                 break;
             }
-            ns.lock_state().background_error = None;
         }
-        ns.folding.store(false, Ordering::Release);
         ns.idle.notify_waiters();
     });
 }
@@ -64,7 +72,7 @@ pub(crate) fn start_ticker(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
 
 /// Whether a background fold cycle is running.
 pub(crate) fn folding(ns: &Namespace) -> bool {
-    ns.folding.load(Ordering::Acquire)
+    ns.scheduler.running()
 }
 
 async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<()> {

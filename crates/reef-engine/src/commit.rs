@@ -19,7 +19,7 @@
 //!   key already committed replays its original result.
 //! - planning meets a segment that another process's GC collected: adopt
 //!   the newest manifest and plan again.
-//! - after the put lands, the stale-writer fence (`Namespace::confirm_unfolded`)
+//! - after the put lands, the stale-writer fence (`Namespace::fence`)
 //!   reads HEAD: an LSN already folded is not acknowledged (`Fenced`).
 //!
 //! Invariant: a request is acknowledged only after the WAL record holding
@@ -27,7 +27,7 @@
 //! and applied; two writers never both acknowledge one LSN (put-if-absent
 //! decides).
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use reef_format::{WalRecord, WalRequest, WriteRequest, WriteSummary};
@@ -79,27 +79,13 @@ impl WriteResult {
 
 pub(crate) struct Pending {
     req: WriteRequest,
-    bytes: usize,
     fingerprint: u128,
     tx: oneshot::Sender<Result<WriteResult>>,
 }
 
-/// The namespace's queue of requests waiting for a batch.
-#[derive(Default)]
-pub(crate) struct Queue {
-    pending: VecDeque<Pending>,
-    leader: bool,
-}
-
-fn lock_queue(ns: &Namespace) -> std::sync::MutexGuard<'_, Queue> {
-    // Queue operations are single push/pop steps: poison is benign.
-    ns.queue.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Whether a leader is running or requests are queued.
 pub(crate) fn busy(ns: &Namespace) -> bool {
-    let q = lock_queue(ns);
-    q.leader || !q.pending.is_empty()
+    ns.queue.busy()
 }
 
 /// Submits a validated request and waits for its outcome.
@@ -112,16 +98,14 @@ pub(crate) async fn submit(
     wait_for_room(ns, opts).await?;
     let fingerprint = req.fingerprint();
     let (tx, rx) = oneshot::channel();
-    let become_leader = {
-        let mut q = lock_queue(ns);
-        q.pending.push_back(Pending {
+    let become_leader = ns.queue.push(
+        Pending {
             req,
-            bytes,
             fingerprint,
             tx,
-        });
-        !std::mem::replace(&mut q.leader, true)
-    };
+        },
+        bytes,
+    );
     if become_leader {
         // A task of its own: a caller that gives up must not strand the
         // requests queued behind it.
@@ -153,28 +137,12 @@ async fn wait_for_room(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
 
 async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
     loop {
-        let batch: Vec<Pending> = {
-            let mut q = lock_queue(&ns);
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            while let Some(next) = q.pending.front() {
-                let fits = batch.is_empty()
-                    || (batch.len() < opts.group_requests_max
-                        && bytes + next.bytes <= opts.group_bytes_max);
-                if !fits {
-                    break;
-                }
-                bytes += next.bytes;
-                if let Some(p) = q.pending.pop_front() {
-                    batch.push(p);
-                }
-            }
-            if batch.is_empty() {
-                q.leader = false;
-                ns.idle.notify_waiters();
-                return;
-            }
-            batch
+        let Some(batch) = ns
+            .queue
+            .next_batch(opts.group_requests_max, opts.group_bytes_max)
+        else {
+            ns.idle.notify_waiters();
+            return;
         };
         let requests: Vec<&WriteRequest> = batch.iter().map(|p| &p.req).collect();
         let fingerprints: Vec<u128> = batch.iter().map(|p| p.fingerprint).collect();
@@ -234,7 +202,7 @@ async fn commit_batch(
             Ok(ours) => ours,
             Err(e) => return fail_all(reqs.len(), &e),
         };
-        let fence = if opts.skip_fence_for_tests {
+        let fence = if opts.compactor.sabotage.skip_fence {
             Ok(Fence::Unfolded)
         } else {
             ns.fence(&record).await

@@ -85,6 +85,12 @@ impl Snapshot {
         self.view.at
     }
 
+    /// The manifest version the snapshot reads (and its lease pins; 0 if
+    /// the namespace had no manifest yet).
+    pub fn manifest_version(&self) -> u64 {
+        self.view.manifest_version
+    }
+
     /// The document `id` as of the snapshot.
     pub async fn get(&self, id: &str) -> Result<Option<Doc>> {
         read::get(&self.view, &self.namespace, id)
@@ -157,7 +163,13 @@ impl Engine {
             return Ok(Arc::clone(ns));
         }
         let ns = Arc::new(
-            Namespace::open(name, Arc::clone(&self.store), Arc::clone(&self.cache)).await?,
+            Namespace::open(
+                name,
+                Arc::clone(&self.store),
+                Arc::clone(&self.cache),
+                self.options.compactor.sabotage,
+            )
+            .await?,
         );
         crate::background::start_ticker(&ns, &self.options);
         map.insert(name.to_owned(), Arc::clone(&ns));
@@ -214,7 +226,8 @@ impl Engine {
             ns.layout.clone(),
             Arc::clone(&self.options.compactor.clock),
             Arc::clone(&self.options.rng),
-        );
+        )
+        .with_sabotage(self.options.compactor.sabotage);
         let ttl = self.options.snapshot_lease_ttl_ms;
         for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
             let view = ns.view();

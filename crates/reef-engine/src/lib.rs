@@ -27,11 +27,14 @@ mod background;
 mod commit;
 mod engine;
 mod error;
+mod group;
 mod memtable;
 mod namespace;
 mod options;
 mod read;
 mod resolve;
+mod schedule;
+mod sync;
 
 pub use commit::WriteResult;
 pub use engine::{Engine, Snapshot, Stats};

@@ -62,9 +62,11 @@ pub(crate) struct Namespace {
     pub room: tokio::sync::Notify,
     /// Wakes `close` when the commit leader goes idle.
     pub idle: tokio::sync::Notify,
-    pub queue: Mutex<crate::commit::Queue>,
-    /// Whether a background fold is running.
-    pub folding: std::sync::atomic::AtomicBool,
+    pub queue: crate::group::GroupQueue<crate::commit::Pending>,
+    /// The claim on the background maintenance cycle.
+    pub scheduler: crate::schedule::Scheduler,
+    /// Test-only: safety rules switched off.
+    pub sabotage: reef_manifest::Sabotage,
 }
 
 /// What the stale-writer fence found for a WAL record this writer put.
@@ -100,7 +102,12 @@ pub(crate) fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_,
 
 impl Namespace {
     /// Opens (recovers) a namespace from the bucket.
-    pub async fn open(name: &str, store: DynStore, cache: Arc<BlockCache>) -> Result<Namespace> {
+    pub async fn open(
+        name: &str,
+        store: DynStore,
+        cache: Arc<BlockCache>,
+        sabotage: reef_manifest::Sabotage,
+    ) -> Result<Namespace> {
         let layout = Layout::new(name)?;
         let manifests = ManifestStore::new(Arc::clone(&store), layout.clone());
         let manifest = manifests.load_current().await?.unwrap_or_default();
@@ -141,8 +148,9 @@ impl Namespace {
             commit: tokio::sync::Mutex::new(()),
             room: tokio::sync::Notify::new(),
             idle: tokio::sync::Notify::new(),
-            queue: Mutex::default(),
-            folding: std::sync::atomic::AtomicBool::new(false),
+            queue: crate::group::GroupQueue::default(),
+            scheduler: crate::schedule::Scheduler::default(),
+            sabotage,
         };
         ns.catch_up().await?;
         Ok(ns)
@@ -180,7 +188,9 @@ impl Namespace {
             self.adopt_newer_manifest().await?;
             let last = self.lock_state().last_lsn;
             let run = self.objects.read_wal_after(last, usize::MAX).await?;
-            self.adopt_if_head_moved().await?;
+            if !self.sabotage.apply_strays {
+                self.adopt_if_head_moved().await?;
+            }
             let folded = self.lock_state().manifest.last_applied_lsn;
             for record in run.records.iter().filter(|r| r.lsn > folded) {
                 self.apply(record)?;

@@ -52,11 +52,6 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     /// Where WAL record ids and lease ids are drawn from.
     pub rng: Arc<dyn Rng>,
-    /// Test-only: skips the stale-writer fence, so tests can show the
-    /// schedule it guards against really loses an acknowledged write.
-    /// Never set it outside tests.
-    #[doc(hidden)]
-    pub skip_fence_for_tests: bool,
 }
 
 impl Default for EngineOptions {
@@ -80,7 +75,6 @@ impl Default for EngineOptions {
             snapshot_lease_ttl_ms: 60_000,
             clock: Arc::new(SystemClock),
             rng: Arc::new(SystemRng::new()),
-            skip_fence_for_tests: false,
         }
     }
 }

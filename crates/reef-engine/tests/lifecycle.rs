@@ -208,7 +208,7 @@ async fn stale_writer_schedule(fence: bool) -> (Result<reef_engine::WriteResult,
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
     let mut a_opts = options(&clock);
-    a_opts.skip_fence_for_tests = !fence;
+    a_opts.compactor.sabotage.skip_fence = !fence;
     let a = Engine::open(Arc::clone(&store), a_opts).await.unwrap();
     for i in 0..3 {
         put(&a, &format!("a{i}"), i).await;

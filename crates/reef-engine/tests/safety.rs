@@ -394,3 +394,60 @@ async fn a_folded_record_acknowledges_only_itself_not_a_later_batch_at_its_lsn()
     assert_kept(&mem, &clock, "y", &y).await;
     assert!(y.is_ok(), "Y is re-planned and committed: {y:?}");
 }
+
+/// Found by the simulation (seed 3986): two GC runs overlap. GC A loads
+/// its "now" manifest N; before A reads N again to collect what N
+/// references, GC B raises the floor past N and deletes it. A must still
+/// count N's segments as reachable (it holds N in memory), or it deletes
+/// a segment the current manifest lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gc_whose_now_manifest_is_collected_keeps_its_segments() {
+    use common::gate::On;
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gated = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let clock = ManualClock::new(1_000_000_000);
+    let e = open(&mem, &clock).await;
+    let a = put(&e, "a", 1).await;
+    e.flush(NS).await.unwrap(); // v1: the segment holding `a`, based on v0
+
+    // GC A (a long grace: it raises no floor itself) loads v1 as current,
+    // then is held at its segment listing.
+    let listed = gated.arm_on(On::List, "/seg/");
+    let store: DynStore = gated.clone();
+    let layout = Layout::new(NS).unwrap();
+    let mut slow = options(&clock).compactor;
+    slow.gc_grace_ms = 24 * 60 * MIN;
+    let gc_a = tokio::spawn({
+        let (store, layout, slow) = (Arc::clone(&store), layout.clone(), slow.clone());
+        async move { reef_compactor::gc(&store, &layout, &slow).await }
+    });
+    listed.reached.await.unwrap();
+
+    // Meanwhile: another write and fold (v2), and GC B raises the floor
+    // (v3, floor 3) and collects v1 and v2.
+    let b = put(&e, "b", 2).await;
+    e.flush(NS).await.unwrap();
+    let mut eager = options(&clock).compactor;
+    eager.gc_grace_ms = 0;
+    reef_compactor::gc(&mem, &layout, &eager).await.unwrap();
+
+    // A goes on: its "now" is v3 (floor 3); hold it at its pin listing,
+    // right before it reads v3 again.
+    let first_pins = gated.arm_on(On::List, "/checkpoint/");
+    drop(listed.release);
+    first_pins.reached.await.unwrap();
+    let second_pins = gated.arm_on(On::List, "/checkpoint/");
+    drop(first_pins.release);
+    second_pins.reached.await.unwrap();
+    // One more fold (v4), and GC C raises the floor past it (v5, floor
+    // 5) and deletes v3 and v4.
+    let c = put(&e, "c", 3).await;
+    e.flush(NS).await.unwrap();
+    reef_compactor::gc(&mem, &layout, &eager).await.unwrap();
+    drop(second_pins.release);
+    gc_a.await.unwrap().unwrap();
+
+    assert_kept(&mem, &clock, "a", &a).await;
+    assert_kept(&mem, &clock, "b", &b).await;
+    assert_kept(&mem, &clock, "c", &c).await;
+}

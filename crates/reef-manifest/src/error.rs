@@ -139,6 +139,15 @@ pub enum Error {
         /// The floor found.
         floor: u64,
     },
+    /// A segment this operation put was gone when it checked the put: GC
+    /// collected it, which it does only once the floor has passed the
+    /// operation's base, so the operation can no longer commit. Retrying
+    /// the operation (on a fresh base) succeeds.
+    #[error("{key} was collected before its writer could confirm it; the operation is abandoned")]
+    OutputCollected {
+        /// The segment key.
+        key: String,
+    },
     /// HEAD could not be confirmed at or past a committed version (HEAD
     /// contention outlasted the retries, or the server refuses the CAS).
     /// GC stops here rather than delete what a lagging HEAD still names.
@@ -168,7 +177,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Backend { transient, .. } | Error::Injected { transient, .. } => *transient,
-            Error::HeadBehind { .. } => true,
+            Error::HeadBehind { .. } | Error::OutputCollected { .. } => true,
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -41,6 +41,7 @@ mod leases;
 mod manifests;
 mod objects;
 pub mod rng;
+mod sabotage;
 mod segments;
 pub mod store;
 #[cfg(feature = "testing")]
@@ -54,4 +55,6 @@ pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
 pub use objects::{Objects, WalRun};
 pub use rng::{Rng, SeededRng, SystemRng};
+#[doc(hidden)]
+pub use sabotage::Sabotage;
 pub use segments::SegmentReader;

@@ -39,6 +39,9 @@ pub struct Committed {
     pub head_advanced: bool,
 }
 
+/// Rounds `load_current` makes when its reads race commits or GC.
+const LOAD_ATTEMPTS_MAX: u32 = 8;
+
 impl ManifestStore {
     /// Manifests of the namespace `layout` describes.
     pub fn new(store: DynStore, layout: Layout) -> ManifestStore {
@@ -116,32 +119,50 @@ impl ManifestStore {
     }
 
     /// The newest committed manifest, or `None` for a namespace with none.
+    /// A LIST or HEAD read that races a commit or a collection is retried
+    /// (at most `LOAD_ATTEMPTS_MAX` rounds) rather than taken for damage.
     pub async fn load_current(&self) -> Result<Option<Manifest>> {
-        let from_head = match self.head().await? {
-            Some((version, _)) => self.load(version).await?,
-            None => None,
-        };
-        let mut current = match from_head {
-            Some(m) => Some(m),
+        let mut attempts = 0;
+        let mut current = loop {
+            attempts += 1;
+            if let Some((version, _)) = self.head().await?
+                && let Some(m) = self.load(version).await?
+            {
+                break Some(m);
+            }
             // No HEAD (a new namespace, or a first committer that died
             // before writing it), or HEAD names a version that is gone (a
             // lagging HEAD whose version was collected): a LIST settles it.
-            None => match self.list_versions().await?.last() {
-                Some(&v) => Some(self.load(v).await?.ok_or_else(|| {
-                    self.inconsistent(format!(
-                        "{} was listed but cannot be read",
-                        self.layout.manifest_key(v)
-                    ))
-                })?),
-                None => match self.head().await? {
-                    Some((version, _)) => {
+            break match self.list_versions().await?.last() {
+                Some(&v) => match self.load(v).await? {
+                    Some(m) => Some(m),
+                    // Collected between our LIST and our GET (GC keeps the
+                    // newest versions, so a newer one exists): start over.
+                    None if attempts < LOAD_ATTEMPTS_MAX => continue,
+                    None => {
                         return Err(self.inconsistent(format!(
-                            "HEAD points at manifest {version}, but no manifest exists"
+                            "{} was listed but cannot be read",
+                            self.layout.manifest_key(v)
                         )));
                     }
+                },
+                // Nothing listed: either there is no manifest, or the first
+                // commit landed between our HEAD read and our LIST (found
+                // by the simulation). HEAD is written only after its
+                // manifest, so a HEAD read now settles it.
+                None => match self.head().await? {
+                    Some((version, _)) => match self.load(version).await? {
+                        Some(m) => Some(m),
+                        None if attempts < LOAD_ATTEMPTS_MAX => continue,
+                        None => {
+                            return Err(self.inconsistent(format!(
+                                "HEAD points at manifest {version}, but no manifest exists"
+                            )));
+                        }
+                    },
                     None => None,
                 },
-            },
+            };
         };
         // Roll forward past versions committed after HEAD was last moved.
         while let Some(m) = &current {

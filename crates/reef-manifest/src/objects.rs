@@ -123,7 +123,8 @@ impl Objects {
 
     /// Creates `seg/<id>` from a built segment. The same bytes already
     /// there (a retry after a lost response) is success; other bytes mean
-    /// the id was reused: an error.
+    /// the id was reused: an error. Nothing there any more means our
+    /// earlier attempt landed and GC collected it: `OutputCollected`.
     pub async fn put_segment(&self, id: u128, segment: &BuiltSegment) -> Result<()> {
         let key = self.layout.segment_key(id);
         match self
@@ -132,20 +133,15 @@ impl Objects {
             .await?
         {
             PutOutcome::Written(_) => Ok(()),
-            // An earlier attempt of ours whose response was lost.
-            PutOutcome::ConditionFailed
-                if self
-                    .store
-                    .get(&key)
-                    .await?
-                    .is_some_and(|o| o.bytes == segment.bytes) =>
-            {
-                Ok(())
-            }
-            PutOutcome::ConditionFailed => Err(Error::Inconsistent {
-                namespace: self.layout.namespace().to_owned(),
-                reason: format!("{key} already holds other bytes; segment ids must be unique"),
-            }),
+            PutOutcome::ConditionFailed => match self.store.get(&key).await? {
+                // An earlier attempt of ours whose response was lost.
+                Some(o) if o.bytes == segment.bytes => Ok(()),
+                Some(_) => Err(Error::Inconsistent {
+                    namespace: self.layout.namespace().to_owned(),
+                    reason: format!("{key} already holds other bytes; segment ids must be unique"),
+                }),
+                None => Err(Error::OutputCollected { key }),
+            },
         }
     }
 
