@@ -25,7 +25,7 @@ pub const KNOBS: [&str; 5] = [
 
 /// Seeds each knob run may take before it must have found a violation: the
 /// size of the CI slice.
-const KNOB_SEEDS: &str = "1000";
+const KNOB_SEEDS: &str = "2000";
 
 /// Steps per seed for the knob runs (the same as the default slice).
 const KNOB_STEPS: &str = "500";

@@ -146,7 +146,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
         // The CI slice (`cargo test`): every knob is caught within it.
-        seeds: 1000,
+        seeds: 2000,
         first_seed: 0,
         one: None,
         steps: 500,

@@ -440,8 +440,17 @@ impl World {
         let f = self.cfg.faults;
         // "What if this process sleeps for an hour right here?": the actor
         // stops just before this request goes out (it stays parked).
-        if f.has(Fault::Pause) && self.dice.chance(2) {
-            let actor = self.bucket.shared.lock().unwrap().parked[pick].actor;
+        // Most of all between planning a WAL record and putting it (how a
+        // writer becomes a stale zombie), and between loading a manifest
+        // and reading the WAL after it (how a reader meets a stray record).
+        let (actor, pivotal) = {
+            let s = self.bucket.shared.lock().unwrap();
+            let p = &s.parked[pick];
+            let wal = p.req.key().contains("/wal/");
+            let pivotal = wal && matches!(p.req, Req::PutIfAbsent(..) | Req::List(..));
+            (p.actor, pivotal)
+        };
+        if f.has(Fault::Pause) && self.dice.chance(if pivotal { 8 } else { 2 }) {
             self.pause_actor(actor);
             return;
         }
@@ -484,7 +493,11 @@ impl World {
         // "What if this process sleeps for an hour right here?": right
         // after a write of its took effect, an actor may stop or die.
         if took_effect && fate == "deliver" {
-            if f.has(Fault::Pause) && self.dice.chance(3) {
+            // Most of all between committing a manifest and moving HEAD
+            // to it: HEAD then lags for as long as the actor sleeps.
+            let manifest_put =
+                matches!(req, Req::PutIfAbsent(..)) && req.key().contains("/manifest/");
+            if f.has(Fault::Pause) && self.dice.chance(if manifest_put { 10 } else { 3 }) {
                 self.pause_actor(actor);
             } else if f.has(Fault::Crash) && self.dice.chance(1) {
                 self.crash_actor(actor);
