@@ -843,8 +843,14 @@ impl World {
                 .await;
                 Done::Checkpoint {
                     name,
+                    // "Exists": another creation of the name got there
+                    // first (a crashed incarnation's put that landed late),
+                    // a truthful refusal (found by the soak, seed 5773).
                     res: res.map_err(|e: reef_manifest::Error| {
-                        (e.is_transient() || is_collected(&e), e.to_string())
+                        let expected = e.is_transient()
+                            || is_collected(&e)
+                            || matches!(e, reef_manifest::Error::CheckpointExists { .. });
+                        (expected, e.to_string())
                     }),
                 }
             });
