@@ -26,6 +26,12 @@ fn options(clock: &ManualClock) -> EngineOptions {
     o
 }
 
+async fn open(store: &DynStore, clock: &ManualClock) -> Engine {
+    Engine::open(Arc::clone(store), options(clock))
+        .await
+        .unwrap()
+}
+
 async fn put(e: &Engine, id: &str, v: i64) {
     e.write(
         "l",
@@ -54,9 +60,7 @@ fn far(o: &EngineOptions) -> u64 {
 async fn a_snapshot_lease_keeps_its_segments_through_compaction_and_gc() {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
-    let e = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let e = open(&store, &clock).await;
     put(&e, "a", 1).await;
     put(&e, "b", 1).await;
     e.flush("l").await.unwrap();
@@ -127,9 +131,7 @@ async fn a_snapshot_lease_keeps_its_segments_through_compaction_and_gc() {
 async fn an_expired_lease_stops_pinning() {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
-    let e = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let e = open(&store, &clock).await;
     put(&e, "a", 1).await;
     e.flush("l").await.unwrap();
     let first = segments(&store).await;
@@ -215,9 +217,7 @@ async fn stale_writer_schedule(fence: bool) -> (Result<reef_engine::WriteResult,
     }
     // B takes over: writes lsn 4 and 5, folds them, and GC (its clock past
     // every age) deletes the folded WAL, lsn 1..5.
-    let b = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let b = open(&store, &clock).await;
     put(&b, "b0", 0).await;
     put(&b, "b1", 1).await;
     b.flush("l").await.unwrap();
@@ -231,9 +231,7 @@ async fn stale_writer_schedule(fence: bool) -> (Result<reef_engine::WriteResult,
             common::request(vec![common::upsert("a-late", common::doc(&[("v", 9)]))]),
         )
         .await;
-    let fresh = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let fresh = open(&store, &clock).await;
     (stale, fresh)
 }
 
@@ -263,13 +261,9 @@ async fn a_stale_writer_replans_instead_of_acknowledging_into_a_collected_slot()
 async fn a_writer_stale_beyond_the_remembered_window_is_fenced() {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
-    let a = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let a = open(&store, &clock).await;
     put(&a, "a0", 0).await;
-    let b = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let b = open(&store, &clock).await;
     for i in 0..(reef_format::RECENT_WRITERS_MAX as i64 + 8) {
         put(&b, &format!("b{i}"), i).await;
     }
@@ -285,9 +279,7 @@ async fn a_writer_stale_beyond_the_remembered_window_is_fenced() {
         .unwrap_err();
     assert!(matches!(err, Error::Fenced { lsn: 2, .. }), "{err}");
     assert_eq!(err.kind(), ErrorKind::Transient, "reload and retry");
-    let fresh = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let fresh = open(&store, &clock).await;
     assert!(
         fresh.get("l", "a-late").await.unwrap().is_none(),
         "not acknowledged, not visible"
@@ -335,9 +327,7 @@ async fn a_stale_writer_takes_the_next_free_lsn() {
         ok.lsn, 3,
         "fenced at 2 (B's record was folded there), the writer re-plans at 3"
     );
-    let fresh = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let fresh = open(&store, &clock).await;
     assert!(fresh.get("l", "a1").await.unwrap().is_some());
 }
 
@@ -373,26 +363,20 @@ async fn idle_unfolded_data_is_folded_by_age() {
 async fn reads_survive_segments_collected_by_another_process() {
     let store: DynStore = Arc::new(MemoryStore::new());
     let clock = ManualClock::new(1_000_000);
-    let reader = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let reader = open(&store, &clock).await;
     put(&reader, "a", 1).await;
     reader.flush("l").await.unwrap();
     put(&reader, "b", 2).await;
     reader.flush("l").await.unwrap();
     assert!(reader.get("l", "a").await.unwrap().is_some()); // view: two L0 segments
     // Another process compacts them away and collects them.
-    let other = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let other = open(&store, &clock).await;
     other.compact("l", true).await.unwrap();
     clock.advance(far(&options(&clock)));
     assert!(other.gc("l").await.unwrap().segments >= 2);
     // The reader's view still lists the collected segments; uncached
     // blocks are gone, and it recovers by adopting the new manifest.
-    let fresh = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let fresh = open(&store, &clock).await;
     drop(fresh);
     assert_eq!(
         value(reader.get("l", "b").await.unwrap()).await,
@@ -419,9 +403,7 @@ async fn a_forced_compaction_that_loses_the_race_runs_again() {
     let gated = Arc::new(common::gate::GateStore::new(Arc::new(MemoryStore::new())));
     let store: DynStore = gated.clone();
     let clock = ManualClock::new(1_000_000);
-    let e = Engine::open(Arc::clone(&store), options(&clock))
-        .await
-        .unwrap();
+    let e = open(&store, &clock).await;
     put(&e, "a", 1).await;
     e.flush("l").await.unwrap();
 
