@@ -327,3 +327,28 @@ fn closed_stdout_ends_scan_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(status.success(), "{status:?} {stderr}");
 }
+
+/// A segment with one byte appended is not the segment the manifest
+/// recorded: reads refuse it as corruption (exit 70) and name the object.
+#[test]
+fn a_segment_with_a_byte_appended_is_corruption() {
+    let dir = TempDir::new("appended");
+    let s = dir.store();
+    write(s, NS, &[upsert("a", json!({"n": 1}))]).ok_json();
+    let flushed = reef(s, &["flush", NS], "");
+    assert_eq!(flushed.code, Some(0), "{flushed:?}");
+    assert_eq!(reef(s, &["get", NS, "a"], "").ok_json()["doc"]["n"], 1);
+    let segment = dir
+        .files()
+        .into_iter()
+        .find(|f| f.starts_with(format!("ns/{NS}/seg")))
+        .expect("flush wrote a segment");
+    let path = dir.path().join(&segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.push(0);
+    std::fs::write(&path, bytes).unwrap();
+    let got = reef(s, &["get", NS, "a"], "");
+    assert_eq!(got.code, Some(70), "{got:?}");
+    let name = segment.file_name().unwrap().to_str().unwrap();
+    assert!(got.error_line().contains(name), "{got:?}");
+}

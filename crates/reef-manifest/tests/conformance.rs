@@ -101,6 +101,21 @@ async fn ranges(s: &DynStore) {
         s.get_range("r/missing", 0..1).await,
         Err(Error::NotFound { .. })
     ));
+    // get_from reads to the real end, wherever that is.
+    assert_eq!(
+        s.get_from("r/obj", 250).await.unwrap().as_ref(),
+        &data[250..]
+    );
+    assert_eq!(s.get_from("r/obj", 0).await.unwrap().as_ref(), &data[..]);
+    assert!(s.get_from("r/obj", 256).await.unwrap().is_empty());
+    assert!(matches!(
+        s.get_from("r/obj", 257).await,
+        Err(Error::RangeOutOfBounds { size: 256, .. })
+    ));
+    assert!(matches!(
+        s.get_from("r/missing", 0).await,
+        Err(Error::NotFound { .. })
+    ));
 }
 
 async fn listing(s: &DynStore) {

@@ -192,3 +192,27 @@ async fn a_damaged_block_is_a_typed_error() {
     );
     assert!(err.to_string().contains("seg/s"), "{err}");
 }
+
+/// A segment with bytes appended after its footer is not the object the
+/// manifest recorded: opening it at the recorded size is corruption, and a
+/// truncated one too, both naming the key.
+#[tokio::test]
+async fn a_segment_longer_or_shorter_than_recorded_is_corruption() {
+    let (store, _whole, cache, len) = setup(1 << 30).await;
+    let good = store.get("seg/s").await.unwrap().unwrap().bytes.to_vec();
+    for (what, bytes) in [
+        ("one byte appended", [good.clone(), vec![0]].concat()),
+        ("one byte cut", good[..good.len() - 1].to_vec()),
+    ] {
+        store.put("seg/s", Bytes::from(bytes)).await.unwrap();
+        let dyn_store: DynStore = store.clone();
+        let err = SegmentReader::open(dyn_store, "seg/s", Some(len), cache.clone())
+            .await
+            .expect_err(what);
+        assert!(
+            matches!(&err, Error::Format(f) if f.is_corruption()),
+            "{what}: {err}"
+        );
+        assert!(err.to_string().contains("seg/s"), "{what}: {err}");
+    }
+}

@@ -25,6 +25,7 @@ use tokio::sync::oneshot;
 pub enum Req {
     Get(String),
     GetRange(String, Range<u64>),
+    GetFrom(String, u64),
     Head(String),
     Put(String, Bytes),
     PutIfAbsent(String, Bytes),
@@ -38,6 +39,7 @@ impl Req {
         match self {
             Req::Get(k)
             | Req::GetRange(k, _)
+            | Req::GetFrom(k, _)
             | Req::Head(k)
             | Req::Put(k, _)
             | Req::PutIfAbsent(k, _)
@@ -51,6 +53,7 @@ impl Req {
         match self {
             Req::Get(_) => "get",
             Req::GetRange(..) => "get_range",
+            Req::GetFrom(..) => "get_from",
             Req::Head(_) => "head",
             Req::Put(..) => "put",
             Req::PutIfAbsent(..) => "put_if_absent",
@@ -85,6 +88,7 @@ pub async fn execute(truth: &MemoryStore, req: &Req) -> Result<Reply> {
     Ok(match req {
         Req::Get(k) => Reply::Get(truth.get(k).await?),
         Req::GetRange(k, r) => Reply::Bytes(truth.get_range(k, r.clone()).await?),
+        Req::GetFrom(k, start) => Reply::Bytes(truth.get_from(k, *start).await?),
         Req::Head(k) => Reply::Head(truth.head(k).await?),
         Req::Put(k, b) => {
             truth.put(k, b.clone()).await?;
@@ -225,6 +229,13 @@ impl ObjectStore for Handle {
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         let req = Req::GetRange(key.to_owned(), range);
+        match self.call(req.clone()).await? {
+            Reply::Bytes(b) => Ok(b),
+            _ => Err(mismatch(&req)),
+        }
+    }
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        let req = Req::GetFrom(key.to_owned(), start);
         match self.call(req.clone()).await? {
             Reply::Bytes(b) => Ok(b),
             _ => Err(mismatch(&req)),

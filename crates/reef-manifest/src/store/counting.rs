@@ -17,7 +17,7 @@ use crate::error::Result;
 pub struct StoreCounts {
     /// Whole-object GETs.
     pub get: u64,
-    /// Ranged GETs.
+    /// Ranged GETs (`get_range` and `get_from`).
     pub get_range: u64,
     /// HEADs.
     pub head: u64,
@@ -136,6 +136,13 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         bump(&self.counters.get_range, 1);
         let out = self.inner.get_range(key, range).await?;
+        bump(&self.counters.bytes_read, out.len() as u64);
+        Ok(out)
+    }
+
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        bump(&self.counters.get_range, 1);
+        let out = self.inner.get_from(key, start).await?;
         bump(&self.counters.bytes_read, out.len() as u64);
         Ok(out)
     }

@@ -159,6 +159,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.after("get_range", key, b, out)
     }
 
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        let b = self.before("get_range", key).await?;
+        let out = self.inner.get_from(key, start).await;
+        self.after("get_range", key, b, out)
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let b = self.before("head", key).await?;
         let out = self.inner.head(key).await;

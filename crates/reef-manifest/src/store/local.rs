@@ -300,6 +300,40 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        let read = self
+            .blocking("get_from", key, move |_, path| {
+                let mut f = match File::open(path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                let size = f.metadata()?.len();
+                if start > size {
+                    return Ok(Some(Err(size)));
+                }
+                f.seek(SeekFrom::Start(start))?;
+                // Read to the end, not to `size`: the object is immutable,
+                // but what is on disk is what counts.
+                let mut buf = Vec::with_capacity((size - start) as usize);
+                f.read_to_end(&mut buf)?;
+                Ok(Some(Ok(Bytes::from(buf))))
+            })
+            .await?;
+        match read {
+            None => Err(Error::NotFound {
+                key: key.to_owned(),
+            }),
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(size)) => Err(Error::RangeOutOfBounds {
+                key: key.to_owned(),
+                start,
+                end: size,
+                size,
+            }),
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         // Tags are content hashes, so head reads the object; it is used on
         // small control objects, never on the read path of segments.

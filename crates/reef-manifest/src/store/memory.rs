@@ -92,6 +92,17 @@ impl ObjectStore for MemoryStore {
         Ok(Bytes::from(bytes).slice(range.start as usize..range.end as usize))
     }
 
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        let Some((bytes, _)) = self.load("get_from", key).await? else {
+            return Err(Error::NotFound {
+                key: key.to_owned(),
+            });
+        };
+        let size = bytes.len() as u64;
+        check_range(key, &(start..size), size)?;
+        Ok(Bytes::from(bytes).slice(start as usize..))
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         Ok(self
             .load("head", key)

@@ -112,6 +112,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Bytes `range` of an object; the range must lie inside it.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
 
+    /// Bytes from `start` to the object's end, whatever its length: one
+    /// request that both reads a tail and proves where the object ends
+    /// (a segment with bytes appended must not pass for the one the
+    /// manifest recorded). `start` must not lie past the end.
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes>;
+
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
@@ -145,6 +151,9 @@ impl ObjectStore for DynStore {
     }
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.as_ref().get_range(key, range).await
+    }
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        self.as_ref().get_from(key, start).await
     }
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.as_ref().head(key).await

@@ -71,6 +71,10 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         retry!(self, key, self.inner.get_range(key, range.clone()))
     }
 
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        retry!(self, key, self.inner.get_from(key, start))
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         retry!(self, key, self.inner.head(key))
     }

@@ -323,6 +323,42 @@ impl ObjectStore for S3Store {
         }
     }
 
+    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+        let full = self.full(key)?;
+        let path = self.path("get_from", key, &full)?;
+        let mut file = self
+            .s3
+            .open(&path)
+            .await
+            .map_err(|e| backend("get_from", key, &e))?;
+        // `Range: bytes=<start>-`: the server sends everything to the end.
+        let (result, buf) = file.read_to_end_at(Vec::new(), start).await;
+        match result {
+            Ok(()) => Ok(Bytes::from(buf)),
+            Err(e) => match classify(&e) {
+                Kind::NotFound => Err(Error::NotFound {
+                    key: key.to_owned(),
+                }),
+                Kind::RangeNotSatisfiable | Kind::ShortRead => {
+                    // S3 answers 416 for a start at the very end too.
+                    let size = self
+                        .head(key)
+                        .await?
+                        .ok_or_else(|| Error::NotFound {
+                            key: key.to_owned(),
+                        })?
+                        .size;
+                    check_range(key, &(start..size), size)?;
+                    if start == size {
+                        return Ok(Bytes::new());
+                    }
+                    Err(backend("get_from", key, &e))
+                }
+                _ => Err(backend("get_from", key, &e)),
+            },
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let full = self.full(key)?;
         let path = self.path("head", key, &full)?;
