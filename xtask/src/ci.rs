@@ -57,7 +57,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "loom-models",
-        about: "loom models of the engine's concurrent core, and their planted bugs",
+        about: "loom models of the concurrent core, and their planted bugs",
         run: loom::ci,
     },
     Step {

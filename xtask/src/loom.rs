@@ -1,11 +1,12 @@
 //! `cargo xtask loom [--planted]` (also a CI step): the loom models of the
-//! engine's concurrent core (`reef-engine/src/group.rs`, `schedule.rs`),
-//! with a bounded preemption count.
+//! concurrent core, with a bounded preemption count.
 //!
-//! Only reef-engine is built with `--cfg loom` (`cargo rustc`), so no
-//! dependency changes its code paths and nothing else is rebuilt.
-//! `--planted` also sets `--cfg reef_loom_planted`, which switches on a
-//! test-only bug in each model's code; the run must then fail.
+//! Each crate with models is built alone with `--cfg loom` (`cargo
+//! rustc`), so no dependency changes its code paths and nothing else is
+//! rebuilt. `--planted` runs each model again with
+//! `REEF_LOOM_PLANTED=<bug>`, which switches on a test-only bug in the
+//! code that model covers (see `sync::planted`); every model must then
+//! fail.
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -15,14 +16,48 @@ use crate::util;
 /// Preemptions loom explores per execution (more grows the search fast).
 const PREEMPTIONS_MAX: &str = "3";
 
-/// Builds the engine's unit tests with `--cfg loom` and returns the test
-/// binary.
-fn build(planted: bool) -> Result<std::path::PathBuf> {
+/// A model: the crate, the test, and the bug planted for it.
+struct Model {
+    krate: &'static str,
+    test: &'static str,
+    planted: &'static str,
+}
+
+const MODELS: &[Model] = &[
+    Model {
+        krate: "reef-engine",
+        test: "group::loom_models::no_request_is_stranded_and_one_leader_runs",
+        planted: "queue-two-step-release",
+    },
+    Model {
+        krate: "reef-engine",
+        test: "schedule::loom_models::no_trigger_is_lost_and_one_cycle_runs",
+        planted: "no-second-look",
+    },
+    Model {
+        krate: "reef-engine",
+        test: "schedule::loom_models::no_cycle_runs_after_close",
+        planted: "claim-ignores-close",
+    },
+    Model {
+        krate: "reef-engine",
+        test: "memtable::loom_models::a_view_reads_its_version_across_a_switch",
+        planted: "switch-edits-in-place",
+    },
+    Model {
+        krate: "reef-manifest",
+        test: "leases::loom_models::a_released_lease_stays_released",
+        planted: "renew-unconditionally",
+    },
+];
+
+/// Builds `krate`'s unit tests with `--cfg loom` and returns the binary.
+fn build(krate: &str) -> Result<std::path::PathBuf> {
     let mut cmd = util::cargo();
     cmd.args([
         "rustc",
         "-p",
-        "reef-engine",
+        krate,
         "--lib",
         "--profile",
         "test",
@@ -32,32 +67,34 @@ fn build(planted: bool) -> Result<std::path::PathBuf> {
         "--cfg",
         "loom",
     ]);
-    if planted {
-        cmd.args(["--cfg", "reef_loom_planted"]);
-    }
     let out = util::capture(&mut cmd)?;
     out.lines()
         .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(|m| m["reason"] == "compiler-artifact")
         .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
-        .context("cargo rustc built no test binary for reef-engine")
+        .with_context(|| format!("cargo rustc built no test binary for {krate}"))
 }
 
-/// Runs the models; with `planted`, requires every model to fail.
+/// Runs the models; with `planted`, requires every model to fail with its
+/// bug switched on.
 pub fn run(planted: bool) -> Result<()> {
-    let exe = build(planted)?;
-    let models = ["group::loom_models", "schedule::loom_models"];
-    for model in models {
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args([model, "--test-threads=1"])
+    let mut built = std::collections::BTreeMap::new();
+    for model in MODELS {
+        if !built.contains_key(model.krate) {
+            built.insert(model.krate, build(model.krate)?);
+        }
+        let mut cmd = std::process::Command::new(&built[model.krate]);
+        cmd.args([model.test, "--exact", "--test-threads=1"])
             .env("LOOM_MAX_PREEMPTIONS", PREEMPTIONS_MAX);
         if planted {
+            cmd.env("REEF_LOOM_PLANTED", model.planted);
             if util::succeeds_quietly(&mut cmd) {
-                bail!("loom missed the bug planted in {model}");
+                bail!("loom missed `{}` planted for {}", model.planted, model.test);
             }
-            println!("loom caught the bug planted in {model}");
+            println!("loom caught `{}` in {}", model.planted, model.test);
         } else {
+            cmd.env_remove("REEF_LOOM_PLANTED");
             util::run(&mut cmd)?;
         }
     }

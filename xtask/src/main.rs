@@ -103,7 +103,7 @@ Commands:
                          flags: --seeds N --first-seed S --seed S --steps K
                          --faults a,b,.. --knob NAME --expect-violation
   soak [flags]           the simulation over 10,000 seeds (flags as for sim)
-  loom [--planted]       the loom models of the engine's concurrent core
+  loom [--planted]       the loom models of the concurrent core
                          (--planted: with a test-only bug each must catch)
   deny                   cargo deny check (licenses, advisories, bans, sources)
   help                   show this text

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use reef_compactor::{CompactReport, FoldReport, GcReport};
 
 use crate::error::Result;
-use crate::namespace::{Namespace, read_lock};
+use crate::namespace::Namespace;
 use crate::options::EngineOptions;
+use crate::sync::read_lock;
 
 /// Starts a background fold if a trigger fires and none is running.
 pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
@@ -54,7 +55,8 @@ fn due(ns: &Namespace, opts: &EngineOptions) -> bool {
 }
 
 /// Checks the triggers every quarter of the age trigger, so an idle
-/// namespace's unfolded data is folded too. Ends with the namespace.
+/// namespace's unfolded data is folded too. Ends with the namespace or its
+/// engine's `close`.
 pub(crate) fn start_ticker(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
     if !opts.background || opts.read_only {
         return;
@@ -65,6 +67,9 @@ pub(crate) fn start_ticker(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
         loop {
             tokio::time::sleep(period).await;
             let Some(ns) = weak.upgrade() else { return };
+            if ns.scheduler.closed() {
+                return;
+            }
             maybe_schedule(&ns, &opts);
         }
     });

@@ -35,10 +35,11 @@ use reef_manifest::store::PutOutcome;
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
-use crate::namespace::{Fence, Namespace, read_lock};
+use crate::namespace::{Fence, Namespace};
 use crate::options::EngineOptions;
 use crate::read;
 use crate::resolve::{Current, Overlay, resolve};
+use crate::sync::read_lock;
 
 /// What a write did (DESIGN §2).
 #[derive(Clone, Debug, PartialEq, Eq)]

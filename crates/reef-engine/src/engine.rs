@@ -11,9 +11,10 @@ use reef_manifest::{BlockCache, LeaseHandle, Pins};
 
 use crate::commit::{WriteResult, submit};
 use crate::error::{Error, Result};
-use crate::namespace::{Namespace, View, read_lock};
+use crate::namespace::{Namespace, View};
 use crate::options::EngineOptions;
 use crate::read::{self, Doc, ScanRange};
+use crate::sync::read_lock;
 
 /// A namespace's figures (`reef stats`).
 #[derive(Clone, Debug, PartialEq)]
@@ -368,11 +369,14 @@ impl Engine {
     }
 
     /// Waits until every queued and in-flight write has been answered and
-    /// any background fold cycle has finished, then closes. (A leader task may be spawned but not yet hold the
-    /// commit lock, so the queue, not the lock, says when all is done.)
+    /// any background cycle has finished, then closes; no cycle starts
+    /// after that (`Scheduler::close`, loom-checked). (A leader task may be
+    /// spawned but not yet hold the commit lock, so the queue, not the
+    /// lock, says when all is done.)
     pub async fn close(self) -> Result<()> {
         let map = self.namespaces.lock().await;
         for ns in map.values() {
+            ns.scheduler.close();
             loop {
                 // Register before checking, so a leader that goes idle in
                 // between still wakes us.

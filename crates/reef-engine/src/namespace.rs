@@ -14,14 +14,15 @@
 //! versions strictly increase across records.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use reef_format::{Manifest, WalRecord, WriteSummary};
 use reef_manifest::store::DynStore;
 use reef_manifest::{BlockCache, Layout, ManifestStore, Objects, SegmentReader};
 
 use crate::error::{Error, Result};
-use crate::memtable::Memtable;
+use crate::memtable::{self, Memtable};
+use crate::sync::{Mutex, MutexGuard, RwLock};
 
 /// A committed idempotency key.
 #[derive(Clone, Debug)]
@@ -90,16 +91,6 @@ pub(crate) struct View {
     pub at: u64,
 }
 
-pub(crate) fn read_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    // Writers finish every mutation before releasing the lock, so a panic
-    // elsewhere cannot leave the memtable half-updated: poison is benign.
-    lock.read().unwrap_or_else(|p| p.into_inner())
-}
-
-pub(crate) fn write_lock<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Namespace {
     /// Opens (recovers) a namespace from the bucket.
     pub async fn open(
@@ -156,8 +147,9 @@ impl Namespace {
         Ok(ns)
     }
 
-    pub fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every mutation of State completes under the guard; see read_lock.
+    pub fn lock_state(&self) -> MutexGuard<'_, State> {
+        // Every mutation of State completes under the guard: poison is
+        // benign (as for `read_lock`).
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -269,14 +261,7 @@ impl Namespace {
         }
         let segments = open_segments(&self.store, &self.layout, &newer, &self.cache).await?;
         let mut s = self.lock_state();
-        let old = Arc::clone(&s.memtable);
-        let mut kept = Memtable::default();
-        for e in read_lock(&old).range(std::ops::Bound::Unbounded, std::ops::Bound::Unbounded) {
-            if e.version > newer.last_version {
-                kept.insert(e);
-            }
-        }
-        s.memtable = Arc::new(RwLock::new(kept));
+        memtable::switch(&mut s.memtable, newer.last_version);
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
         s.last_version = s.last_version.max(newer.last_version);
         for r in &newer.idempotency {
@@ -318,12 +303,7 @@ impl Namespace {
                 s.last_version
             )));
         }
-        {
-            let mut mem = write_lock(&s.memtable);
-            for e in record.entries() {
-                mem.insert(e.clone());
-            }
-        }
+        memtable::apply(&s.memtable, record.entries().cloned());
         if let Some(last) = record.entries().last() {
             s.last_version = last.version;
         }

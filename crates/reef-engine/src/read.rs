@@ -12,7 +12,8 @@ use std::ops::Bound;
 use reef_format::{Document, Entry, FormatError, MergeIter, Tombstones, decode_document};
 
 use crate::error::Result;
-use crate::namespace::{View, read_lock};
+use crate::namespace::View;
+use crate::sync::read_lock;
 
 /// A document as reads return it.
 #[derive(Clone, Debug, PartialEq)]

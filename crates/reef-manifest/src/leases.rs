@@ -143,6 +143,14 @@ impl Pins {
         };
         let key = self.layout.lease_key(&handle.id);
         let bytes = Bytes::from(lease.encode()?);
+        #[cfg(all(test, loom))]
+        if crate::planted("renew-unconditionally") {
+            // Planted bug: a renewal that does not condition on the tag
+            // brings a released (or reclaimed) lease back.
+            self.store.put(&key, bytes.clone()).await?;
+            handle.lease = lease;
+            return Ok(());
+        }
         let tag = match self
             .store
             .put_if_match(&key, bytes.clone(), &handle.tag)
@@ -299,5 +307,48 @@ impl Pins {
         set.versions.sort_unstable();
         set.versions.dedup();
         Ok(set)
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_models {
+    use loom::future::block_on;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::loom_store::LoomStore;
+    use crate::rng::SeededRng;
+
+    /// A snapshot's renewer (two renewals, as its background task makes
+    /// them) races the snapshot's drop, which releases the lease. Whatever
+    /// the order, once both are done no lease object is left: a renewal
+    /// never brings a released lease back, and one that comes after the
+    /// release says the lease is gone.
+    #[test]
+    fn a_released_lease_stays_released() {
+        loom::model(|| {
+            let store: DynStore = Arc::new(LoomStore::default());
+            let pins = Pins::new(
+                store,
+                Layout::new("n").unwrap(),
+                Arc::new(ManualClock::new(1_000)),
+                Arc::new(SeededRng::new(7)),
+            );
+            let handle = block_on(pins.acquire("reader", 0, 60_000)).unwrap();
+            let renewer = {
+                let (pins, mut handle) = (pins.clone(), handle.clone());
+                loom::thread::spawn(move || {
+                    for _ in 0..2 {
+                        if block_on(pins.renew(&mut handle, 60_000)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            };
+            block_on(pins.release(handle)).unwrap();
+            renewer.join().unwrap();
+            let left = block_on(pins.leases()).unwrap();
+            assert!(left.is_empty(), "a released lease came back: {left:?}");
+        });
     }
 }

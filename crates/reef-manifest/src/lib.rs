@@ -38,6 +38,8 @@ pub mod clock;
 mod error;
 pub mod layout;
 mod leases;
+#[cfg(all(test, loom))]
+mod loom_store;
 mod manifests;
 mod objects;
 pub mod rng;
@@ -46,6 +48,13 @@ mod segments;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+/// Whether the planted bug `name` is switched on: only in loom builds,
+/// when `REEF_LOOM_PLANTED=<name>` (`cargo xtask loom --planted`).
+#[cfg(all(test, loom))]
+pub(crate) fn planted(name: &str) -> bool {
+    std::env::var("REEF_LOOM_PLANTED").is_ok_and(|v| v == name)
+}
 
 pub use cache::{BlockCache, BlockKey, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};
