@@ -13,16 +13,6 @@ use anyhow::Result;
 
 use crate::util;
 
-/// The safety fixes a test-only knob can switch off (see
-/// `reef_manifest::Sabotage`); the simulator knows them by these names.
-pub const KNOBS: [&str; 5] = [
-    "skip-fence",
-    "skip-floor-check",
-    "apply-strays",
-    "gc-skips-head-fence",
-    "skip-pin-check",
-];
-
 /// Seeds each knob run may take before it must have found a violation: the
 /// size of the CI slice.
 const KNOB_SEEDS: &str = "2000";
@@ -58,7 +48,25 @@ pub fn soak(flags: &[String]) -> Result<()> {
 
 /// CI: every knob is caught within the slice (debug build, as `test`).
 pub fn knobs() -> Result<()> {
-    for knob in KNOBS {
+    // The simulator owns the list of knobs (see `reef_manifest::Sabotage`).
+    let mut list = util::cargo();
+    list.args([
+        "test",
+        "-p",
+        "reef-admin",
+        "--test",
+        "sim",
+        "--",
+        "--list-knobs",
+    ]);
+    let names = util::capture(&mut list)?;
+    let knobs: Vec<&str> = names
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    anyhow::ensure!(!knobs.is_empty(), "the simulator listed no knobs");
+    for knob in knobs {
         let flags: Vec<String> = [
             "--knob",
             knob,

@@ -7,7 +7,8 @@
 //! soak` run more. Flags (after `--`): `--seeds N`, `--first-seed S`,
 //! `--seed S` (one run, with its trace), `--steps K`, `--faults a,b,...`,
 //! `--knob NAME` (switch a safety fix off, to see the simulation catch it;
-//! `--expect-violation` then makes finding one the success).
+//! `--expect-violation` then makes finding one the success), `--list-knobs`
+//! (print the knob names and exit).
 
 mod model;
 mod store;
@@ -141,6 +142,7 @@ struct Args {
     faults: Faults,
     knob: Option<Knob>,
     expect_violation: bool,
+    list_knobs: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -153,6 +155,7 @@ fn parse_args() -> Result<Args, String> {
         faults: Faults::ALL,
         knob: None,
         expect_violation: false,
+        list_knobs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -173,6 +176,7 @@ fn parse_args() -> Result<Args, String> {
                 a.knob = Some(*k);
             }
             "--expect-violation" => a.expect_violation = true,
+            "--list-knobs" => a.list_knobs = true,
             // What `cargo test` passes to every test binary.
             _ if flag.starts_with('-') => {}
             _ => {}
@@ -235,6 +239,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.list_knobs {
+        // For `cargo xtask sim-knobs`: the one list of knob names.
+        for (_, name) in KNOBS {
+            println!("{name}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let seeds: Vec<u64> = match args.one {
         Some(s) => vec![s],
         None => (args.first_seed..args.first_seed + args.seeds).collect(),
