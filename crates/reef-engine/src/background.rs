@@ -21,27 +21,58 @@ pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
     if !opts.background || !due(ns, opts) || !ns.scheduler.try_start() {
         return;
     }
-    let (ns, opts) = (Arc::clone(ns), Arc::clone(opts));
+    let claim = Claim {
+        ns: Arc::clone(ns),
+        held: true,
+    };
+    let opts = Arc::clone(opts);
     tokio::spawn(async move {
+        let ns = &claim.ns;
         loop {
-            while due(&ns, &opts) {
-                if let Err(e) = cycle(&ns, &opts).await {
+            // After `close` the cycle ends at its next step; what is left
+            // stays in the WAL, durable, for the next process.
+            while !ns.scheduler.closed() && due(ns, &opts) {
+                if let Err(e) = cycle(ns, &opts).await {
                     ns.lock_state().background_error = Some(e.to_string());
                     // The next trigger retries; no hot loop on a failure.
-                    ns.scheduler.abandon();
-                    ns.idle.notify_waiters();
+                    // (Dropping the claim gives it up.)
                     return;
                 }
                 ns.lock_state().background_error = None;
             }
             // A trigger between our last look and the release saw the
             // claim taken: look once more (loom-checked in `schedule.rs`).
-            if !ns.scheduler.stop(|| due(&ns, &opts)) {
+            if !ns.scheduler.stop(|| due(ns, &opts)) {
                 break;
             }
         }
-        ns.idle.notify_waiters();
+        claim.released();
     });
+}
+
+/// The claim on the background cycle, held by the running task. Dropped
+/// while still held (the cycle failed, panicked, or its runtime shut
+/// down), it gives the claim up; either way it wakes `close`, which would
+/// otherwise wait for a cycle that no longer runs.
+struct Claim {
+    ns: Arc<Namespace>,
+    held: bool,
+}
+
+impl Claim {
+    /// The cycle stopped, its claim already given up by `stop`.
+    fn released(mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.held {
+            self.ns.scheduler.abandon();
+        }
+        self.ns.idle.notify_waiters();
+    }
 }
 
 fn due(ns: &Namespace, opts: &EngineOptions) -> bool {

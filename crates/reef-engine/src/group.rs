@@ -2,7 +2,7 @@
 //! leads (DESIGN §3: one leader per namespace writes one WAL object per
 //! batch).
 //!
-//! Invariants (loom-checked below):
+//! Invariants (loom-checked below unless marked):
 //! - at most one leader at a time;
 //! - no request is stranded: a request pushed while a leader runs is taken
 //!   by that leader (it gives up leadership only under the lock, with the
@@ -10,7 +10,8 @@
 //!   leader;
 //! - every batch holds at least one request and, unless it is a single
 //!   request, stays within the count and byte bounds;
-//! - requests leave in the order they arrived;
+//! - requests leave in the order they arrived (by construction: one
+//!   `VecDeque`, popped from the front; not a loom check);
 //! - a caller that stops waiting strands nobody: the leader runs as a task
 //!   of its own and answers every request it took.
 
@@ -109,7 +110,8 @@ mod loom_models {
 
     impl Answer {
         fn send(&self, v: u32) {
-            *self.slot.lock().unwrap() = Some(v);
+            let previous = self.slot.lock().unwrap().replace(v);
+            assert!(previous.is_none(), "request {v} taken twice");
             self.ready.notify_one();
         }
 
@@ -151,18 +153,20 @@ mod loom_models {
     /// if it must lead, it starts a leader of its own first, as `submit`
     /// spawns one (loom's thread budget lets the others lead inline, which
     /// the queue cannot tell apart). Every writer still waiting hears its
-    /// own answer, and at the end nothing is queued and no leader runs.
+    /// own answer, every request (the abandoned one too) is taken exactly
+    /// once, and at the end nothing is queued and no leader runs.
     #[test]
     fn no_request_is_stranded_and_one_leader_runs() {
         loom::model(|| {
             let q = Arc::new(GroupQueue::default());
             let leaders = Arc::new(AtomicUsize::new(0));
+            let answers: Vec<Arc<Answer>> = (0..3).map(|_| Arc::default()).collect();
             let writers: Vec<_> = (0..3u32)
                 .map(|w| {
                     let (q, leaders) = (q.clone(), leaders.clone());
+                    let answer = answers[w as usize].clone();
                     loom::thread::spawn(move || {
                         let bytes = if w == 2 { 50 } else { 4 };
-                        let answer = Arc::new(Answer::default());
                         let must_lead = q.push((w, answer.clone()), bytes);
                         if w == 1 {
                             return must_lead
@@ -182,6 +186,9 @@ mod loom_models {
                 }
             }
             assert!(!q.busy(), "nothing left queued, no leader");
+            for (w, a) in answers.iter().enumerate() {
+                assert!(a.slot.lock().unwrap().is_some(), "request {w} never taken");
+            }
         });
     }
 }

@@ -1,8 +1,8 @@
 //! Reading segments from a bucket by byte range, with blocks cached.
 //!
-//! Opening costs two ranged GETs: everything from `FOOTER_FETCH_BYTES`
-//! before the recorded end to the real end (tail and footer, and proof
-//! that nothing was appended; a third GET only for a footer with ids over
+//! Opening costs two ranged GETs: the last `FOOTER_FETCH_BYTES` before the
+//! recorded end, with the object's real size (tail and footer, and proof
+//! that nothing was appended or cut; a third GET only for a footer with ids over
 //! ~1 KiB each), then the index and bloom filter together. A point read then costs nothing if
 //! the bloom filter rules the id out, and otherwise one GET per block the
 //! lookup visits that is not cached. All lookup logic is reef-format's
@@ -58,18 +58,24 @@ impl SegmentReader {
             }
         };
         let tail_start = len.saturating_sub(FOOTER_FETCH_BYTES as u64);
-        // Read to the object's real end, not to `len`: bytes appended after
-        // the footer would otherwise pass unseen, since the footer and its
-        // checksum sit where the manifest says the object ends.
-        let mut suffix = store.get_from(key, tail_start).await?;
-        let actual = tail_start + suffix.len() as u64;
-        if actual != len {
-            return Err(Error::Format(FormatError::Corrupt {
+        // The same GET tells the object's real size: bytes appended after
+        // the footer, or cut, would otherwise pass unseen, since the footer
+        // and its checksum sit where the manifest says the object ends.
+        let corrupt = |actual: u64| {
+            Error::Format(FormatError::Corrupt {
                 kind: ObjectKind::Segment,
                 object: key.to_owned(),
                 offset: actual.min(len),
                 reason: format!("object is {actual} bytes, but {len} were recorded"),
-            }));
+            })
+        };
+        let (mut suffix, actual) = match store.get_range_sized(key, tail_start..len).await {
+            Ok(sized) => sized,
+            Err(Error::RangeOutOfBounds { size, .. }) => return Err(corrupt(size)),
+            Err(e) => return Err(e),
+        };
+        if actual != len {
+            return Err(corrupt(actual));
         }
         let needed = SegmentFooter::suffix_len(&suffix, len, key)? as u64;
         if needed > suffix.len() as u64 {

@@ -101,19 +101,23 @@ async fn ranges(s: &DynStore) {
         s.get_range("r/missing", 0..1).await,
         Err(Error::NotFound { .. })
     ));
-    // get_from reads to the real end, wherever that is.
-    assert_eq!(
-        s.get_from("r/obj", 250).await.unwrap().as_ref(),
-        &data[250..]
-    );
-    assert_eq!(s.get_from("r/obj", 0).await.unwrap().as_ref(), &data[..]);
-    assert!(s.get_from("r/obj", 256).await.unwrap().is_empty());
+    // get_range_sized: the same bytes, and the whole object's size.
+    let (part, size) = s.get_range_sized("r/obj", 250..256).await.unwrap();
+    assert_eq!((part.as_ref(), size), (&data[250..], 256));
+    let (part, size) = s.get_range_sized("r/obj", 10..20).await.unwrap();
+    assert_eq!((part.as_ref(), size), (&data[10..20], 256));
+    let (part, size) = s.get_range_sized("r/obj", 256..256).await.unwrap();
+    assert_eq!((part.len(), size), (0, 256));
     assert!(matches!(
-        s.get_from("r/obj", 257).await,
+        s.get_range_sized("r/obj", 200..300).await,
         Err(Error::RangeOutOfBounds { size: 256, .. })
     ));
     assert!(matches!(
-        s.get_from("r/missing", 0).await,
+        s.get_range_sized("r/obj", 257..260).await,
+        Err(Error::RangeOutOfBounds { size: 256, .. })
+    ));
+    assert!(matches!(
+        s.get_range_sized("r/missing", 0..1).await,
         Err(Error::NotFound { .. })
     ));
 }

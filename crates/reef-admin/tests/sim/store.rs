@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 pub enum Req {
     Get(String),
     GetRange(String, Range<u64>),
-    GetFrom(String, u64),
+    GetRangeSized(String, Range<u64>),
     Head(String),
     Put(String, Bytes),
     PutIfAbsent(String, Bytes),
@@ -39,7 +39,7 @@ impl Req {
         match self {
             Req::Get(k)
             | Req::GetRange(k, _)
-            | Req::GetFrom(k, _)
+            | Req::GetRangeSized(k, _)
             | Req::Head(k)
             | Req::Put(k, _)
             | Req::PutIfAbsent(k, _)
@@ -53,7 +53,7 @@ impl Req {
         match self {
             Req::Get(_) => "get",
             Req::GetRange(..) => "get_range",
-            Req::GetFrom(..) => "get_from",
+            Req::GetRangeSized(..) => "get_range_sized",
             Req::Head(_) => "head",
             Req::Put(..) => "put",
             Req::PutIfAbsent(..) => "put_if_absent",
@@ -77,6 +77,7 @@ impl Req {
 pub enum Reply {
     Get(Option<Object>),
     Bytes(Bytes),
+    Sized((Bytes, u64)),
     Head(Option<ObjectMeta>),
     Unit,
     Put(PutOutcome),
@@ -88,7 +89,7 @@ pub async fn execute(truth: &MemoryStore, req: &Req) -> Result<Reply> {
     Ok(match req {
         Req::Get(k) => Reply::Get(truth.get(k).await?),
         Req::GetRange(k, r) => Reply::Bytes(truth.get_range(k, r.clone()).await?),
-        Req::GetFrom(k, start) => Reply::Bytes(truth.get_from(k, *start).await?),
+        Req::GetRangeSized(k, r) => Reply::Sized(truth.get_range_sized(k, r.clone()).await?),
         Req::Head(k) => Reply::Head(truth.head(k).await?),
         Req::Put(k, b) => {
             truth.put(k, b.clone()).await?;
@@ -234,10 +235,10 @@ impl ObjectStore for Handle {
             _ => Err(mismatch(&req)),
         }
     }
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        let req = Req::GetFrom(key.to_owned(), start);
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
+        let req = Req::GetRangeSized(key.to_owned(), range);
         match self.call(req.clone()).await? {
-            Reply::Bytes(b) => Ok(b),
+            Reply::Sized(b) => Ok(b),
             _ => Err(mismatch(&req)),
         }
     }

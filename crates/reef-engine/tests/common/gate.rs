@@ -121,8 +121,8 @@ impl ObjectStore for GateStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.inner.get_range(key, range).await
     }
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        self.inner.get_from(key, start).await
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
+        self.inner.get_range_sized(key, range).await
     }
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.inner.head(key).await

@@ -17,7 +17,7 @@ use crate::error::Result;
 pub struct StoreCounts {
     /// Whole-object GETs.
     pub get: u64,
-    /// Ranged GETs (`get_range` and `get_from`).
+    /// Ranged GETs (`get_range` and `get_range_sized`).
     pub get_range: u64,
     /// HEADs.
     pub head: u64,
@@ -140,10 +140,10 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         Ok(out)
     }
 
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         bump(&self.counters.get_range, 1);
-        let out = self.inner.get_from(key, start).await?;
-        bump(&self.counters.bytes_read, out.len() as u64);
+        let out = self.inner.get_range_sized(key, range).await?;
+        bump(&self.counters.bytes_read, out.0.len() as u64);
         Ok(out)
     }
 

@@ -159,9 +159,9 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.after("get_range", key, b, out)
     }
 
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         let b = self.before("get_range", key).await?;
-        let out = self.inner.get_from(key, start).await;
+        let out = self.inner.get_range_sized(key, range).await;
         self.after("get_range", key, b, out)
     }
 

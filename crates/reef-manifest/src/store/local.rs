@@ -268,9 +268,13 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
+        Ok(self.get_range_sized(key, range).await?.0)
+    }
+
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         let r = range.clone();
         let read = self
-            .blocking("get_range", key, move |_, path| {
+            .blocking("get_range_sized", key, move |_, path| {
                 let mut f = match File::open(path) {
                     Ok(f) => f,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -283,54 +287,20 @@ impl ObjectStore for LocalStore {
                 f.seek(SeekFrom::Start(r.start))?;
                 let mut buf = vec![0u8; (r.end - r.start) as usize];
                 f.read_exact(&mut buf)?;
-                Ok(Some(Ok(Bytes::from(buf))))
+                Ok(Some(Ok((Bytes::from(buf), size))))
             })
             .await?;
         match read {
             None => Err(Error::NotFound {
                 key: key.to_owned(),
             }),
-            Some(Ok(bytes)) => Ok(bytes),
+            Some(Ok(sized)) => Ok(sized),
             Some(Err(size)) => {
                 check_range(key, &range, size)?;
                 Err(Error::NotFound {
                     key: key.to_owned(),
                 })
             }
-        }
-    }
-
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        let read = self
-            .blocking("get_from", key, move |_, path| {
-                let mut f = match File::open(path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e),
-                };
-                let size = f.metadata()?.len();
-                if start > size {
-                    return Ok(Some(Err(size)));
-                }
-                f.seek(SeekFrom::Start(start))?;
-                // Read to the end, not to `size`: the object is immutable,
-                // but what is on disk is what counts.
-                let mut buf = Vec::with_capacity((size - start) as usize);
-                f.read_to_end(&mut buf)?;
-                Ok(Some(Ok(Bytes::from(buf))))
-            })
-            .await?;
-        match read {
-            None => Err(Error::NotFound {
-                key: key.to_owned(),
-            }),
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(size)) => Err(Error::RangeOutOfBounds {
-                key: key.to_owned(),
-                start,
-                end: size,
-                size,
-            }),
         }
     }
 

@@ -92,15 +92,16 @@ impl ObjectStore for MemoryStore {
         Ok(Bytes::from(bytes).slice(range.start as usize..range.end as usize))
     }
 
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        let Some((bytes, _)) = self.load("get_from", key).await? else {
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
+        let Some((bytes, _)) = self.load("get_range_sized", key).await? else {
             return Err(Error::NotFound {
                 key: key.to_owned(),
             });
         };
         let size = bytes.len() as u64;
-        check_range(key, &(start..size), size)?;
-        Ok(Bytes::from(bytes).slice(start as usize..))
+        check_range(key, &range, size)?;
+        let part = Bytes::from(bytes).slice(range.start as usize..range.end as usize);
+        Ok((part, size))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {

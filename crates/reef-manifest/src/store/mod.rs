@@ -112,11 +112,11 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Bytes `range` of an object; the range must lie inside it.
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes>;
 
-    /// Bytes from `start` to the object's end, whatever its length: one
-    /// request that both reads a tail and proves where the object ends
-    /// (a segment with bytes appended must not pass for the one the
-    /// manifest recorded). `start` must not lie past the end.
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes>;
+    /// Bytes `range` of an object (the range must lie inside it) and the
+    /// object's whole size, in one request: a reader that knows the size
+    /// an object should have (a segment's, from its manifest) learns from
+    /// the same GET whether bytes were appended or cut.
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)>;
 
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
@@ -152,8 +152,8 @@ impl ObjectStore for DynStore {
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
         self.as_ref().get_range(key, range).await
     }
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        self.as_ref().get_from(key, start).await
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
+        self.as_ref().get_range_sized(key, range).await
     }
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         self.as_ref().head(key).await

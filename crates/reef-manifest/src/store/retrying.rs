@@ -71,8 +71,8 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         retry!(self, key, self.inner.get_range(key, range.clone()))
     }
 
-    async fn get_from(&self, key: &str, start: u64) -> Result<Bytes> {
-        retry!(self, key, self.inner.get_from(key, start))
+    async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
+        retry!(self, key, self.inner.get_range_sized(key, range.clone()))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
