@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use crate::rgw::Rgw;
 use crate::{fuzz, layering, loom, metadata, sim, tidy, util};
 
 /// One CI step; each is also its own `cargo xtask <name>` subcommand.
@@ -41,13 +42,8 @@ pub const STEPS: &[Step] = &[
         run: clippy,
     },
     Step {
-        name: "s3-setup",
-        about: "install the moto S3 test server into target/moto-venv (once)",
-        run: s3_setup,
-    },
-    Step {
         name: "test",
-        about: "cargo test --workspace (incl. doc tests)",
+        about: "cargo test --workspace (incl. doc tests), S3 tests on a Ceph RGW started for the step",
         run: test,
     },
     Step {
@@ -159,18 +155,14 @@ fn clippy() -> Result<()> {
 ///
 /// `PROPTEST_CASES` is deliberately left alone: whatever the caller's
 /// environment says (or proptest's default) applies.
-/// The S3 tests start their own moto server on 127.0.0.1; this installs it
-/// from PyPI the first time (see .ci/s3/setup.sh).
-fn s3_setup() -> Result<()> {
-    util::run(
-        std::process::Command::new("bash")
-            .arg(util::root().join(".ci/s3/setup.sh"))
-            .current_dir(util::root()),
-    )
-}
-
+/// The S3 tests share one Ceph RGW for the step (`rgw.rs`), each under a
+/// prefix of its own.
 fn test() -> Result<()> {
-    util::run(util::cargo().args(["test", "--workspace"]))
+    let rgw = Rgw::start()?;
+    let mut cmd = util::cargo();
+    cmd.args(["test", "--workspace"]);
+    Rgw::apply(&rgw, &mut cmd);
+    util::run(&mut cmd)
 }
 
 /// Runs each criterion bench once in test mode so benches cannot rot.
@@ -187,7 +179,11 @@ fn bench_test() -> Result<()> {
         return Ok(());
     }
     println!("bench targets: {}", benches.join(", "));
-    util::run(util::cargo().args(["test", "--workspace", "--bench", "*"]))
+    let rgw = Rgw::start()?;
+    let mut cmd = util::cargo();
+    cmd.args(["test", "--workspace", "--bench", "*"]);
+    Rgw::apply(&rgw, &mut cmd);
+    util::run(&mut cmd)
 }
 
 /// `cargo doc --workspace --no-deps` with rustdoc warnings denied.

@@ -14,6 +14,7 @@ mod fuzz;
 mod layering;
 mod loom;
 mod metadata;
+mod rgw;
 mod sim;
 mod tidy;
 mod util;

@@ -42,9 +42,21 @@ pub fn display(cmd: &Command) -> String {
             s.into_owned()
         }
     };
+    // Secrets never reach a banner, even the test server's made-up ones.
+    let secret = |k: &OsStr| {
+        let k = k.to_string_lossy();
+        k.contains("SECRET") || k.contains("TOKEN")
+    };
     let mut parts: Vec<String> = cmd
         .get_envs()
-        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), quote(v?))))
+        .filter_map(|(k, v)| {
+            let v = if secret(k) {
+                OsStr::new("<redacted>")
+            } else {
+                v?
+            };
+            Some(format!("{}={}", k.to_string_lossy(), quote(v)))
+        })
         .collect();
     parts.push(program);
     parts.extend(cmd.get_args().map(quote));

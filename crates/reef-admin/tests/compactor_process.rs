@@ -155,5 +155,5 @@ fn compactor_process_and_writers_on_s3() {
         return;
     };
     let env = server.cli_env();
-    writers_and_compactor(&format!("s3://{}/compactor-proc", server.bucket), &env);
+    writers_and_compactor(&server.url("compactor-proc"), &env);
 }

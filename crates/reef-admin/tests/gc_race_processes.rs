@@ -184,5 +184,5 @@ fn gc_with_no_grace_races_a_compactor_and_writers_on_s3() {
         return;
     };
     let env = server.cli_env();
-    race(&format!("s3://{}/gc-race", server.bucket), &env);
+    race(&server.url("gc-race"), &env);
 }

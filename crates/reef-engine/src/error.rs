@@ -164,7 +164,12 @@ impl Error {
             | Error::SnapshotExpired { .. } => ErrorKind::Transient,
             _ if self.is_collected_segment() => ErrorKind::Transient,
             Error::Compactor(e) if e.is_transient() => ErrorKind::Transient,
-            Error::ReadOnly { .. } | Error::NoFlushHook { .. } => ErrorKind::Unsupported,
+            Error::ReadOnly { .. }
+            | Error::NoFlushHook { .. }
+            | Error::Store(reef_manifest::Error::Unsupported { .. })
+            | Error::Compactor(reef_compactor::Error::Store(reef_manifest::Error::Unsupported {
+                ..
+            })) => ErrorKind::Unsupported,
             Error::Inconsistent { .. } => ErrorKind::Corrupt,
             Error::Store(e) if e.is_transient() => ErrorKind::Transient,
             Error::Store(reef_manifest::Error::Format(f)) | Error::Format(f)

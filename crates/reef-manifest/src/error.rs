@@ -162,6 +162,32 @@ pub enum Error {
         /// What HEAD names.
         head: Option<u64>,
     },
+    /// The server does not do what Reef needs of it (e.g. it refuses a
+    /// conditional write whose condition holds). Not transient: retrying
+    /// will not help; the message names what was tried.
+    #[error("{op} {key}: the server does not support this: {reason}")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The object key.
+        key: String,
+        /// What the server did, and what was tried.
+        reason: String,
+    },
+    /// A manifest was committed, but HEAD could not be moved to it. The
+    /// commit stands (readers roll forward past a stale HEAD); the cause
+    /// says whether retrying the HEAD move can help.
+    #[error(
+        "namespace {namespace}: manifest {version} is committed, but HEAD could not be moved to it: {source}"
+    )]
+    HeadNotMoved {
+        /// The namespace.
+        namespace: String,
+        /// The committed version.
+        version: u64,
+        /// Why HEAD did not move.
+        source: Box<Error>,
+    },
     /// The lease is gone (released, or expired and reclaimed).
     #[error("namespace {namespace}: lease {id} is gone (released or expired)")]
     LeaseGone {
@@ -178,6 +204,7 @@ impl Error {
         match self {
             Error::Backend { transient, .. } | Error::Injected { transient, .. } => *transient,
             Error::HeadBehind { .. } | Error::OutputCollected { .. } => true,
+            Error::HeadNotMoved { source, .. } => source.is_transient(),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

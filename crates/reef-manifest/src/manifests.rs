@@ -194,9 +194,18 @@ impl ManifestStore {
             }
         }
         // The commit stands from here on. Moving HEAD only saves readers a
-        // probe (they roll forward), so failing to move it is reported, not
-        // raised: a caller must never treat a committed version as lost.
-        let head_advanced = self.advance_head(manifest.version).await.unwrap_or(false);
+        // probe (they roll forward); losing the HEAD race to newer commits
+        // is reported (`head_advanced: false`), and a failure is raised as
+        // `HeadNotMoved`, which says the version is committed: a caller
+        // must never treat it as lost (nothing deletes on an error).
+        let head_advanced =
+            self.advance_head(manifest.version)
+                .await
+                .map_err(|e| Error::HeadNotMoved {
+                    namespace: self.layout.namespace().to_owned(),
+                    version: manifest.version,
+                    source: Box::new(e),
+                })?;
         Ok(Committed {
             version: manifest.version,
             head_advanced,

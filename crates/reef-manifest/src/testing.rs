@@ -1,7 +1,7 @@
 //! Test support shared by every crate's test suites (feature `testing`):
-//! temporary directories, a serialized moto S3 server started on
-//! 127.0.0.1 and stopped on drop, and the list of backends every
-//! behaviour test runs against. Not for production use.
+//! temporary directories, an S3 server (the run's Ceph RGW, or a
+//! serialized moto started on 127.0.0.1 and stopped on drop), and the list
+//! of backends every behaviour test runs against. Not for production use.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -35,18 +35,52 @@ impl Drop for TempDir {
     }
 }
 
-/// A serialized moto S3 server on a free loopback port, stopped on drop.
+/// An S3 server for a test, with a prefix of its own.
+///
+/// With `REEF_S3_ENDPOINT` set (`cargo xtask ci` starts a Ceph RGW once per
+/// run with `.ci/s3/rgw.sh` and sets `REEF_S3_*`), every test shares that
+/// server and bucket, each under a fresh prefix. Otherwise a serialized
+/// moto server is started on a free loopback port (the fast local option)
+/// and stopped on drop.
 pub struct S3Server {
-    child: std::process::Child,
+    child: Option<std::process::Child>,
     pub endpoint: String,
     pub bucket: String,
+    access_key_id: String,
+    secret_access_key: String,
+    /// Every store and URL of this handle lives under it.
+    base: String,
+}
+
+/// The one variable that says "S3 tests must run": CI sets it.
+fn s3_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
 impl S3Server {
-    /// Starts the server with one fresh bucket. Without moto installed
-    /// (`.ci/s3/setup.sh` installs it; `cargo xtask ci` runs that) this
-    /// fails under `CI=true` and otherwise says it skips and returns None.
+    /// The configured server (RGW in CI), else a fresh moto. Without
+    /// either this fails under `CI=true` and otherwise says it skips and
+    /// returns None.
     pub fn start() -> Option<S3Server> {
+        let nonce = crate::rng::SystemRng::new().next_u64();
+        if let Ok(endpoint) = std::env::var("REEF_S3_ENDPOINT") {
+            let var = |name: &str| {
+                std::env::var(name)
+                    .unwrap_or_else(|_| panic!("REEF_S3_ENDPOINT is set but {name} is not"))
+            };
+            return Some(S3Server {
+                child: None,
+                endpoint,
+                bucket: var("REEF_S3_BUCKET"),
+                access_key_id: var("REEF_S3_ACCESS_KEY_ID"),
+                secret_access_key: var("REEF_S3_SECRET_ACCESS_KEY"),
+                base: format!("t{nonce:016x}"),
+            });
+        }
+        Self::start_moto(nonce)
+    }
+
+    fn start_moto(nonce: u64) -> Option<S3Server> {
         use std::io::BufRead;
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let python = std::env::var_os("REEF_MOTO_PYTHON")
@@ -54,10 +88,11 @@ impl S3Server {
             .unwrap_or_else(|| root.join("target/moto-venv/bin/python"));
         if !python.exists() {
             let msg = format!(
-                "no moto server: {} is missing; run .ci/s3/setup.sh (cargo xtask ci does)",
+                "no S3 server: REEF_S3_ENDPOINT is unset (`.ci/s3/rgw.sh start DIR` prints it) \
+                 and {} is missing (`.ci/s3/setup.sh` installs moto)",
                 python.display()
             );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
+            if s3_required() {
                 panic!("{msg}");
             }
             eprintln!("SKIPPING S3 test: {msg}");
@@ -91,9 +126,12 @@ impl S3Server {
             "moto did not start: {ready:?}"
         );
         Some(S3Server {
-            child,
+            child: Some(child),
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket,
+            access_key_id: "test".into(),
+            secret_access_key: "test".into(),
+            base: format!("t{nonce:016x}"),
         })
     }
 
@@ -101,30 +139,53 @@ impl S3Server {
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ENDPOINT_URL", self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.clone()),
             ("AWS_REGION", "us-east-1".to_owned()),
         ]
     }
 
-    /// A store on this server's bucket under `prefix`.
+    /// The `s3://` store URL of `prefix` (under this handle's own prefix).
+    pub fn url(&self, prefix: &str) -> String {
+        format!("s3://{}/{}/{prefix}", self.bucket, self.base)
+    }
+
+    /// A store on this server's bucket under `prefix` (under this
+    /// handle's own prefix).
     pub fn store(&self, prefix: &str) -> crate::store::S3Store {
+        self.store_with_secret(prefix, &self.secret_access_key.clone())
+    }
+
+    /// As [`S3Server::store`], signing with `secret` (a wrong one, for
+    /// tests of refused credentials).
+    pub fn store_with_secret(&self, prefix: &str, secret: &str) -> crate::store::S3Store {
         crate::store::S3Store::new(crate::store::S3Config {
             bucket: self.bucket.clone(),
-            prefix: prefix.to_owned(),
+            prefix: format!("{}/{prefix}", self.base),
             endpoint: Some(self.endpoint.clone()),
             region: "us-east-1".into(),
-            access_key_id: "test".into(),
-            secret_access_key: "test".into(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: secret.to_owned(),
             session_token: None,
         })
+    }
+
+    /// The server's request log (RGW's, with each request's status), if
+    /// it keeps one Reef can read.
+    pub fn access_log(&self) -> Option<PathBuf> {
+        self.child
+            .is_none()
+            .then(|| std::env::var_os("REEF_S3_ACCESS_LOG").map(PathBuf::from))
+            .flatten()
     }
 }
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -20,7 +20,17 @@
 //! - the streaming writer appends unless opened with `truncate(true)`, and
 //!   switches to multipart above 5 MiB (conditional puts are single PUTs at
 //!   any size).
-//! - errors arrive as nested boxes; `classify` digs out the HTTP status.
+//! - errors arrive as nested boxes; `classify` digs out the HTTP status
+//!   (from the text, for the streaming writer's errors).
+//!
+//! Conditional writes: tags are kept bare (no quotes), and `If-Match` is
+//! sent bare, which Ceph RGW and DigitalOcean Spaces require; a server
+//! that refuses a bare tag that is still current gets it quoted from then
+//! on, and one that refuses both is `Unsupported`, never retried in
+//! silence. A 5xx on a conditional PUT (RGW answers some losers of an
+//! `If-Match` race 500) is settled by reading the object back: our bytes
+//! there mean written, so conditional writes must carry unique bytes (all
+//! of Reef's do: nonces, versions), then retried with backoff.
 
 use std::ops::Range;
 
@@ -33,12 +43,28 @@ use fusio::remotes::aws::head::ETag;
 use fusio::remotes::aws::{AwsCredential, S3Error};
 use fusio::remotes::http::HttpError;
 use fusio::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{
     ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range, page_of,
     validate_key, validate_prefix,
 };
 use crate::error::{Error, Result};
+
+/// Attempts a conditional PUT makes when the server answers 5xx (RGW
+/// answers some losers of an `If-Match` race with 500): each is settled by
+/// reading the object back before the next.
+const CONDITIONAL_5XX_ATTEMPTS_MAX: u32 = 4;
+
+/// The tag as Reef keeps it: the ETag without its quotes (and without a
+/// weak `W/` marker), so tags compare equal whichever form a server sends.
+fn bare(etag: &str) -> String {
+    let t = etag.strip_prefix("W/").unwrap_or(etag);
+    t.strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(t)
+        .to_owned()
+}
 
 /// A bucket (and key prefix) on an S3-compatible server.
 pub struct S3Store {
@@ -47,6 +73,9 @@ pub struct S3Store {
     /// `""` or `"<prefix>/"`.
     prefix: String,
     endpoint: Option<String>,
+    /// Send `If-Match` tags quoted (set once the server has refused a bare
+    /// current tag and taken the quoted one).
+    quote_if_match: AtomicBool,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -76,10 +105,26 @@ fn classify(e: &fusio::Error) -> Kind {
         fusio::Error::PreconditionFailed => Kind::PreconditionFailed,
         fusio::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => Kind::ShortRead,
         fusio::Error::Remote(b) | fusio::Error::Other(b) | fusio::Error::Path(b) => {
-            inner_kind(b.as_ref()).unwrap_or(Kind::Other)
+            inner_kind(b.as_ref())
+                .or_else(|| status_in_message(&b.to_string()))
+                .unwrap_or(Kind::Other)
         }
         _ => Kind::Other,
     }
+}
+
+/// fusio's streaming writer reports a refused PUT only as text ("failed to
+/// write to S3, HTTP status: 403 Forbidden content: ..."): the status is
+/// read back out of it.
+fn status_in_message(message: &str) -> Option<Kind> {
+    let rest = message.split("HTTP status: ").nth(1)?;
+    let code: u16 = rest.get(..3)?.parse().ok()?;
+    Some(match code {
+        404 => Kind::NotFound,
+        412 => Kind::PreconditionFailed,
+        416 => Kind::RangeNotSatisfiable,
+        code => Kind::Status(code),
+    })
 }
 
 /// Walks the boxed chain fusio builds down to an HTTP status or a
@@ -115,10 +160,17 @@ fn backend(op: &'static str, key: &str, e: &fusio::Error) -> Error {
         Kind::Status(code) => code >= 500 || matches!(code, 408 | 409 | 429),
         _ => false,
     };
+    let message = match kind {
+        Kind::Status(403) => format!(
+            "the server refused the credentials (HTTP 403; check the access key and secret, \
+             and that the user may use the bucket): {e}"
+        ),
+        _ => format!("{e} ({kind:?})"),
+    };
     Error::Backend {
         op,
         key: key.to_owned(),
-        message: format!("{e} ({kind:?})"),
+        message,
         transient,
     }
 }
@@ -222,6 +274,7 @@ impl S3Store {
                 format!("{}/", config.prefix)
             },
             endpoint: config.endpoint,
+            quote_if_match: AtomicBool::new(false),
         }
     }
 
@@ -244,6 +297,36 @@ impl S3Store {
         })
     }
 
+    /// One conditional PUT, as the server answers it.
+    async fn put_once(
+        &self,
+        full: &str,
+        bytes: Bytes,
+        expected: Option<&Tag>,
+        quoted: bool,
+    ) -> std::result::Result<ETag, fusio::Error> {
+        match expected {
+            None => self.s3.put_if_none_match(full, bytes, None, None).await,
+            Some(tag) => {
+                // Bare by default (what Ceph RGW and DigitalOcean Spaces
+                // want); quoted for servers that want RFC 7232's form.
+                let sent = if quoted {
+                    format!("\"{}\"", tag.0)
+                } else {
+                    tag.0.clone()
+                };
+                self.s3
+                    .put_if_match(full, bytes, &ETag(sent), None, None)
+                    .await
+            }
+        }
+    }
+
+    /// A conditional PUT. A 412 with a bare tag that is still current
+    /// means the server wants it quoted: retried once so, and remembered.
+    /// A 412 with both forms while the tag is current is `Unsupported`. A
+    /// 5xx is settled by reading the object back (the write may have
+    /// happened), then retried with backoff.
     async fn conditional(
         &self,
         op: &'static str,
@@ -252,24 +335,68 @@ impl S3Store {
         expected: Option<&Tag>,
     ) -> Result<PutOutcome> {
         let full = self.full(key)?;
-        let result = match expected {
-            None => self.s3.put_if_none_match(&full, bytes, None, None).await,
-            Some(tag) => {
-                self.s3
-                    .put_if_match(&full, bytes, &ETag(tag.0.clone()), None, None)
-                    .await
+        let mut attempt = 0;
+        loop {
+            let quoted = self.quote_if_match.load(Ordering::Relaxed);
+            let result = self.put_once(&full, bytes.clone(), expected, quoted).await;
+            let e = match result {
+                Ok(etag) => return Ok(PutOutcome::Written(Tag(bare(&etag.0)))),
+                Err(e) => e,
+            };
+            match classify(&e) {
+                // 404 on If-Match: the object is gone, a lost race too (AWS
+                // and moto agree).
+                Kind::NotFound if expected.is_some() => return Ok(PutOutcome::ConditionFailed),
+                Kind::PreconditionFailed => {
+                    let Some(tag) = expected else {
+                        return Ok(PutOutcome::ConditionFailed);
+                    };
+                    let current = self.head(key).await?;
+                    if current.as_ref().is_none_or(|m| &m.tag != tag) {
+                        return Ok(PutOutcome::ConditionFailed);
+                    }
+                    // Refused although the tag is current.
+                    if quoted {
+                        return Err(Error::Unsupported {
+                            op,
+                            key: key.to_owned(),
+                            reason: format!(
+                                "it answered 412 to If-Match with the object's current ETag {}, \
+                                 sent bare and quoted: compare-and-swap cannot work",
+                                tag.0
+                            ),
+                        });
+                    }
+                    self.quote_if_match.store(true, Ordering::Relaxed);
+                }
+                Kind::Status(code) if code >= 500 && attempt + 1 < CONDITIONAL_5XX_ATTEMPTS_MAX => {
+                    attempt += 1;
+                    if let Some(settled) = self.settle(key, &bytes, expected).await? {
+                        return Ok(settled);
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                }
+                _ => return Err(backend(op, key, &e)),
             }
-        };
-        match result {
-            Ok(etag) => Ok(PutOutcome::Written(Tag(etag.0))),
-            Err(e) => match classify(&e) {
-                // 412: the condition failed. 404 on If-Match: the object
-                // is gone, which is a lost race too (AWS and moto agree).
-                Kind::PreconditionFailed => Ok(PutOutcome::ConditionFailed),
-                Kind::NotFound if expected.is_some() => Ok(PutOutcome::ConditionFailed),
-                _ => Err(backend(op, key, &e)),
-            },
         }
+    }
+
+    /// After a 5xx on a conditional PUT: what the object says happened.
+    /// Our bytes there: it was written. Gone (If-Match) or another writer's
+    /// bytes: the race is lost. Still as before: unknown, try again.
+    async fn settle(
+        &self,
+        key: &str,
+        bytes: &Bytes,
+        expected: Option<&Tag>,
+    ) -> Result<Option<PutOutcome>> {
+        let now = self.get(key).await?;
+        Ok(match (now, expected) {
+            (Some(o), _) if o.bytes == bytes => Some(PutOutcome::Written(o.tag)),
+            (None, None) => None,
+            (Some(o), Some(tag)) if &o.tag == tag => None,
+            _ => Some(PutOutcome::ConditionFailed),
+        })
     }
 }
 
@@ -284,7 +411,7 @@ impl ObjectStore for S3Store {
             .map_err(|e| backend("get", key, &e))?;
         Ok(got.map(|(bytes, etag)| Object {
             bytes,
-            tag: Tag(etag.0),
+            tag: Tag(bare(&etag.0)),
         }))
     }
 
@@ -378,7 +505,7 @@ impl ObjectStore for S3Store {
             Some(h) => match h.etag {
                 Some(etag) => Ok(Some(ObjectMeta {
                     size: h.size,
-                    tag: Tag(etag),
+                    tag: Tag(bare(&etag)),
                 })),
                 // A tag-less answer would make every later CAS fail
                 // mysteriously; say so now.
