@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use reef_format::WriteRequest;
 use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
-use reef_manifest::store::{DynStore, RetryingStore, list_all};
+use reef_manifest::store::{DynStore, RetryingStore};
 use reef_manifest::{BlockCache, LeaseHandle, Pins};
 
 use crate::commit::{WriteResult, submit};
@@ -352,19 +352,10 @@ impl Engine {
 
     /// Names of the namespaces in the bucket, sorted.
     pub async fn namespaces(&self) -> Result<Vec<String>> {
-        let listed = list_all(self.store.as_ref(), NAMESPACES_PREFIX).await?;
-        let mut names: Vec<String> = listed
-            .iter()
-            .filter_map(|o| {
-                o.key
-                    .strip_prefix(NAMESPACES_PREFIX)?
-                    .split('/')
-                    .next()
-                    .map(str::to_owned)
-            })
-            .filter(|n| validate_namespace(n).is_ok())
-            .collect();
-        names.dedup();
+        // Names only: one delimiter listing on S3, not every object of
+        // every namespace.
+        let mut names = self.store.list_dirs(NAMESPACES_PREFIX).await?;
+        names.retain(|n| validate_namespace(n).is_ok());
         Ok(names)
     }
 

@@ -181,7 +181,8 @@ impl Error {
             Error::Store(
                 reef_manifest::Error::InvalidName { .. }
                 | reef_manifest::Error::InvalidKey { .. }
-                | reef_manifest::Error::InvalidUrl { .. },
+                | reef_manifest::Error::InvalidUrl { .. }
+                | reef_manifest::Error::NoCredentials { .. },
             ) => ErrorKind::Invalid,
             Error::Format(FormatError::Invalid { .. }) => ErrorKind::Invalid,
             _ => ErrorKind::Internal,

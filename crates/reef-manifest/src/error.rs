@@ -188,6 +188,12 @@ pub enum Error {
         /// Why HEAD did not move.
         source: Box<Error>,
     },
+    /// No S3 credentials were found.
+    #[error("no S3 credentials found; tried {tried}")]
+    NoCredentials {
+        /// The sources looked at, in order.
+        tried: String,
+    },
     /// The lease is gone (released, or expired and reclaimed).
     #[error("namespace {namespace}: lease {id} is gone (released or expired)")]
     LeaseGone {

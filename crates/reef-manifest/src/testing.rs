@@ -164,9 +164,11 @@ impl S3Server {
             prefix: format!("{}/{prefix}", self.base),
             endpoint: Some(self.endpoint.clone()),
             region: "us-east-1".into(),
-            access_key_id: self.access_key_id.clone(),
-            secret_access_key: secret.to_owned(),
-            session_token: None,
+            credentials: Some(crate::store::S3Credentials {
+                access_key_id: self.access_key_id.clone(),
+                secret_access_key: secret.to_owned(),
+                session_token: None,
+            }),
         })
     }
 

@@ -126,6 +126,17 @@ async fn listing(s: &DynStore) {
     for k in ["l/b/2", "l/a", "l/b/1", "lX/nope", "l/c"] {
         s.put(k, Bytes::from(k.as_bytes().to_vec())).await.unwrap();
     }
+    // One level of names below a prefix: each once, sorted, only under
+    // that exact prefix ("lX/" is another), not the plain keys beside them.
+    for k in ["l/d/z/1", "l/d/y", "l/e-1/x"] {
+        s.put(k, Bytes::from_static(b"n")).await.unwrap();
+    }
+    assert_eq!(s.list_dirs("l/").await.unwrap(), ["b", "d", "e-1"]);
+    assert_eq!(s.list_dirs("l/d/").await.unwrap(), ["z"]);
+    assert!(s.list_dirs("none/").await.unwrap().is_empty());
+    for k in ["l/d/z/1", "l/d/y", "l/e-1/x"] {
+        s.delete(k).await.unwrap();
+    }
     let keys: Vec<String> = list_all(s.as_ref(), "l/")
         .await
         .unwrap()

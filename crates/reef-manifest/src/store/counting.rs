@@ -140,6 +140,11 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         Ok(out)
     }
 
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        bump(&self.counters.list, 1);
+        self.inner.list_dirs(prefix).await
+    }
+
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         bump(&self.counters.get_range, 1);
         let out = self.inner.get_range_sized(key, range).await?;

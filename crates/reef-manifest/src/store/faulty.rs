@@ -159,6 +159,12 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.after("get_range", key, b, out)
     }
 
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let b = self.before("list", prefix).await?;
+        let out = self.inner.list_dirs(prefix).await;
+        self.after("list", prefix, b, out)
+    }
+
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         let b = self.before("get_range", key).await?;
         let out = self.inner.get_range_sized(key, range).await;

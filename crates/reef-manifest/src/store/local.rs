@@ -271,6 +271,45 @@ impl ObjectStore for LocalStore {
         Ok(self.get_range_sized(key, range).await?.0)
     }
 
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        validate_prefix(prefix)?;
+        // A key `<prefix><name>/…` lives in directory `<prefix><name>`:
+        // one directory read, not a walk of everything below.
+        let dir = self.root.join(prefix.trim_end_matches('/'));
+        let names = tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
+            let entries = match fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // A directory with no object in it (left by a failed or
+                // deleted write) holds no key.
+                if entry.file_type()?.is_dir()
+                    && !name.starts_with('.')
+                    && holds_object(&entry.path())?
+                {
+                    names.push(name);
+                }
+            }
+            Ok(names)
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            op: "list_dirs",
+            key: prefix.to_owned(),
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+        })?
+        .map_err(|e| Error::io("list_dirs", prefix, e))?;
+        let mut names = names;
+        names.sort();
+        Ok(names)
+    }
+
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         let r = range.clone();
         let read = self
@@ -409,4 +448,21 @@ impl ObjectStore for LocalStore {
         })
         .await
     }
+}
+
+/// Whether any object (not a temporary or lock file) lies below `dir`;
+/// stops at the first.
+fn holds_object(dir: &Path) -> io::Result<bool> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        if kind.is_file() || (kind.is_dir() && holds_object(&entry.path())?) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }

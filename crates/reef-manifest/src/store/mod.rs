@@ -39,7 +39,7 @@ pub use faulty::{FaultPlan, FaultyStore};
 pub use local::LocalStore;
 pub use memory::MemoryStore;
 pub use retrying::RetryingStore;
-pub use s3::{S3Config, S3Store};
+pub use s3::{S3Config, S3Credentials, S3Store};
 pub use url::{STORE_URL_FORMS, StoreUrl, open_store};
 
 /// Longest object key.
@@ -138,6 +138,24 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Deletes the object; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// The distinct names one level below `prefix` (which ends with `/`):
+    /// for keys `<prefix><name>/…`, each `name`, sorted. S3 answers it
+    /// with a delimiter listing (names only); this default lists every
+    /// key, which suits small or in-memory stores.
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut names: Vec<String> = list_all(self, prefix)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let rest = o.key.strip_prefix(prefix)?;
+                let (name, _) = rest.split_once('/')?;
+                Some(name.to_owned())
+            })
+            .collect();
+        names.dedup();
+        Ok(names)
+    }
 }
 
 /// A shared, dynamically chosen store.
@@ -178,10 +196,13 @@ impl ObjectStore for DynStore {
     async fn delete(&self, key: &str) -> Result<()> {
         self.as_ref().delete(key).await
     }
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        self.as_ref().list_dirs(prefix).await
+    }
 }
 
 /// Every object under `prefix`, following pages.
-pub async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<Listed>> {
+pub async fn list_all<S: ObjectStore + ?Sized>(store: &S, prefix: &str) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {

@@ -71,6 +71,10 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         retry!(self, key, self.inner.get_range(key, range.clone()))
     }
 
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        retry!(self, prefix, self.inner.list_dirs(prefix))
+    }
+
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         retry!(self, key, self.inner.get_range_sized(key, range.clone()))
     }

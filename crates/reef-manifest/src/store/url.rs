@@ -128,7 +128,7 @@ pub fn open_store(url: &str) -> Result<DynStore> {
         StoreUrl::Memory => Ok(std::sync::Arc::new(MemoryStore::new())),
         StoreUrl::S3 { bucket, prefix } => Ok(std::sync::Arc::new(super::S3Store::from_env(
             &bucket, &prefix,
-        )?)),
+        ))),
     }
 }
 
