@@ -95,6 +95,11 @@ osd objectstore = memstore
 memstore device bytes = 2147483648
 osd max object name len = 460
 osd max object namespace len = 64
+# The OSD would send these at boot, and sometimes before it has the
+# monitor map, which the monitor refuses ("wrong fsid") and the OSD dies
+# of; the script places it in the CRUSH map instead.
+osd crush update on start = false
+osd class update on start = false
 [client.rgw]
 rgw frontends = beast endpoint=127.0.0.1:$rgw_port
 rgw data = $dir/rgw
@@ -109,6 +114,8 @@ ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >/dev/null 2>&1
 ceph-mon -c "$conf" -i a 2>>"$dir/log/stderr"
 osd_uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
 ceph -c "$conf" osd create "$osd_uuid" >/dev/null 2>>"$dir/log/stderr"
+ceph -c "$conf" osd crush create-or-move osd.0 1.0 root=default host=localhost \
+    >/dev/null 2>>"$dir/log/stderr"
 mkdir -p "$dir/osd/0"
 ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$osd_uuid" >/dev/null 2>&1
 ceph-osd -c "$conf" -i 0 2>>"$dir/log/stderr"

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::rgw::Rgw;
+use crate::rgw::{self, Rgw};
 use crate::{fuzz, layering, loom, metadata, sim, tidy, util};
 
 /// One CI step; each is also its own `cargo xtask <name>` subcommand.
@@ -43,7 +43,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "test",
-        about: "cargo test --workspace (incl. doc tests), S3 tests on a Ceph RGW started for the step",
+        about: "cargo test --workspace (incl. doc tests), S3 tests on the run's Ceph RGW",
         run: test,
     },
     Step {
@@ -81,6 +81,12 @@ pub fn step(name: &str) -> Option<&'static Step> {
 /// Runs every step in order, stopping at the first failure.
 pub fn run_all() -> Result<()> {
     let total = Instant::now();
+    // One S3 server for the whole run (the steps that talk S3 use it),
+    // stopped when this returns, failed or not.
+    let rgw = Rgw::start()?;
+    if let Some(rgw) = &rgw {
+        rgw.share();
+    }
     let mut results: Vec<(&str, Duration, bool)> = Vec::new();
     let mut failure = None;
     for (i, step) in STEPS.iter().enumerate() {
@@ -158,10 +164,9 @@ fn clippy() -> Result<()> {
 /// The S3 tests share one Ceph RGW for the step (`rgw.rs`), each under a
 /// prefix of its own.
 fn test() -> Result<()> {
-    let rgw = Rgw::start()?;
     let mut cmd = util::cargo();
     cmd.args(["test", "--workspace"]);
-    Rgw::apply(&rgw, &mut cmd);
+    let _rgw = rgw::for_step(&mut cmd)?;
     util::run(&mut cmd)
 }
 
@@ -179,10 +184,9 @@ fn bench_test() -> Result<()> {
         return Ok(());
     }
     println!("bench targets: {}", benches.join(", "));
-    let rgw = Rgw::start()?;
     let mut cmd = util::cargo();
     cmd.args(["test", "--workspace", "--bench", "*"]);
-    Rgw::apply(&rgw, &mut cmd);
+    let _rgw = rgw::for_step(&mut cmd)?;
     util::run(&mut cmd)
 }
 

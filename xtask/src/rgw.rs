@@ -1,7 +1,8 @@
 //! The run's S3 server: a single-node Ceph RGW on 127.0.0.1, started by
-//! `.ci/s3/rgw.sh` before the steps that talk S3 and stopped when the guard
-//! drops (also on failure), so no process is left behind. The tests find
-//! it through the `REEF_S3_*` variables the script prints.
+//! `.ci/s3/rgw.sh` once per `cargo xtask ci` (or per step, when a step
+//! runs alone) and stopped when the guard drops (also on failure), so no
+//! process is left behind. The tests find it through the `REEF_S3_*`
+//! variables the script prints.
 //!
 //! Under `CI=true` RGW is required. Elsewhere, without Ceph installed, the
 //! S3 tests fall back to moto if `.ci/s3/setup.sh` installed it, and
@@ -72,12 +73,33 @@ impl Rgw {
         Ok(Some(rgw))
     }
 
-    /// Sets the `REEF_S3_*` variables on `cmd`.
-    pub fn apply(rgw: &Option<Rgw>, cmd: &mut Command) {
-        if let Some(rgw) = rgw {
-            cmd.envs(rgw.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        }
+    /// Lets every later step of this run use this server.
+    pub fn share(&self) {
+        *SHARED.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.env.clone());
     }
+}
+
+/// The `REEF_S3_*` settings of the server `cargo xtask ci` started for the
+/// whole run, if it did.
+static SHARED: std::sync::Mutex<Option<Vec<(String, String)>>> = std::sync::Mutex::new(None);
+
+/// A step that talks S3: sets the `REEF_S3_*` variables on `cmd`, from the
+/// run's server, else from one started for this step (returned: keep it
+/// until the step ends), else none (not installed, not required).
+pub fn for_step(cmd: &mut Command) -> Result<Option<Rgw>> {
+    let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (own, env) = match shared {
+        Some(env) => (None, env),
+        None => match Rgw::start()? {
+            Some(rgw) => {
+                let env = rgw.env.clone();
+                (Some(rgw), env)
+            }
+            None => (None, Vec::new()),
+        },
+    };
+    cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    Ok(own)
 }
 
 impl Drop for Rgw {

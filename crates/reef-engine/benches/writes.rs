@@ -118,13 +118,14 @@ fn main() {
             each,
         ));
     }
-    // The S3 test server, when installed (`.ci/s3/setup.sh`): far slower
-    // per request than the real thing, so fewer writes.
+    // The S3 test server (the run's Ceph RGW, or moto): slower per
+    // request than the real thing, so fewer writes.
     if let Some(server) = reef_manifest::testing::S3Server::start() {
+        let label = format!("s3 ({})", server.kind());
         for writers in [1usize, 16, 256] {
             let each = if full { (1000 / writers).max(8) } else { 2 };
             rt.block_on(run(
-                "s3 (moto)",
+                &label,
                 Arc::new(CountingStore::new(server.store(&format!("w{writers}")))),
                 writers,
                 each,

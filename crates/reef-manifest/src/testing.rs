@@ -135,6 +135,15 @@ impl S3Server {
         })
     }
 
+    /// Which server this is: "Ceph RGW" (the run's) or "moto".
+    pub fn kind(&self) -> &'static str {
+        if self.child.is_some() {
+            "moto"
+        } else {
+            "Ceph RGW"
+        }
+    }
+
     /// The environment a `reef` process needs to reach this server.
     pub fn cli_env(&self) -> Vec<(&'static str, String)> {
         vec![
