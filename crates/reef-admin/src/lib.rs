@@ -17,3 +17,4 @@
 
 pub mod cli;
 pub mod demo;
+pub mod verify;

@@ -77,6 +77,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<NotFound>() {
             return NOT_FOUND;
         }
+        if cause.is::<super::verify::VerifyFailed>() {
+            return VERIFY_FAILED;
+        }
         if let Some(at) = cause.downcast_ref::<AtLine>() {
             return engine_code(&at.error);
         }

@@ -36,6 +36,12 @@ impl Out {
         self.writer.write_all(text.as_bytes())
     }
 
+    /// Writes one line of text (reports meant for people).
+    pub fn text(&mut self, line: &str) -> std::io::Result<()> {
+        self.writer.write_all(line.as_bytes())?;
+        self.writer.write_all(b"\n")
+    }
+
     /// Flushes what is buffered; call once at the end.
     pub fn finish(mut self) -> std::io::Result<()> {
         self.writer.flush()

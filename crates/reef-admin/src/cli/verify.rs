@@ -1,0 +1,133 @@
+//! `reef verify [<ns>] [--deep] [--json]`: runs [`crate::verify`] on one
+//! namespace or all, prints a readable report (or one JSON object per
+//! namespace), and fails with exit 4 when anything is wrong. It opens no
+//! engine: a namespace an engine would refuse to open is exactly what it
+//! must be able to look at.
+
+use std::fmt;
+
+use anyhow::Result;
+use reef_manifest::layout::NAMESPACES_PREFIX;
+use reef_manifest::store::DynStore;
+use reef_manifest::{Layout, SystemClock};
+use serde_json::json;
+
+use super::exit::NotFound;
+use super::output::Out;
+use crate::verify::{Finding, Report, verify};
+
+/// Verify found problems (exit 4).
+#[derive(Debug)]
+pub struct VerifyFailed {
+    problems: usize,
+    namespaces: usize,
+}
+
+impl fmt::Display for VerifyFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "verify found {} problem(s) in {} namespace(s); see the report above",
+            self.problems, self.namespaces
+        )
+    }
+}
+
+impl std::error::Error for VerifyFailed {}
+
+/// Runs the command.
+pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> Result<()> {
+    let names = match ns {
+        Some(ns) => {
+            let layout = Layout::new(ns)?;
+            if store.list(layout.root(), None, 1).await?.objects.is_empty() {
+                return Err(NotFound(format!(
+                    "namespace {ns:?} does not exist in this store (no object under {})",
+                    layout.root()
+                ))
+                .into());
+            }
+            vec![ns.to_owned()]
+        }
+        None => store.list_dirs(NAMESPACES_PREFIX).await?,
+    };
+    let mut out = Out::new();
+    let (mut problems, mut unclean) = (0, 0);
+    for name in &names {
+        let report = verify(&store, name, deep, &SystemClock).await?;
+        if json {
+            out.line(&report_json(&report))?;
+        } else {
+            for line in report_text(&report, deep) {
+                out.text(&line)?;
+            }
+        }
+        if !report.clean() {
+            problems += report.problems.len();
+            unclean += 1;
+        }
+    }
+    out.finish()?;
+    if problems > 0 {
+        return Err(VerifyFailed {
+            problems,
+            namespaces: unclean,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn findings_json(f: &[Finding]) -> serde_json::Value {
+    f.iter()
+        .map(|f| json!({"key": f.key, "what": f.what}))
+        .collect()
+}
+
+/// One namespace's report as one JSON object.
+pub fn report_json(r: &Report) -> serde_json::Value {
+    json!({
+        "namespace": r.namespace,
+        "clean": r.clean(),
+        "manifest_version": r.current_version,
+        "problems": findings_json(&r.problems),
+        "notes": findings_json(&r.notes),
+        "checked": r.checked,
+        "bytes_read": r.bytes_read,
+    })
+}
+
+/// One namespace's report as text: a summary line, then one line per
+/// problem and note, each naming its object.
+pub fn report_text(r: &Report, deep: bool) -> Vec<String> {
+    let checked: Vec<String> = r.checked.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut lines = vec![format!(
+        "namespace {}: {}; manifest {}; checked {}{}; {} bytes read",
+        r.namespace,
+        if r.clean() {
+            "clean".to_owned()
+        } else {
+            format!("{} problem(s)", r.problems.len())
+        },
+        r.current_version
+            .map_or("none".to_owned(), |v| v.to_string()),
+        if checked.is_empty() {
+            "nothing".to_owned()
+        } else {
+            checked.join(", ")
+        },
+        if deep { " (deep)" } else { "" },
+        r.bytes_read,
+    )];
+    lines.extend(
+        r.problems
+            .iter()
+            .map(|f| format!("  PROBLEM {}: {}", f.key, f.what)),
+    );
+    lines.extend(
+        r.notes
+            .iter()
+            .map(|f| format!("  note    {}: {}", f.key, f.what)),
+    );
+    lines
+}
