@@ -123,7 +123,9 @@ async fn ranges(s: &DynStore) {
 }
 
 async fn listing(s: &DynStore) {
-    for k in ["l/b/2", "l/a", "l/b/1", "lX/nope", "l/c"] {
+    // "l/b-x" sorts before "l/b/1" ('-' < '/'): a lister that walks
+    // directories must order "b/" and "b-x" as keys, not as names.
+    for k in ["l/b/2", "l/a", "l/b/1", "lX/nope", "l/c", "l/b-x"] {
         s.put(k, Bytes::from(k.as_bytes().to_vec())).await.unwrap();
     }
     // One level of names below a prefix: each once, sorted, only under
@@ -145,7 +147,7 @@ async fn listing(s: &DynStore) {
         .collect();
     assert_eq!(
         keys,
-        ["l/a", "l/b/1", "l/b/2", "l/c"],
+        ["l/a", "l/b-x", "l/b/1", "l/b/2", "l/c"],
         "sorted, prefix-exact with a trailing '/'"
     );
     let sizes: Vec<u64> = list_all(s.as_ref(), "l/b/")
@@ -393,6 +395,10 @@ async fn s3_wrong_secret_is_a_clear_auth_error() {
     let Some(server) = common::S3Server::start() else {
         return;
     };
+    if server.kind() == "moto" {
+        eprintln!("SKIPPING: moto does not check signatures (CI runs this on Ceph RGW)");
+        return;
+    }
     let store = server.store_with_secret("auth", "not-the-secret-9f3a");
     let err = store
         .put("k/x", Bytes::from_static(b"x"))

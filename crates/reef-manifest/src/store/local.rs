@@ -219,12 +219,26 @@ fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Collects files under `dir` whose key (relative to `root`) starts with
 /// `prefix`, skipping dot-files and directories that cannot match.
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Listed>) -> io::Result<()> {
+/// Appends to `out`, in key order, the objects below `dir` whose keys
+/// start with `prefix` and sort after `after`, stopping once `out` holds
+/// `want`. Entries are visited sorted by key (a directory `d` as `d/`,
+/// which orders it exactly as the keys inside it), and a directory whose
+/// keys all sort at or before `after` is skipped unread: a page costs the
+/// directories it touches, not the whole prefix.
+fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    after: Option<&str>,
+    want: usize,
+    out: &mut Vec<Listed>,
+) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
+    let mut sorted = Vec::new();
     for entry in entries {
         let entry = entry?;
         let name = entry.file_name();
@@ -237,16 +251,27 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<Listed>) -> io::Res
             continue;
         };
         let key = key.replace(std::path::MAIN_SEPARATOR, "/");
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            let dir_key = format!("{key}/");
-            if dir_key.starts_with(prefix) || prefix.starts_with(&dir_key) {
-                walk(root, &path, prefix, out)?;
+        let is_dir = entry.file_type()?.is_dir();
+        let order = if is_dir { format!("{key}/") } else { key.clone() };
+        sorted.push((order, key, is_dir, entry));
+    }
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (order, key, is_dir, entry) in sorted {
+        if out.len() >= want {
+            break;
+        }
+        if is_dir {
+            // `order` is `key/`: every key inside extends it.
+            let relevant = order.starts_with(prefix) || prefix.starts_with(&order);
+            let all_before = after.is_some_and(|a| a > order.as_str() && !a.starts_with(&order));
+            if relevant && !all_before {
+                walk(root, &entry.path(), prefix, after, want, out)?;
             }
-        } else if file_type.is_file() && key.starts_with(prefix) {
+        } else if key.starts_with(prefix) && after.is_none_or(|a| key.as_str() > a) {
             // A file deleted between read_dir and metadata is just gone.
             match entry.metadata() {
-                Ok(m) => out.push(Listed { key, size: m.len() }),
+                Ok(m) if m.is_file() => out.push(Listed { key, size: m.len() }),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
             }
@@ -419,9 +444,12 @@ impl ObjectStore for LocalStore {
             Some(i) => root.join(&prefix[..i]),
             None => root.clone(),
         };
+        let after = start_after.map(str::to_owned);
+        // One more than a page: whether another page follows.
+        let want = limit.clamp(1, super::LIST_PAGE_MAX) + 1;
         let all = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
-            walk(&root, &start_dir, &owned, &mut out).map(|()| out)
+            walk(&root, &start_dir, &owned, after.as_deref(), want, &mut out).map(|()| out)
         })
         .await
         .map_err(|e| Error::Backend {
