@@ -252,7 +252,11 @@ fn walk(
         };
         let key = key.replace(std::path::MAIN_SEPARATOR, "/");
         let is_dir = entry.file_type()?.is_dir();
-        let order = if is_dir { format!("{key}/") } else { key.clone() };
+        let order = if is_dir {
+            format!("{key}/")
+        } else {
+            key.clone()
+        };
         sorted.push((order, key, is_dir, entry));
     }
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
