@@ -75,8 +75,9 @@ pub enum Change {
 /// How a commit ended.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    /// Committed as this manifest.
-    Committed(Box<Manifest>),
+    /// Committed as this manifest; with why HEAD was not moved to it, if
+    /// moving it failed (the commit stands either way).
+    Committed(Box<Manifest>, Option<String>),
     /// Given up: another committer's change overlapped (the reason says
     /// how). Nothing of this change is visible.
     Abandoned(String),
@@ -219,7 +220,7 @@ pub async fn commit_change(
                     next.version
                 )));
             }
-            Ok(_) => return Ok(Outcome::Committed(Box::new(next))),
+            Ok(c) => return Ok(Outcome::Committed(Box::new(next), c.head_error)),
             Err(ManifestError::ManifestConflict { .. }) => {
                 current = manifests.load_current().await?.unwrap_or_default();
             }

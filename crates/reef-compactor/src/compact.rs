@@ -41,6 +41,8 @@ pub struct CompactReport {
     pub manifest_version: Option<u64>,
     /// Why the compaction gave up, if it did.
     pub abandoned: Option<String>,
+    /// Committed, but HEAD could not be moved to it: why.
+    pub head_error: Option<String>,
 }
 
 /// Compacts if level 0 has reached the trigger (or `force` and level 0 is
@@ -140,7 +142,10 @@ pub async fn compact(
         dropped: merge.dropped(),
     };
     match commit_change(&manifests, base, &change, opts).await? {
-        Outcome::Committed(m) => report.manifest_version = Some(m.version),
+        Outcome::Committed(m, head_error) => {
+            report.manifest_version = Some(m.version);
+            report.head_error = head_error;
+        }
         Outcome::Abandoned(why) => report.abandoned = Some(why),
     }
     Ok(report)

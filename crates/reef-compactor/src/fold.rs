@@ -37,6 +37,8 @@ pub struct FoldReport {
     pub manifest_version: Option<u64>,
     /// Why the fold gave up, if it did.
     pub abandoned: Option<String>,
+    /// Committed, but HEAD could not be moved to it: why.
+    pub head_error: Option<String>,
 }
 
 /// Folds the namespace's unfolded WAL (up to `fold_records_max` records,
@@ -151,7 +153,10 @@ pub async fn fold(
         ..FoldReport::default()
     };
     match commit_change(&manifests, base, &change, opts).await? {
-        Outcome::Committed(m) => report.manifest_version = Some(m.version),
+        Outcome::Committed(m, head_error) => {
+            report.manifest_version = Some(m.version);
+            report.head_error = head_error;
+        }
         Outcome::Abandoned(why) => report.abandoned = Some(why),
     }
     Ok(report)

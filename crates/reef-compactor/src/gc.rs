@@ -100,7 +100,7 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         &pins.pins().await?.versions,
         &current,
         target,
-    ) && let Outcome::Committed(m) = commit_change(
+    ) && let Outcome::Committed(m, _) = commit_change(
         &manifests,
         current.clone(),
         &Change::RaiseFloor { floor: target },

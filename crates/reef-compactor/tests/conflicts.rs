@@ -55,7 +55,7 @@ fn compact(inputs: &[&SegmentMeta], id: u128) -> Change {
 
 async fn committed(o: Outcome) -> Manifest {
     match o {
-        Outcome::Committed(m) => *m,
+        Outcome::Committed(m, _) => *m,
         Outcome::Abandoned(why) => panic!("abandoned: {why}"),
     }
 }

@@ -32,13 +32,16 @@ pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
             // After `close` the cycle ends at its next step; what is left
             // stays in the WAL, durable, for the next process.
             while !ns.scheduler.closed() && due(ns, &opts) {
-                if let Err(e) = cycle(ns, &opts).await {
-                    ns.lock_state().background_error = Some(e.to_string());
-                    // The next trigger retries; no hot loop on a failure.
-                    // (Dropping the claim gives it up.)
-                    return;
+                match cycle(ns, &opts).await {
+                    // A warning (HEAD not moved) or none: kept for `stats`.
+                    Ok(warning) => ns.lock_state().background_error = warning,
+                    Err(e) => {
+                        ns.lock_state().background_error = Some(e.to_string());
+                        // The next trigger retries; no hot loop on a
+                        // failure. (Dropping the claim gives it up.)
+                        return;
+                    }
                 }
-                ns.lock_state().background_error = None;
             }
             // A trigger between our last look and the release saw the
             // claim taken: look once more (loom-checked in `schedule.rs`).
@@ -111,10 +114,17 @@ pub(crate) fn folding(ns: &Namespace) -> bool {
     ns.scheduler.running()
 }
 
-async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
+/// One maintenance cycle; `Ok(Some(why))` when it went through but HEAD
+/// could not be moved (that costs readers probes, not data: the cycle goes
+/// on, and `stats` says why).
+async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<Option<String>> {
+    let mut warning = None;
     let folded = flush(ns, opts).await?;
     if folded.manifest_version.is_some() {
         let compacted = compact(ns, opts, false).await?;
+        if let Some(why) = folded.head_error.as_ref().or(compacted.head_error.as_ref()) {
+            warning = Some(format!("HEAD not moved: {why}"));
+        }
         if compacted.manifest_version.is_some() {
             gc(ns, opts).await?;
         }
@@ -122,7 +132,7 @@ async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
         // Someone else folded: pick up their manifest so the triggers see it.
         adopt(ns).await?;
     }
-    Ok(())
+    Ok(warning)
 }
 
 /// Adopts the newest manifest (and WAL) under the commit lock.

@@ -174,20 +174,6 @@ pub enum Error {
         /// What the server did, and what was tried.
         reason: String,
     },
-    /// A manifest was committed, but HEAD could not be moved to it. The
-    /// commit stands (readers roll forward past a stale HEAD); the cause
-    /// says whether retrying the HEAD move can help.
-    #[error(
-        "namespace {namespace}: manifest {version} is committed, but HEAD could not be moved to it: {source}"
-    )]
-    HeadNotMoved {
-        /// The namespace.
-        namespace: String,
-        /// The committed version.
-        version: u64,
-        /// Why HEAD did not move.
-        source: Box<Error>,
-    },
     /// No S3 credentials were found.
     #[error("no S3 credentials found; tried {tried}")]
     NoCredentials {
@@ -210,7 +196,6 @@ impl Error {
         match self {
             Error::Backend { transient, .. } | Error::Injected { transient, .. } => *transient,
             Error::HeadBehind { .. } | Error::OutputCollected { .. } => true,
-            Error::HeadNotMoved { source, .. } => source.is_transient(),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted

@@ -30,13 +30,17 @@ pub struct ManifestStore {
 }
 
 /// What a successful commit did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
     /// The committed version.
     pub version: u64,
     /// Whether this call moved HEAD (false if someone already moved it
-    /// further, or HEAD contention outlasted the retries).
+    /// further, HEAD contention outlasted the retries, or moving it
+    /// failed).
     pub head_advanced: bool,
+    /// Why moving HEAD failed, if it did. The commit stands (readers roll
+    /// forward past a stale HEAD); callers report this, never drop it.
+    pub head_error: Option<String>,
 }
 
 /// Rounds `load_current` makes when its reads race commits or GC.
@@ -194,21 +198,17 @@ impl ManifestStore {
             }
         }
         // The commit stands from here on. Moving HEAD only saves readers a
-        // probe (they roll forward); losing the HEAD race to newer commits
-        // is reported (`head_advanced: false`), and a failure is raised as
-        // `HeadNotMoved`, which says the version is committed: a caller
-        // must never treat it as lost (nothing deletes on an error).
-        let head_advanced =
-            self.advance_head(manifest.version)
-                .await
-                .map_err(|e| Error::HeadNotMoved {
-                    namespace: self.layout.namespace().to_owned(),
-                    version: manifest.version,
-                    source: Box::new(e),
-                })?;
+        // probe (they roll forward), so a failure to move it must not make
+        // the commit look failed (a caller would stop short of adopting
+        // what it committed); it is returned for the caller to report.
+        let (head_advanced, head_error) = match self.advance_head(manifest.version).await {
+            Ok(moved) => (moved, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
         Ok(Committed {
             version: manifest.version,
             head_advanced,
+            head_error,
         })
     }
 

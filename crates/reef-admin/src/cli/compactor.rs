@@ -20,6 +20,7 @@ pub fn fold_json(r: &FoldReport) -> Json {
         "segment_bytes": r.segment_bytes,
         "manifest_version": r.manifest_version,
         "abandoned": r.abandoned,
+        "head_error": r.head_error,
     })
 }
 
@@ -34,6 +35,7 @@ pub fn compact_json(r: &CompactReport) -> Json {
         "bytes_out": r.bytes_out,
         "manifest_version": r.manifest_version,
         "abandoned": r.abandoned,
+        "head_error": r.head_error,
     })
 }
 

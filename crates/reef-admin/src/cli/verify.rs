@@ -49,7 +49,12 @@ pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> R
             }
             vec![ns.to_owned()]
         }
-        None => store.list_dirs(NAMESPACES_PREFIX).await?,
+        None => {
+            let mut names = store.list_dirs(NAMESPACES_PREFIX).await?;
+            // Not Reef's (a stray directory): nothing to verify.
+            names.retain(|n| reef_manifest::layout::validate_namespace(n).is_ok());
+            names
+        }
     };
     let mut out = Out::new();
     let (mut problems, mut unclean) = (0, 0);

@@ -308,7 +308,15 @@ impl ObjectStore for LocalStore {
         let names = tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
             let entries = match fs::read_dir(&dir) {
                 Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                // Absent, or a file where a directory would be: no names.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(Vec::new());
+                }
                 Err(e) => return Err(e),
             };
             let mut names = Vec::new();

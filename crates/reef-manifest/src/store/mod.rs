@@ -153,6 +153,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
                 Some(name.to_owned())
             })
             .collect();
+        names.sort();
         names.dedup();
         Ok(names)
     }

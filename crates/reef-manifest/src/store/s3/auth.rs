@@ -3,7 +3,7 @@
 //! Settings: `AWS_ENDPOINT_URL` (optional; a custom endpoint means path
 //! style), `AWS_REGION` or `AWS_DEFAULT_REGION` (default `us-east-1`).
 //! Credentials, first found wins, resolved at the first request and kept
-//! until they expire: explicit ones (`S3Config::credentials`), then the
+//! until they expire or for five minutes: explicit ones (`S3Config::credentials`), then the
 //! environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional
 //! `AWS_SESSION_TOKEN`), then profile `AWS_PROFILE` (else `default`) in
 //! the shared credentials file and then the config file
@@ -90,8 +90,14 @@ pub(super) struct Auth {
     ctx: Context,
     fixed: Option<Credential>,
     chain: ProvideCredentialChain<Credential>,
-    cached: tokio::sync::Mutex<Option<Credential>>,
+    /// The credential found, and when: looked up again after
+    /// `CREDENTIALS_REFRESH`, or sooner if it expires, so a long-running
+    /// process picks up rotated keys and tokens.
+    cached: tokio::sync::Mutex<Option<(Credential, tokio::time::Instant)>>,
 }
+
+/// How long a looked-up credential is used before it is looked up again.
+const CREDENTIALS_REFRESH: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Auth {
     pub fn new(explicit: Option<S3Credentials>) -> Auth {
@@ -129,7 +135,10 @@ impl Auth {
             return Ok(c.clone());
         }
         let mut cached = self.cached.lock().await;
-        if let Some(c) = cached.as_ref().filter(|c| c.is_valid()) {
+        if let Some((c, _)) = cached
+            .as_ref()
+            .filter(|(c, at)| c.is_valid() && at.elapsed() < CREDENTIALS_REFRESH)
+        {
             return Ok(c.clone());
         }
         // The chain moves on past a provider that fails (an unreadable
@@ -145,7 +154,7 @@ impl Auth {
                 tried: self.tried(),
             });
         };
-        *cached = Some(c.clone());
+        *cached = Some((c.clone(), tokio::time::Instant::now()));
         Ok(c)
     }
 

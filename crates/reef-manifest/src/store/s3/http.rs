@@ -28,6 +28,9 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 /// In a path, `/` separates segments and stays too.
 const PATH: &AsciiSet = &QUERY.remove(b'/');
 
+/// The longest one request may take, answer included.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An answer: status, headers, whole body.
 pub(super) struct Reply {
     pub status: u16,
@@ -155,20 +158,34 @@ impl Http {
             .await
             .map_err(|e| fail(format!("signing the request: {e}"), false))?;
         let request = Request::from_parts(parts, body);
-        let response = self.client.send_request(request).await.map_err(|e| {
-            fail(
-                format!("could not reach the S3 endpoint {}: {e}", self.base),
-                true,
-            )
-        })?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
+        // A bound on the whole exchange: a half-open connection must not
+        // hold a namespace's commit lock forever. Timing out costs only a
+        // retry; an outcome left unknown is settled as any lost response.
+        let exchange = async {
+            let response = self.client.send_request(request).await.map_err(|e| {
+                fail(
+                    format!("could not reach the S3 endpoint {}: {e}", self.base),
+                    true,
+                )
+            })?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| fail(format!("reading the answer from {}: {e}", self.base), true))?
+                .to_bytes();
+            Ok::<_, Error>((status, headers, body))
+        };
+        let (status, headers, body) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|e| fail(format!("reading the answer from {}: {e}", self.base), true))?
-            .to_bytes();
+            .map_err(|_| {
+                fail(
+                    format!("no answer from {} within {REQUEST_TIMEOUT:?}", self.base),
+                    true,
+                )
+            })??;
         Ok(Reply {
             status,
             headers,

@@ -11,12 +11,15 @@
 //!
 //! Conditional writes: tags are kept bare (no quotes), and `If-Match` is
 //! sent bare, which Ceph RGW and DigitalOcean Spaces require; a server that
-//! refuses a bare tag that is still current gets it quoted from then on,
-//! and one that refuses both is `Unsupported`, never retried in silence. A
-//! 5xx on a conditional PUT (RGW answers some losers of an `If-Match` race
-//! 500) is settled by reading the object back: our bytes there mean
-//! written, so conditional writes must carry unique bytes (all of Reef's
-//! do: nonces, versions); otherwise it is retried with backoff.
+//! refuses a bare tag that is still current gets it quoted (and from the
+//! first success on, always), and one that refuses both is
+//! `Unsupported`, never retried in silence. A 5xx on a conditional PUT
+//! (RGW answers some losers of an `If-Match` race 500) leaves the outcome
+//! unknown: if HEAD shows the object still as the condition expects, the
+//! PUT is tried again after a backoff; otherwise it answers
+//! `ConditionFailed`, and the caller reads the object back to see whose
+//! write it is, as after any lost response (equal bytes from two writers
+//! are possible, so the store does not guess).
 //!
 //! Status meanings: 404 absent; 412 condition failed; 403 refused
 //! credentials (a clear, permanent error); 408, 409 (a concurrent
@@ -46,8 +49,8 @@ use super::{
 };
 use crate::error::{Error, Result};
 
-/// Attempts a conditional PUT makes when the server answers 5xx: each is
-/// settled by reading the object back before the next.
+/// Attempts a conditional PUT makes when the server answers 5xx while the
+/// object stays as the condition expects.
 const CONDITIONAL_5XX_ATTEMPTS_MAX: u32 = 4;
 
 /// The tag as Reef keeps it: the ETag without its quotes (and without a
@@ -67,7 +70,7 @@ pub struct S3Store {
     /// `""` or `"<prefix>/"`.
     prefix: String,
     /// Send `If-Match` tags quoted (set once the server has refused a bare
-    /// current tag and taken the quoted one).
+    /// current tag and then taken the quoted one).
     quote_if_match: AtomicBool,
 }
 
@@ -116,8 +119,22 @@ impl S3Store {
     /// The error for an answer `op` did not expect.
     fn refused(&self, op: &'static str, key: &str, reply: &Reply) -> Error {
         let code = reply.code().unwrap_or_default();
-        let transient = reply.status >= 500 || matches!(reply.status, 408 | 409 | 429);
+        if reply.status == 501 {
+            // A server without the feature (often conditional headers).
+            return Error::Unsupported {
+                op,
+                key: key.to_owned(),
+                reason: format!("HTTP 501 {code} from {}", self.http.base()),
+            };
+        }
+        let transient = reply.status >= 500
+            || matches!(reply.status, 408 | 409 | 429)
+            || code == "RequestTimeout";
         let message = match (reply.status, code.as_str()) {
+            (403, "RequestTimeTooSkewed") => format!(
+                "the server refused the request's time (HTTP 403 {code}): this machine's clock \
+                 is too far from the server's for SigV4 signatures"
+            ),
             (403, _) => format!(
                 "the server refused the credentials (HTTP 403 {code}; check the access key and \
                  secret, and that the user may use bucket {})",
@@ -236,13 +253,22 @@ impl S3Store {
     ) -> Result<PutOutcome> {
         let full = self.full(key)?;
         let mut attempt = 0;
+        // Quoted for this call: the store's setting, or this call trying
+        // the quoted form once. The setting changes only after the server
+        // took a quoted tag, never on a 412 alone (a race can look like a
+        // refused current tag).
+        let mut quoted = self.quote_if_match.load(Ordering::Relaxed);
         loop {
-            let quoted = self.quote_if_match.load(Ordering::Relaxed);
             let reply = self
                 .put_once(op, key, &full, &bytes, expected, quoted)
                 .await?;
             match reply.status {
-                200..=299 => return Ok(PutOutcome::Written(self.tag_of(op, key, &reply)?)),
+                200..=299 => {
+                    if quoted && expected.is_some() {
+                        self.quote_if_match.store(true, Ordering::Relaxed);
+                    }
+                    return Ok(PutOutcome::Written(self.tag_of(op, key, &reply)?));
+                }
                 // If-Match on a missing object: gone, a lost race too.
                 404 if expected.is_some() && reply.code().as_deref() != Some("NoSuchBucket") => {
                     return Ok(PutOutcome::ConditionFailed);
@@ -255,7 +281,7 @@ impl S3Store {
                     if current.as_ref().is_none_or(|m| &m.tag != tag) {
                         return Ok(PutOutcome::ConditionFailed);
                     }
-                    // Refused although the tag is current.
+                    // Refused although the tag is (still, or again) current.
                     if quoted {
                         return Err(Error::Unsupported {
                             op,
@@ -267,35 +293,34 @@ impl S3Store {
                             ),
                         });
                     }
-                    self.quote_if_match.store(true, Ordering::Relaxed);
+                    quoted = true;
                 }
                 status if status >= 500 && attempt + 1 < CONDITIONAL_5XX_ATTEMPTS_MAX => {
                     attempt += 1;
-                    if let Some(settled) = self.settle(key, &bytes, expected).await? {
-                        return Ok(settled);
+                    if self.unchanged(key, expected).await? {
+                        tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                        continue;
                     }
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    // Someone's write landed, maybe ours: the caller reads
+                    // the object back (the contract of every conditional
+                    // put after a lost response).
+                    return Ok(PutOutcome::ConditionFailed);
                 }
                 _ => return Err(self.refused(op, key, &reply)),
             }
         }
     }
 
-    /// After a 5xx on a conditional PUT: what the object says happened.
-    /// Our bytes there: written. Gone (If-Match) or another writer's bytes:
-    /// the race is lost. Still as before: unknown, try again.
-    async fn settle(
-        &self,
-        key: &str,
-        bytes: &Bytes,
-        expected: Option<&Tag>,
-    ) -> Result<Option<PutOutcome>> {
-        let now = self.get(key).await?;
+    /// After a 5xx on a conditional PUT: whether the object is still as
+    /// the condition expects (absent, or at `expected`), so trying again
+    /// is safe. Bytes are not compared: two writers can put equal bytes
+    /// (a checkpoint, HEAD), so "ours" is the caller's call.
+    async fn unchanged(&self, key: &str, expected: Option<&Tag>) -> Result<bool> {
+        let now = self.head(key).await?;
         Ok(match (now, expected) {
-            (Some(o), _) if o.bytes == bytes => Some(PutOutcome::Written(o.tag)),
-            (None, None) => None,
-            (Some(o), Some(tag)) if &o.tag == tag => None,
-            _ => Some(PutOutcome::ConditionFailed),
+            (None, None) => true,
+            (Some(m), Some(tag)) => &m.tag == tag,
+            _ => false,
         })
     }
 
@@ -422,10 +447,19 @@ impl ObjectStore for S3Store {
                     .then_some(Listed { key, size: e.size })
             })
             .collect();
-        let next = if page.is_truncated {
-            objects.last().map(|o| o.key.clone())
-        } else {
-            None
+        let next = match (page.is_truncated, objects.last()) {
+            (false, _) => None,
+            (true, Some(last)) => Some(last.key.clone()),
+            // More follows, but nothing to continue after: ending here
+            // would hide the rest (GC must see every lease).
+            (true, None) => {
+                return Err(Error::Backend {
+                    op: "list",
+                    key: prefix.to_owned(),
+                    message: "the server marked an empty page truncated".to_owned(),
+                    transient: true,
+                });
+            }
         };
         Ok(ListPage { objects, next })
     }
@@ -445,9 +479,19 @@ impl ObjectStore for S3Store {
                 let name = p.prefix.strip_prefix(&full_prefix)?.strip_suffix('/')?;
                 (!name.is_empty()).then(|| name.to_owned())
             }));
-            match page.next_continuation_token {
-                Some(t) if page.is_truncated => token = Some(t),
-                _ => break,
+            match (page.is_truncated, page.next_continuation_token) {
+                (false, _) => break,
+                (true, Some(t)) => token = Some(t),
+                (true, None) => {
+                    return Err(Error::Backend {
+                        op: "list_dirs",
+                        key: prefix.to_owned(),
+                        message:
+                            "the server marked a listing truncated without a continuation token"
+                                .to_owned(),
+                        transient: true,
+                    });
+                }
             }
         }
         names.sort();
