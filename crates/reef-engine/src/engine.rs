@@ -285,6 +285,41 @@ impl Engine {
         }
     }
 
+    /// The store this engine works on (for tools that manage pins).
+    pub fn store(&self) -> DynStore {
+        Arc::clone(&self.store)
+    }
+
+    /// A read-only view of the namespace as checkpoint `name` pinned it:
+    /// the checkpoint's manifest, its segments and nothing else (a
+    /// checkpoint pins a manifest; the writes it covers are the ones that
+    /// manifest folded). No lease: the checkpoint keeps it from GC. A
+    /// missing checkpoint is `Store(NotFound)` naming its key.
+    pub async fn checkpoint_snapshot(&self, namespace: &str, name: &str) -> Result<Snapshot> {
+        let ns = self.namespace(namespace).await?;
+        let pins = Pins::new(
+            Arc::clone(&self.store),
+            ns.layout.clone(),
+            Arc::clone(&self.options.compactor.clock),
+            Arc::clone(&self.options.rng),
+        );
+        let manifest = pins.open_checkpoint(name, &ns.manifests).await?;
+        let segments =
+            crate::namespace::open_segments(&self.store, &ns.layout, &manifest, &ns.cache).await?;
+        Ok(Snapshot {
+            namespace: namespace.to_owned(),
+            view: View {
+                manifest_version: manifest.version,
+                segments: Arc::new(segments),
+                memtable: Arc::new(crate::sync::RwLock::new(
+                    crate::memtable::Memtable::default(),
+                )),
+                at: manifest.last_version,
+            },
+            _lease: None,
+        })
+    }
+
     /// Catches up with every write acknowledged (by any process) before
     /// this call began: a newer manifest and newer WAL records.
     pub async fn refresh(&self, namespace: &str) -> Result<()> {

@@ -350,7 +350,7 @@ impl Namespace {
     }
 }
 
-async fn open_segments(
+pub(crate) async fn open_segments(
     store: &DynStore,
     layout: &Layout,
     manifest: &Manifest,

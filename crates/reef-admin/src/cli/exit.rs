@@ -88,6 +88,7 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if let Some(e) = cause.downcast_ref::<reef_manifest::Error>() {
             return match e {
+                reef_manifest::Error::CheckpointExists { .. } => CONFLICT,
                 reef_manifest::Error::InvalidUrl { .. }
                 | reef_manifest::Error::InvalidKey { .. }
                 | reef_manifest::Error::InvalidName { .. } => BAD_INPUT,

@@ -14,6 +14,7 @@ pub mod input;
 pub mod inspect;
 pub mod ops;
 pub mod output;
+pub mod pins;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ pub enum Command {
         ns: String,
         /// The document id.
         id: String,
+        /// Read as checkpoint NAME pinned the namespace.
+        #[arg(long, value_name = "NAME")]
+        at: Option<String>,
     },
     /// Prints documents in id order, one JSON object per line.
     Scan {
@@ -94,6 +98,9 @@ pub enum Command {
         /// At most this many documents.
         #[arg(long)]
         limit: Option<usize>,
+        /// Read as checkpoint NAME pinned the namespace.
+        #[arg(long, value_name = "NAME")]
+        at: Option<String>,
     },
     /// Prints a namespace's figures as one JSON object.
     Stats {
@@ -144,6 +151,18 @@ pub enum Command {
         /// the manifest's totals.
         #[arg(long)]
         deep: bool,
+    },
+    /// Checkpoints: durable, named pins of a namespace's state.
+    Checkpoint {
+        /// create, list or delete.
+        #[command(subcommand)]
+        action: pins::CheckpointAction,
+    },
+    /// Leases: the pins of snapshots being read.
+    Lease {
+        /// list or release.
+        #[command(subcommand)]
+        action: pins::LeaseAction,
     },
     /// Prints any Reef object (HEAD, manifest, WAL record, segment, lease,
     /// checkpoint) decoded, as one JSON object: header fields, footer,
@@ -285,13 +304,25 @@ async fn act(
             let parsed = parsed.context("write input was not parsed")?;
             ops::write(engine, ns, parsed, out).await
         }
-        Command::Get { ns, id } => ops::get(engine, ns, id, out).await,
+        Command::Get { ns, id, at: None } => ops::get(engine, ns, id, out).await,
+        Command::Get {
+            ns,
+            id,
+            at: Some(name),
+        } => match pins::at(engine, ns, name).await?.get(id).await? {
+            Some(doc) => Ok(out.line(&output::doc_json(&doc))?),
+            None => Err(exit::NotFound(format!(
+                "namespace {ns} at checkpoint {name:?}: no document with id {id:?}"
+            ))
+            .into()),
+        },
         Command::Scan {
             ns,
             from,
             to,
             prefix,
             limit,
+            at,
         } => {
             let range = ScanRange {
                 from: from.clone(),
@@ -299,8 +330,18 @@ async fn act(
                 prefix: prefix.clone(),
                 limit: *limit,
             };
-            ops::scan(engine, ns, &range, out).await
+            match at {
+                None => ops::scan(engine, ns, &range, out).await,
+                Some(name) => {
+                    for doc in pins::at(engine, ns, name).await?.scan(&range).await? {
+                        out.line(&output::doc_json(&doc))?;
+                    }
+                    Ok(())
+                }
+            }
         }
+        Command::Checkpoint { action } => pins::checkpoint(engine, action, out).await,
+        Command::Lease { action } => pins::lease(engine, action, out).await,
         Command::Stats { ns } => ops::stats(engine, ns, out).await,
         Command::Namespaces => ops::namespaces(engine, out).await,
         Command::Flush { ns } => out
@@ -329,6 +370,8 @@ fn namespace_of(command: &Command) -> Option<&str> {
         | Command::Compact { ns }
         | Command::Gc { ns, .. } => Some(ns),
         Command::Compactor { namespace, .. } => Some(namespace),
+        Command::Checkpoint { action } => Some(action.namespace()),
+        Command::Lease { action } => Some(action.namespace()),
         Command::Verify { ns, .. } => ns.as_deref(),
         Command::Namespaces | Command::Demo | Command::Inspect { .. } => None,
     }
