@@ -222,13 +222,7 @@ impl Engine {
     /// one and leased again.
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
-        let pins = Pins::new(
-            Arc::clone(&self.store),
-            ns.layout.clone(),
-            Arc::clone(&self.options.compactor.clock),
-            Arc::clone(&self.options.rng),
-        )
-        .with_sabotage(self.options.compactor.sabotage);
+        let pins = self.pins(&ns);
         let ttl = self.options.snapshot_lease_ttl_ms;
         for _ in 0..SNAPSHOT_ATTEMPTS_MAX {
             let view = ns.view();
@@ -285,6 +279,18 @@ impl Engine {
         }
     }
 
+    /// The namespace's pins, with this engine's clock, random source and
+    /// (test-only) sabotage.
+    fn pins(&self, ns: &Namespace) -> Pins {
+        Pins::new(
+            Arc::clone(&self.store),
+            ns.layout.clone(),
+            Arc::clone(&self.options.compactor.clock),
+            Arc::clone(&self.options.rng),
+        )
+        .with_sabotage(self.options.compactor.sabotage)
+    }
+
     /// The store this engine works on (for tools that manage pins).
     pub fn store(&self) -> DynStore {
         Arc::clone(&self.store)
@@ -297,13 +303,7 @@ impl Engine {
     /// missing checkpoint is `Store(NotFound)` naming its key.
     pub async fn checkpoint_snapshot(&self, namespace: &str, name: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
-        let pins = Pins::new(
-            Arc::clone(&self.store),
-            ns.layout.clone(),
-            Arc::clone(&self.options.compactor.clock),
-            Arc::clone(&self.options.rng),
-        );
-        let manifest = pins.open_checkpoint(name, &ns.manifests).await?;
+        let manifest = self.pins(&ns).open_checkpoint(name, &ns.manifests).await?;
         let segments =
             crate::namespace::open_segments(&self.store, &ns.layout, &manifest, &ns.cache).await?;
         Ok(Snapshot {

@@ -136,29 +136,50 @@ mod loom_models {
         }
     }
 
+    /// The shared state of a model, and its threads: a running cycle
+    /// (which already holds the claim) and `commits` commits.
+    struct World {
+        s: Arc<Scheduler>,
+        work: Arc<Mutex<u32>>,
+        closed: Arc<AtomicBool>,
+        threads: Vec<loom::thread::JoinHandle<()>>,
+    }
+
+    fn start(commits: usize) -> World {
+        let s = Arc::new(Scheduler::default());
+        let work = Arc::new(Mutex::new(1));
+        let active = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicBool::new(false));
+        assert!(s.try_start());
+        let threads = (0..=commits)
+            .map(|i| {
+                let (s, work, active, closed) =
+                    (s.clone(), work.clone(), active.clone(), closed.clone());
+                loom::thread::spawn(move || {
+                    if i == 0 {
+                        cycle(&s, &work, &active, &closed);
+                    } else {
+                        commit(&s, &work, &active, &closed);
+                    }
+                })
+            })
+            .collect();
+        World {
+            s,
+            work,
+            closed,
+            threads,
+        }
+    }
+
     /// A cycle is running when two commits add work and trigger. When all
     /// are done, no work is left: no trigger was lost.
     #[test]
     fn no_trigger_is_lost_and_one_cycle_runs() {
         loom::model(|| {
-            let s = Arc::new(Scheduler::default());
-            let work = Arc::new(Mutex::new(1));
-            let active = Arc::new(AtomicUsize::new(0));
-            let closed = Arc::new(AtomicBool::new(false));
-            assert!(s.try_start());
-            let threads: Vec<_> = (0..3)
-                .map(|i| {
-                    let (s, work, active, closed) =
-                        (s.clone(), work.clone(), active.clone(), closed.clone());
-                    loom::thread::spawn(move || {
-                        if i == 0 {
-                            cycle(&s, &work, &active, &closed);
-                        } else {
-                            commit(&s, &work, &active, &closed);
-                        }
-                    })
-                })
-                .collect();
+            let World {
+                s, work, threads, ..
+            } = start(2);
             for t in threads {
                 t.join().unwrap();
             }
@@ -173,24 +194,9 @@ mod loom_models {
     #[test]
     fn no_cycle_runs_after_close() {
         loom::model(|| {
-            let s = Arc::new(Scheduler::default());
-            let work = Arc::new(Mutex::new(1));
-            let active = Arc::new(AtomicUsize::new(0));
-            let closed = Arc::new(AtomicBool::new(false));
-            assert!(s.try_start());
-            let threads: Vec<_> = (0..2)
-                .map(|i| {
-                    let (s, work, active, closed) =
-                        (s.clone(), work.clone(), active.clone(), closed.clone());
-                    loom::thread::spawn(move || {
-                        if i == 0 {
-                            cycle(&s, &work, &active, &closed);
-                        } else {
-                            commit(&s, &work, &active, &closed);
-                        }
-                    })
-                })
-                .collect();
+            let World {
+                s, closed, threads, ..
+            } = start(1);
             // The closer, as `Engine::close` does it.
             s.close();
             while s.running() {
