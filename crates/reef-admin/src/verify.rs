@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use anyhow::Result;
-use reef_format::segment::Segment;
+use reef_format::segment::{Segment, SegmentFooter};
 use reef_format::{Checkpoint, Head, Lease, Manifest, Setsum, WalRecord};
 use reef_manifest::store::{DynStore, list_all};
 use reef_manifest::{BlockCache, Clock, Layout, SegmentReader};
@@ -146,7 +146,7 @@ pub async fn verify(store: &DynStore, ns: &str, deep: bool, clock: &dyn Clock) -
     let mut reachable: BTreeSet<u128> = BTreeSet::new();
     check_manifest(store, &layout, &listing, &current, deep, &mut report).await?;
     reachable.extend(current.segments.iter().map(|s| s.id));
-    let pinned = check_pins(store, &layout, &listing, clock, &mut report).await?;
+    let pinned = check_pins(store, &listing, clock, &mut report).await?;
     for version in pinned {
         if version == current.version || version == 0 {
             continue;
@@ -329,52 +329,32 @@ async fn check_manifest(
             continue;
         }
         report.count("segment");
-        match SegmentReader::open(
-            Arc::clone(store),
-            &seg_key,
-            Some(s.object_bytes),
-            Arc::clone(&cache),
-        )
-        .await
-        {
-            Ok(r) => {
-                let f = r.footer();
-                let same = f.setsum == s.setsum
-                    && f.entry_count == s.entry_count
-                    && f.tombstone_count == s.tombstone_count
-                    && f.min_version == s.min_version
-                    && f.max_version == s.max_version
-                    && f.min_id == s.min_id
-                    && f.max_id == s.max_id;
-                if !same {
-                    report.problem(
-                        &seg_key,
-                        format!("footer differs from manifest {}'s record of it", m.version),
-                    );
+        let footer =
+            match read_footer(store, &seg_key, s.object_bytes, deep, &cache, report).await? {
+                Ok(f) => f,
+                Err(why) => {
+                    report.problem(&seg_key, why);
                     all_verified = false;
                     continue;
                 }
-            }
-            Err(e) => {
-                report.problem(&seg_key, e.to_string());
-                all_verified = false;
-                continue;
-            }
-        }
-        if deep {
-            let Some(obj) = store.get(&seg_key).await? else {
-                all_verified = false;
-                continue;
             };
-            report.bytes_read += obj.bytes.len() as u64;
-            match Segment::open(obj.bytes, &seg_key).and_then(|seg| seg.verify().map(|()| seg)) {
-                Ok(seg) => content = content.add(&seg.footer().setsum),
-                Err(e) => {
-                    report.problem(&seg_key, e.to_string());
-                    all_verified = false;
-                }
-            }
+        let same = footer.setsum == s.setsum
+            && footer.entry_count == s.entry_count
+            && footer.tombstone_count == s.tombstone_count
+            && footer.min_version == s.min_version
+            && footer.max_version == s.max_version
+            && footer.min_id == s.min_id
+            && footer.max_id == s.max_id;
+        if !same {
+            report.problem(
+                &seg_key,
+                format!("footer differs from manifest {}'s record of it", m.version),
+            );
+            all_verified = false;
+            continue;
         }
+        // Deep: the footer's setsum was just checked against every entry.
+        content = content.add(&footer.setsum);
     }
     if deep && all_verified && content != m.live().0 {
         report.problem(
@@ -383,6 +363,40 @@ async fn check_manifest(
         );
     }
     Ok(())
+}
+
+/// A segment's footer, or why it cannot be trusted. Shallow: footer,
+/// index and bloom by ranged reads (checksums, the object's size).
+/// Deep: one whole read, every block decoded and the footer's claims
+/// checked against the entries.
+async fn read_footer(
+    store: &DynStore,
+    key: &str,
+    recorded: u64,
+    deep: bool,
+    cache: &Arc<BlockCache>,
+    report: &mut Report,
+) -> Result<std::result::Result<SegmentFooter, String>> {
+    if !deep {
+        let opened =
+            SegmentReader::open(Arc::clone(store), key, Some(recorded), Arc::clone(cache)).await;
+        return Ok(opened
+            .map(|r| r.footer().clone())
+            .map_err(|e| e.to_string()));
+    }
+    let Some(obj) = store.get(key).await? else {
+        return Ok(Err("listed, then gone while verify read it".to_owned()));
+    };
+    report.bytes_read += obj.bytes.len() as u64;
+    if obj.bytes.len() as u64 != recorded {
+        return Ok(Err(format!(
+            "{} bytes, but {recorded} were recorded",
+            obj.bytes.len()
+        )));
+    }
+    Ok(Segment::open(obj.bytes, key)
+        .and_then(|seg| seg.verify().map(|()| seg.footer().clone()))
+        .map_err(|e| e.to_string()))
 }
 
 /// Every segment `m` lists is in the bucket at its recorded size.
@@ -409,7 +423,6 @@ fn check_segments_exist(layout: &Layout, listing: &Listing, m: &Manifest, report
 /// Leases and checkpoints decode; returns the versions live ones pin.
 async fn check_pins(
     store: &DynStore,
-    layout: &Layout,
     listing: &Listing,
     clock: &dyn Clock,
     report: &mut Report,
@@ -456,7 +469,6 @@ async fn check_pins(
             Err(e) => report.problem(key, e.to_string()),
         }
     }
-    let _ = layout;
     Ok(pinned)
 }
 

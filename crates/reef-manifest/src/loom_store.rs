@@ -56,10 +56,7 @@ impl ObjectStore for LoomStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        let b = self.0.lock().unwrap();
-        let (bytes, _) = b.objects.get(key).ok_or_else(|| not_found(key))?;
-        crate::store::check_range(key, &range, bytes.len() as u64)?;
-        Ok(bytes.slice(range.start as usize..range.end as usize))
+        Ok(self.get_range_sized(key, range).await?.0)
     }
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {

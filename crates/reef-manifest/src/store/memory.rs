@@ -82,14 +82,7 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes> {
-        let Some((bytes, _)) = self.load("get_range", key).await? else {
-            return Err(Error::NotFound {
-                key: key.to_owned(),
-            });
-        };
-        check_range(key, &range, bytes.len() as u64)?;
-        // check_range proved start <= end <= len.
-        Ok(Bytes::from(bytes).slice(range.start as usize..range.end as usize))
+        Ok(self.get_range_sized(key, range).await?.0)
     }
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
