@@ -17,4 +17,6 @@
 
 pub mod cli;
 pub mod demo;
+pub mod rebuild;
+pub mod repair;
 pub mod verify;

@@ -83,16 +83,18 @@ impl Report {
     }
 }
 
-/// The namespace's objects, by kind, from one listing.
+/// The namespace's objects, by kind, from one listing (shared with
+/// `repair` and `rebuild`).
 #[derive(Default)]
-struct Listing {
-    head: Option<u64>,
-    manifests: BTreeMap<u64, String>,
-    wal: BTreeMap<u64, String>,
-    segments: BTreeMap<u128, (String, u64)>,
-    leases: BTreeMap<String, String>,
-    checkpoints: BTreeMap<String, String>,
-    other: Vec<String>,
+pub(crate) struct Listing {
+    pub head: Option<u64>,
+    pub manifests: BTreeMap<u64, String>,
+    pub wal: BTreeMap<u64, String>,
+    pub segments: BTreeMap<u128, (String, u64)>,
+    pub leases: BTreeMap<String, String>,
+    pub checkpoints: BTreeMap<String, String>,
+    pub quarantined: Vec<String>,
+    pub other: Vec<String>,
 }
 
 /// Checks namespace `ns` (see the module doc). `Err` only when the bucket
@@ -106,6 +108,9 @@ pub async fn verify(store: &DynStore, ns: &str, deep: bool, clock: &dyn Clock) -
     let listing = list(store, &layout).await?;
     for key in &listing.other {
         report.note(key, "not an object Reef writes");
+    }
+    for key in &listing.quarantined {
+        report.note(key, "quarantined by reef repair (nothing reads it)");
     }
 
     // Manifests: every one decodes; the newest that does is current.
@@ -181,7 +186,7 @@ pub async fn verify(store: &DynStore, ns: &str, deep: bool, clock: &dyn Clock) -
     Ok(report)
 }
 
-async fn list(store: &DynStore, layout: &Layout) -> Result<Listing> {
+pub(crate) async fn list(store: &DynStore, layout: &Layout) -> Result<Listing> {
     let mut l = Listing::default();
     for o in list_all(store.as_ref(), layout.root()).await? {
         let k = o.key;
@@ -197,6 +202,8 @@ async fn list(store: &DynStore, layout: &Layout) -> Result<Listing> {
             l.leases.insert(id, k);
         } else if let Some(name) = layout.parse_checkpoint_key(&k) {
             l.checkpoints.insert(name, k);
+        } else if k.starts_with(&layout.quarantine_prefix()) {
+            l.quarantined.push(k);
         } else {
             l.other.push(k);
         }
@@ -369,7 +376,7 @@ async fn check_manifest(
 /// index and bloom by ranged reads (checksums, the object's size).
 /// Deep: one whole read, every block decoded and the footer's claims
 /// checked against the entries.
-async fn read_footer(
+pub(crate) async fn read_footer(
     store: &DynStore,
     key: &str,
     recorded: u64,

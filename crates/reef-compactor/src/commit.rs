@@ -117,8 +117,15 @@ fn applicable(
     }
 }
 
-/// The manifest after `change`, on top of `current`.
-fn apply(current: &Manifest, change: &Change, now_ms: u64, retention_ms: u64) -> Manifest {
+/// The manifest after `change`, on top of `current` (version + 1; no
+/// checks: `commit_change` runs `invariants::check_next` on it, and
+/// `reef repair` checks what it builds from it itself).
+pub fn next_manifest(
+    current: &Manifest,
+    change: &Change,
+    now_ms: u64,
+    retention_ms: u64,
+) -> Manifest {
     let mut next = current.clone();
     next.version = current.version + 1;
     next.created_at_ms = now_ms;
@@ -205,7 +212,7 @@ pub async fn commit_change(
         }
         // The stamp is a hint for GC's grace period, taken at each attempt.
         let now_ms = opts.clock.now_ms();
-        let next = apply(&current, change, now_ms, opts.idempotency_retention_ms);
+        let next = next_manifest(&current, change, now_ms, opts.idempotency_retention_ms);
         crate::invariants::check_next(
             manifests.layout(),
             &current,

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 
 use reef_format::{
-    Entry, FormatError, IdempotencyRecord, MergeIter, SegmentBuilder, SegmentMeta, Setsum,
+    Entry, FormatError, IdempotencyRecord, Manifest, MergeIter, SegmentBuilder, SegmentMeta,
+    Setsum, WalRecord,
 };
 use reef_manifest::store::DynStore;
 use reef_manifest::{Layout, ManifestStore, Objects};
@@ -80,16 +81,39 @@ pub async fn fold(
         });
     }
     let records = run.records;
-    let Some(last) = records.last() else {
+    if records.is_empty() {
         return Ok(FoldReport::default());
-    };
-    let to_lsn = last.lsn;
+    }
+    let (change, mut report) = fold_records(&objects, &base, &records, opts, base.version).await?;
+    match commit_change(&manifests, base, &change, opts).await? {
+        Outcome::Committed(m, head_error) => {
+            report.manifest_version = Some(m.version);
+            report.head_error = head_error;
+        }
+        Outcome::Abandoned(why) => report.abandoned = Some(why),
+    }
+    Ok(report)
+}
 
+/// Folds `records` (consecutive, the first right after
+/// `base.last_applied_lsn`) into one level-0 segment written to the
+/// bucket, whose id carries `segment_base` as its operation's base
+/// version. Returns the change to commit on top of `base` and the report
+/// so far. `fold` uses it on the WAL it read; `reef repair` uses it to fold
+/// forward from an older manifest in one commit.
+pub async fn fold_records(
+    objects: &Objects,
+    base: &Manifest,
+    records: &[WalRecord],
+    opts: &CompactorOptions,
+    segment_base: u64,
+) -> Result<(Change, FoldReport)> {
+    let to_lsn = records.last().map_or(base.last_applied_lsn, |r| r.lsn);
     let mut written = (Setsum::EMPTY, 0u64);
     let mut idempotency = Vec::new();
     let mut entries: Vec<Entry> = Vec::new();
     let mut last_version = base.last_version;
-    for r in &records {
+    for r in records {
         written.0 = written.0.add(&r.setsum());
         for req in &r.requests {
             if let Some(key) = &req.idempotency_key {
@@ -124,7 +148,7 @@ pub async fn fold(
     let entries_out = builder.entry_count();
     let (segment, segment_bytes) = if entries_out > 0 {
         let built = builder.finish()?;
-        let id = new_segment_id(opts.rng.as_ref(), base.version);
+        let id = new_segment_id(opts.rng.as_ref(), segment_base);
         objects.put_segment(id, &built).await?;
         let bytes = built.bytes.len() as u64;
         (
@@ -134,30 +158,23 @@ pub async fn fold(
     } else {
         (None, 0)
     };
+    let report = FoldReport {
+        records: records.len(),
+        entries_in,
+        entries_out,
+        segment: segment.as_ref().map(|s| s.id),
+        segment_bytes,
+        ..FoldReport::default()
+    };
     let change = Change::Fold {
         from_lsn: base.last_applied_lsn,
         to_lsn,
         last_version,
-        segment: segment.clone(),
+        segment,
         written,
         dropped,
         idempotency,
         writers: records.iter().map(|r| r.writer_id).collect(),
     };
-    let mut report = FoldReport {
-        records: records.len(),
-        entries_in,
-        entries_out,
-        segment: segment.map(|s| s.id),
-        segment_bytes,
-        ..FoldReport::default()
-    };
-    match commit_change(&manifests, base, &change, opts).await? {
-        Outcome::Committed(m, head_error) => {
-            report.manifest_version = Some(m.version);
-            report.head_error = head_error;
-        }
-        Outcome::Abandoned(why) => report.abandoned = Some(why),
-    }
-    Ok(report)
+    Ok((change, report))
 }

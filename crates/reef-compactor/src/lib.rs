@@ -29,10 +29,10 @@ mod ids;
 mod invariants;
 mod options;
 
-pub use commit::{Change, Outcome, commit_change};
+pub use commit::{Change, Outcome, commit_change, next_manifest};
 pub use compact::{CompactReport, compact};
 pub use error::{Error, Result};
-pub use fold::{FoldReport, fold};
+pub use fold::{FoldReport, fold, fold_records};
 pub use gc::{GcReport, gc};
 pub use ids::{base_version, new_segment_id};
 pub use options::CompactorOptions;

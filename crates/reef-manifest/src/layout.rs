@@ -200,6 +200,20 @@ impl Layout {
                 .to_owned(),
         )
     }
+
+    /// Prefix where `reef repair` moves damaged objects: nothing reads
+    /// there, GC leaves it alone, and an operator deletes it by hand.
+    pub fn quarantine_prefix(&self) -> String {
+        format!("{}quarantine/", self.root)
+    }
+
+    /// Where `reef repair` keeps its copy of the namespace object `key`
+    /// (the same path below `quarantine/`), or `None` for a key outside
+    /// the namespace.
+    pub fn quarantine_key(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.root)?;
+        Some(format!("{}{rest}", self.quarantine_prefix()))
+    }
 }
 
 /// Parses exactly `width` decimal digits (the canonical zero-padded form).

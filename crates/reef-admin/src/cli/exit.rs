@@ -71,13 +71,13 @@ impl std::error::Error for AtLine {}
 /// says what kind of failure it is decides.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
-        if cause.is::<InputError>() {
+        if cause.is::<InputError>() || cause.is::<crate::rebuild::HasManifest>() {
             return BAD_INPUT;
         }
         if cause.is::<NotFound>() {
             return NOT_FOUND;
         }
-        if cause.is::<super::verify::VerifyFailed>() {
+        if cause.is::<super::verify::VerifyFailed>() || cause.is::<super::repair::RepairRefused>() {
             return VERIFY_FAILED;
         }
         if let Some(at) = cause.downcast_ref::<AtLine>() {

@@ -15,6 +15,7 @@ pub mod inspect;
 pub mod ops;
 pub mod output;
 pub mod pins;
+pub mod repair;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
@@ -152,6 +153,37 @@ pub enum Command {
         #[arg(long)]
         deep: bool,
     },
+    /// Repairs a damaged namespace from the bucket alone: HEAD, a
+    /// rollback to the newest intact manifest when the WAL still covers
+    /// the difference (nothing lost), damaged objects moved to
+    /// quarantine/, then GC. A fix that gives up acknowledged data is
+    /// refused (exit 4, naming the LSNs, ids and versions at stake) unless
+    /// --accept-data-loss. Ends with a verify (exit 4 if still not clean).
+    Repair {
+        /// The namespace.
+        ns: String,
+        /// Print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Allow fixes that give up acknowledged data (named in the report).
+        #[arg(long)]
+        accept_data_loss: bool,
+        /// The grace GC gives superseded objects afterwards, in seconds.
+        #[arg(long, default_value_t = 600)]
+        grace: u64,
+    },
+    /// Builds a new manifest from the segments and WAL in the bucket, for
+    /// a namespace none of whose manifests can be read. Uses every intact
+    /// segment, replays the unfolded WAL, reports what it used and what it
+    /// skipped and why, then verifies. Run with writers and compactors
+    /// stopped. Refused (exit 2) while a manifest decodes: use repair.
+    Rebuild {
+        /// The namespace.
+        ns: String,
+        /// Print the plan; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Checkpoints: durable, named pins of a namespace's state.
     Checkpoint {
         /// create, list or delete.
@@ -232,6 +264,33 @@ pub fn run(cli: Cli) -> Result<()> {
         let mut out = Out::new();
         out.line(&dump)?;
         return out.finish().map_err(Into::into);
+    }
+    if let Command::Repair {
+        ns,
+        dry_run,
+        accept_data_loss,
+        grace,
+    } = &cli.command
+    {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        return runtime.block_on(repair::run(
+            store,
+            ns,
+            *dry_run,
+            *accept_data_loss,
+            *grace,
+            cli.json,
+        ));
+    }
+    if let Command::Rebuild { ns, dry_run } = &cli.command {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        return runtime.block_on(repair::run_rebuild(store, ns, *dry_run, cli.json));
     }
     if let Command::Verify { ns, deep } = &cli.command {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -355,6 +414,9 @@ async fn act(
             .map_err(Into::into),
         Command::Compactor { .. } => anyhow::bail!("the compactor runs without an engine"),
         Command::Verify { .. } => anyhow::bail!("verify runs without an engine"),
+        Command::Repair { .. } | Command::Rebuild { .. } => {
+            anyhow::bail!("repair and rebuild run without an engine")
+        }
         Command::Inspect { .. } => anyhow::bail!("inspect runs without an engine"),
         Command::Demo => anyhow::bail!("demo runs without an engine"),
     }
@@ -368,7 +430,9 @@ fn namespace_of(command: &Command) -> Option<&str> {
         | Command::Stats { ns }
         | Command::Flush { ns }
         | Command::Compact { ns }
-        | Command::Gc { ns, .. } => Some(ns),
+        | Command::Gc { ns, .. }
+        | Command::Repair { ns, .. }
+        | Command::Rebuild { ns, .. } => Some(ns),
         Command::Compactor { namespace, .. } => Some(namespace),
         Command::Checkpoint { action } => Some(action.namespace()),
         Command::Lease { action } => Some(action.namespace()),

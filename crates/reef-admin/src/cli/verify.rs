@@ -35,6 +35,16 @@ impl fmt::Display for VerifyFailed {
 
 impl std::error::Error for VerifyFailed {}
 
+impl VerifyFailed {
+    /// `problems` found in `namespaces` namespaces.
+    pub fn new(problems: usize, namespaces: usize) -> VerifyFailed {
+        VerifyFailed {
+            problems,
+            namespaces,
+        }
+    }
+}
+
 /// Runs the command.
 pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> Result<()> {
     let names = match ns {
