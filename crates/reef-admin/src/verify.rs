@@ -56,6 +56,8 @@ pub struct Report {
     pub checked: BTreeMap<&'static str, u64>,
     /// Bytes read.
     pub bytes_read: u64,
+    /// Where reads are shown as they happen (a terminal's progress bar).
+    pub progress: Option<indicatif::ProgressBar>,
 }
 
 impl Report {
@@ -76,6 +78,13 @@ impl Report {
             key: key.into(),
             what: what.into(),
         });
+    }
+
+    fn read(&mut self, bytes: u64) {
+        self.bytes_read += bytes;
+        if let Some(bar) = &self.progress {
+            bar.inc(bytes);
+        }
     }
 
     fn count(&mut self, kind: &'static str) {
@@ -99,10 +108,18 @@ pub(crate) struct Listing {
 
 /// Checks namespace `ns` (see the module doc). `Err` only when the bucket
 /// cannot be read at all; everything found is in the report.
-pub async fn verify(store: &DynStore, ns: &str, deep: bool, clock: &dyn Clock) -> Result<Report> {
+/// `progress`, when given, counts the bytes read.
+pub async fn verify(
+    store: &DynStore,
+    ns: &str,
+    deep: bool,
+    clock: &dyn Clock,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<Report> {
     let layout = Layout::new(ns)?;
     let mut report = Report {
         namespace: ns.to_owned(),
+        progress,
         ..Report::default()
     };
     let listing = list(store, &layout).await?;
@@ -223,7 +240,7 @@ async fn load_manifest(
         report.problem(key, "listed, then gone while verify read it");
         return Ok(None);
     };
-    report.bytes_read += obj.bytes.len() as u64;
+    report.read(obj.bytes.len() as u64);
     match Manifest::decode(&obj.bytes, key) {
         Ok(m) if m.version == version => Ok(Some(m)),
         Ok(m) => {
@@ -258,7 +275,7 @@ async fn check_head(
     let Some(obj) = store.get(&key).await? else {
         return Ok(());
     };
-    report.bytes_read += obj.bytes.len() as u64;
+    report.read(obj.bytes.len() as u64);
     match (Head::decode(&obj.bytes, &key), newest) {
         (Err(e), _) => report.problem(&key, e.to_string()),
         (Ok(h), Some(n)) if h.manifest_version < n => report.problem(
@@ -394,7 +411,7 @@ pub(crate) async fn read_footer(
     let Some(obj) = store.get(key).await? else {
         return Ok(Err("listed, then gone while verify read it".to_owned()));
     };
-    report.bytes_read += obj.bytes.len() as u64;
+    report.read(obj.bytes.len() as u64);
     if obj.bytes.len() as u64 != recorded {
         return Ok(Err(format!(
             "{} bytes, but {recorded} were recorded",
@@ -507,7 +524,7 @@ async fn check_wal(
             report.problem(key, "listed, then gone while verify read it");
             continue;
         };
-        report.bytes_read += obj.bytes.len() as u64;
+        report.read(obj.bytes.len() as u64);
         match WalRecord::decode(&obj.bytes, key) {
             Ok(r) if r.lsn != lsn => report.problem(key, format!("holds LSN {}", r.lsn)),
             Ok(r) => {

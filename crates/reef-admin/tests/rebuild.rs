@@ -165,7 +165,11 @@ fn rebuild_restores_a_namespace_whose_manifests_and_head_are_deleted() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".wal"))
         .collect();
-    assert_eq!(wal_left.len(), 3, "GC collected the folded WAL: {wal_left:?}");
+    assert_eq!(
+        wal_left.len(),
+        3,
+        "GC collected the folded WAL: {wal_left:?}"
+    );
     for f in manifest_files(tmp.path()) {
         std::fs::remove_file(f).unwrap();
     }

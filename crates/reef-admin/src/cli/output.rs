@@ -48,6 +48,22 @@ impl Out {
     }
 }
 
+/// A progress line on stderr counting bytes, for `what` (e.g. "verify
+/// orders"). indicatif draws it only when stderr is a terminal, so pipes
+/// and logs never see it; stdout stays data only.
+pub fn byte_progress(what: &str) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {prefix}: {binary_bytes} read, {binary_bytes_per_sec}, {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_prefix(what.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
 /// `{"id","version","doc"}`, as `get` and each `scan` line print it.
 pub fn doc_json(doc: &Doc) -> Json {
     json!({

@@ -95,7 +95,7 @@ pub async fn run(
 /// Verifies the namespace after a repair or rebuild and prints the
 /// report; exit 4 if it is still not clean.
 pub async fn verify_after(store: &DynStore, ns: &str, json: bool, mut out: Out) -> Result<()> {
-    let after = crate::verify::verify(store, ns, false, &SystemClock).await?;
+    let after = crate::verify::verify(store, ns, false, &SystemClock, None).await?;
     if json {
         out.line(&json!({"verify_after": report_json(&after)}))?;
     } else {

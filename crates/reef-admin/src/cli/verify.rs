@@ -69,7 +69,9 @@ pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> R
     let mut out = Out::new();
     let (mut problems, mut unclean) = (0, 0);
     for name in &names {
-        let report = verify(&store, name, deep, &SystemClock).await?;
+        let bar = super::output::byte_progress(&format!("verify {name}"));
+        let report = verify(&store, name, deep, &SystemClock, Some(bar.clone())).await?;
+        bar.finish_and_clear();
         if json {
             out.line(&report_json(&report))?;
         } else {
