@@ -44,6 +44,22 @@ fn every_damaged_object_is_reported_by_its_key() {
         Some(0),
         "the undamaged namespace verifies clean:\n{text}"
     );
+    // Progress is for terminals only: piped, stderr stays empty.
+    let piped = std::process::Command::new(REEF)
+        .args([
+            "--store",
+            pristine.to_str().unwrap(),
+            "verify",
+            NS,
+            "--deep",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        piped.stderr.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
 
     let wal = keys(&pristine, "wal");
     // The segments the current manifest lists (older ones are orphans
