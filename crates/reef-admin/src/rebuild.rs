@@ -5,7 +5,9 @@
 //! What it chooses, and why:
 //! - **Segments: every intact one**, each read whole and checked (blocks,
 //!   footer, the entries against the footer's setsum), all at level 0.
-//!   Without a manifest nothing says which segments a compaction replaced;
+//!   Each is copied to a fresh id based on the new version (a paused GC
+//!   may already have decided to delete the old id; nobody has listed the
+//!   new one). Without a manifest nothing says which segments a compaction replaced;
 //!   but segments are immutable and every entry carries its version, so
 //!   the union holds, per id, the newest version any of them ever held, and
 //!   reads take the newest (a superseded compaction input only repeats
@@ -13,15 +15,23 @@
 //!   invariant is claimed that the set might break; the next compaction
 //!   merges them into level 1 and drops the repeats. Two segments with the
 //!   same entries (a retried fold) are used once.
-//! - **WAL**: records whose versions all lie at or below the newest
-//!   segment version were folded; `last_applied_lsn` is the last of them
-//!   (or the LSN before the first unfolded one). The records after it
-//!   must form a clean chain; a break cuts it there, and the cut records
-//!   are reported and quarantined (as `repair --accept-data-loss` does).
+//! - **WAL**: the listed records from the lowest up whose versions all lie
+//!   at or below the newest segment version were folded;
+//!   `last_applied_lsn` is the LSN before the first one that is not (or
+//!   the highest listed, if all are). The records after it must form a
+//!   clean chain; a break cuts it there (the good run before it is
+//!   folded), and the cut records are reported and quarantined (as
+//!   `repair --accept-data-loss` does). With no WAL listed,
+//!   `last_applied_lsn` is set to the newest segment version, a bound on
+//!   the LSNs used so far when every record holds a version: LSNs are not
+//!   reused, and a paused writer whose record lands below it re-plans. The
+//!   skipped LSNs carry writer id 0 in the recent-writers window.
 //! - **The commit**: version V, one past every version listed or named by
 //!   HEAD, a lease, a checkpoint or a segment id (its operation's base),
-//!   by put-if-absent, with `gc_floor = V` so that nothing based on an
-//!   older version commits after it. Totals restart from the segments
+//!   by put-if-absent at every version from one past the newest listed up
+//!   to V, each with the GC floor at its version: a process that believes
+//!   the namespace empty (all manifests deleted) collides instead of being
+//!   passed over, and nothing based on an older version commits after it. Totals restart from the segments
 //!   (`written = live`, nothing dropped).
 //!
 //! What is lost with the manifests and cannot come back: the idempotency
@@ -30,19 +40,21 @@
 //! `Fenced`, outcome unknown). Segments a crashed GC left half-deleted can
 //! bring back an older version of an id whose deletion was compacted
 //! away; rebuild reports every segment it used so an operator can judge.
-//! Run it with writers and compactors stopped: it has to be sure nothing
-//! else is committing.
+//! A segment a stale fold left behind (abandoned, never committed) can
+//! hold a stray record's entries no writer acknowledged; with no manifest
+//! nothing tells it apart. Run rebuild with writers and compactors
+//! stopped.
 
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use reef_format::segment::Segment;
-use reef_format::{Checkpoint, Lease, Manifest, SegmentMeta, Totals};
+use reef_format::{Manifest, SegmentMeta, Totals};
 use reef_manifest::store::DynStore;
-use reef_manifest::{Error as ManifestError, Layout, ManifestStore};
+use reef_manifest::{Layout, ManifestStore};
 
-use crate::repair::scan::{self, HeadState};
-use crate::repair::{RepairOptions, build, dead_pins, quarantine};
+use crate::repair::scan::{self, HeadState, SegmentCheck};
+use crate::repair::{Plan, RepairOptions, build, commit_gapless, judge_pins, quarantine};
 use crate::verify::list;
 
 /// What a rebuild did (or, in a dry run, would do).
@@ -76,6 +88,7 @@ impl std::error::Error for HasManifest {}
 pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result<RebuildReport> {
     let dry_run = opts.dry_run;
     let layout = Layout::new(ns)?;
+    let head = scan::read_head(store, &layout).await?;
     let listing = list(store, &layout).await?;
     let found = scan::read_manifests(store, &listing).await?;
     if let Some(m) = found.newest() {
@@ -97,9 +110,9 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
         });
     };
 
-    // Segments: every intact one, once.
+    // Segments: every intact one, once. Memory: one segment at a time.
     let mut segments: Vec<SegmentMeta> = Vec::new();
-    let mut doomed: Vec<(String, String)> = Vec::new();
+    let mut doomed: Vec<(String, String, Option<bytes::Bytes>)> = Vec::new();
     for (&id, (key, size)) in &listing.segments {
         let Some(obj) = store.get(key).await? else {
             continue;
@@ -109,7 +122,7 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
             Ok(seg) => seg,
             Err(e) => {
                 report.skipped.push(format!("{key}: {e}"));
-                doomed.push((key.clone(), e.to_string()));
+                doomed.push((key.clone(), e.to_string(), None));
                 continue;
             }
         };
@@ -122,7 +135,7 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
             continue;
         }
         report.used.push(format!(
-            "{key}: ids {:?}..={:?}, versions {}..={}, {} entries",
+            "{key}: ids {:?}..={:?}, versions {}..={}, {} entries (copied to a fresh id)",
             meta.min_id, meta.max_id, meta.min_version, meta.max_version, meta.entry_count
         ));
         segments.push(meta);
@@ -130,36 +143,36 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
     segments.sort_by_key(|s| (s.max_version, s.id));
     let seg_version = segments.iter().map(|s| s.max_version).max().unwrap_or(0);
 
-    // WAL: folded up to the last record the segments cover.
-    let mut lal = 0;
-    for (&lsn, key) in &listing.wal {
-        let Some(obj) = store.get(key).await? else {
-            continue;
-        };
-        match reef_format::WalRecord::decode(&obj.bytes, key) {
-            Ok(r) if r.lsn == lsn && r.entries().all(|e| e.version <= seg_version) => lal = lsn,
-            _ => break,
+    // WAL: folded up to the first record the segments do not cover.
+    let mut lal = seg_version;
+    if let Some((&highest, _)) = listing.wal.iter().next_back() {
+        lal = highest;
+        for (&lsn, key) in &listing.wal {
+            let covered = match store.get(key).await? {
+                Some(obj) => reef_format::WalRecord::decode(&obj.bytes, key)
+                    .is_ok_and(|r| r.lsn == lsn && r.entries().all(|e| e.version <= seg_version)),
+                None => true,
+            };
+            if !covered {
+                lal = lsn - 1;
+                break;
+            }
         }
     }
-    if lal == 0
-        && let Some((&first, _)) = listing.wal.iter().next()
-    {
-        lal = first - 1;
-    }
     let chain = scan::read_chain(store, &layout, &listing, lal, seg_version).await?;
+    let cut = chain.broken_at.as_ref().map(|(at, _)| (*at, chain.top));
     if let Some(first) = chain.good.first() {
         report.used.push(format!(
             "WAL LSNs {}..={}: {}",
             first.lsn,
             chain.good_end(lal),
-            if chain.broken_at.is_some() {
+            if cut.is_some() {
                 "folded into a new level-0 segment"
             } else {
                 "unfolded, replayed by readers"
             }
         ));
     }
-    let mut cut = None;
     if let Some((at, why)) = &chain.broken_at {
         report.skipped.push(format!(
             "WAL LSNs {at}..={}: the chain breaks at {} ({why}); cut there",
@@ -167,78 +180,95 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
             layout.wal_key(*at)
         ));
         for lsn in (*at..=chain.top).filter(|l| listing.wal.contains_key(l)) {
-            doomed.push((layout.wal_key(lsn), "cut from the WAL".to_owned()));
+            doomed.push((layout.wal_key(lsn), "cut from the WAL".to_owned(), None));
         }
-        cut = Some((*at, chain.top));
     }
 
-    let version = next_version(store, &layout, &listing, found.unreadable.keys().copied()).await?;
+    let mut top = found.unreadable.keys().copied().max().unwrap_or(0);
+    if let HeadState::Names { version } = head {
+        top = top.max(version);
+    }
+    for &id in listing.segments.keys() {
+        top = top.max(reef_compactor::base_version(id).saturating_add(1));
+    }
+    let mut segs = SegmentCheck::new(store, &layout, &listing);
+    for judged in judge_pins(store, &layout, &listing, &found, &mut segs).await? {
+        top = top.max(judged.pinned.unwrap_or(0));
+        if let Some(why) = judged.pin.dead {
+            doomed.push((judged.pin.key, why, Some(judged.pin.bytes)));
+        }
+    }
+    drop(segs);
+    let version = top + 1;
     let live = segments
         .iter()
         .fold(reef_format::Setsum::EMPTY, |s, seg| s.add(&seg.setsum));
-    let mut base = Manifest {
-        version: version - 1,
-        last_applied_lsn: lal,
-        last_version: seg_version,
+    let base = Manifest {
         totals: Totals {
             written: live,
             written_count: segments.iter().map(|s| s.entry_count).sum(),
             ..Totals::default()
         },
+        last_version: seg_version,
         segments,
         ..Manifest::default()
     };
-    // A cut folds the good run before it (the manifest cannot call the
-    // cut folded while the run before it is not); otherwise the run stays
-    // unfolded and readers replay it.
-    let records = if cut.is_some() { &chain.good[..] } else { &[] };
-    let manifest = if dry_run {
-        base.version = version;
-        base
-    } else {
-        build(
-            store, &layout, &mut base, records, cut, &chain, version, opts,
-        )
-        .await?
+    let plan = Plan {
+        base,
+        jump_to: Some(lal),
+        // A cut needs the run before it folded (a manifest cannot call
+        // the cut folded while the run before it is not); otherwise the
+        // run stays unfolded and readers replay it.
+        records: if cut.is_some() {
+            chain.good.clone()
+        } else {
+            Vec::new()
+        },
+        cut,
+        version_floor: if cut.is_some() {
+            chain.max_version().unwrap_or(0)
+        } else {
+            0
+        },
+        lsn_past_versions: false,
+        copy_segments: true,
     };
     let key = layout.manifest_key(version);
     say(
         &mut report,
         format!(
-            "commit {key}: {} segments, last_applied_lsn {}, last_version {}, GC floor {version}",
-            manifest.segments.len(),
-            manifest.last_applied_lsn,
-            manifest.last_version
+            "commit {key}: {} segments, last_applied_lsn {}, GC floor {version}",
+            plan.base.segments.len(),
+            cut.map_or(lal, |(_, top)| top.max(lal)),
         ),
     );
-    if let HeadState::Unreadable { why, .. } = scan::read_head(store, &layout).await? {
-        doomed.insert(0, (layout.head_key(), why));
+    let first_free = listing.manifests.keys().next_back().map_or(1, |v| v + 1);
+    if let HeadState::Unreadable { why, .. } = &head {
+        // First, so that the commit can create HEAD afresh.
+        say(
+            &mut report,
+            format!("quarantine {} ({why})", layout.head_key()),
+        );
+        if !dry_run {
+            quarantine(store, &layout, &layout.head_key(), None).await?;
+        }
     }
-    for (version, why) in &found.unreadable {
-        doomed.push((layout.manifest_key(*version), why.clone()));
-    }
-    doomed.extend(dead_pins(store, &layout, &listing, &found.decodable).await?);
     if !dry_run {
-        // An unreadable HEAD goes first, so the commit can create one.
-        if doomed.first().is_some_and(|(k, _)| *k == layout.head_key()) {
-            quarantine(store, &layout, &layout.head_key()).await?;
-        }
+        let manifest = build(store, &layout, plan, version, opts).await?;
         let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
-        match manifests.commit(&manifest).await {
-            Ok(_) => {}
-            Err(ManifestError::ManifestConflict { .. }) => bail!(
-                "{key} appeared while rebuild ran: something is committing to {ns}; stop it and \
-                 run `reef repair {ns}`"
-            ),
-            Err(e) => return Err(e.into()),
-        }
+        commit_gapless(&manifests, &manifest, first_free).await?;
         manifests.ensure_head_at_least(version).await?;
         report.committed = Some(version);
     }
-    for (k, why) in doomed {
+    for (version, why) in &found.unreadable {
+        doomed.push((layout.manifest_key(*version), why.clone(), None));
+    }
+    for (k, why, expected) in doomed {
         say(&mut report, format!("quarantine {k} ({why})"));
-        if !dry_run && k != layout.head_key() {
-            quarantine(store, &layout, &k).await?;
+        if !dry_run && !quarantine(store, &layout, &k, expected.as_ref()).await? {
+            report
+                .steps
+                .push(format!("left {k}: it changed since rebuild read it"));
         }
     }
     Ok(report)
@@ -252,33 +282,4 @@ fn same_entries(a: &SegmentMeta, b: &SegmentMeta) -> bool {
         && a.max_version == b.max_version
         && a.min_id == b.min_id
         && a.max_id == b.max_id
-}
-
-/// One past every version listed, named by HEAD, pinned, or carried in a
-/// segment id (an operation's base version: the chain reached it), so the
-/// new manifest lands past every version a stale process may hold.
-async fn next_version(
-    store: &DynStore,
-    layout: &Layout,
-    listing: &crate::verify::Listing,
-    listed: impl Iterator<Item = u64>,
-) -> Result<u64> {
-    let mut top = listed.max().unwrap_or(0);
-    for &id in listing.segments.keys() {
-        top = top.max(reef_compactor::base_version(id).saturating_add(1));
-    }
-    if let HeadState::Names { version } = scan::read_head(store, layout).await? {
-        top = top.max(version);
-    }
-    for key in listing.leases.values().chain(listing.checkpoints.values()) {
-        let Some(obj) = store.get(key).await? else {
-            continue;
-        };
-        if let Ok(l) = Lease::decode(&obj.bytes, key) {
-            top = top.max(l.manifest_version);
-        } else if let Ok(c) = Checkpoint::decode(&obj.bytes, key) {
-            top = top.max(c.manifest_version);
-        }
-    }
-    Ok(top + 1)
 }

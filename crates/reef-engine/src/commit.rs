@@ -195,7 +195,9 @@ async fn commit_batch(
             // can put two different records at one LSN (a batch that
             // failed after its put, then the next batch), and the fence
             // must recognise the record, not the writer.
-            writer_id: opts.rng.next_u64(),
+            // Never 0: repair records LSNs it cuts or skips as folded
+            // by writer 0, which must match no real writer's record.
+            writer_id: opts.rng.next_u64().max(1),
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };

@@ -259,6 +259,28 @@ impl Namespace {
         if newer.version <= ours {
             return Ok(());
         }
+        {
+            // M1 (docs/architecture.md): a newer manifest folds at least
+            // as far. One that does not (damage, or a repair that broke
+            // it) is refused: adopting it would drop what this engine
+            // already let go from its memtable, silently.
+            let s = self.lock_state();
+            let had = &s.manifest;
+            if newer.last_applied_lsn < had.last_applied_lsn
+                || newer.last_version < had.last_version
+            {
+                return Err(self.inconsistent(format!(
+                    "{} goes backwards from {} (last_applied_lsn {} < {} or last_version {} < {}); \
+                     refusing to adopt it: reopen, and run `reef verify`",
+                    self.layout.manifest_key(newer.version),
+                    self.layout.manifest_key(had.version),
+                    newer.last_applied_lsn,
+                    had.last_applied_lsn,
+                    newer.last_version,
+                    had.last_version
+                )));
+            }
+        }
         let segments = open_segments(&self.store, &self.layout, &newer, &self.cache).await?;
         let mut s = self.lock_state();
         memtable::switch(&mut s.memtable, newer.last_version);

@@ -451,3 +451,38 @@ async fn a_gc_whose_now_manifest_is_collected_keeps_its_segments() {
     assert_kept(&mem, &clock, "b", &b).await;
     assert_kept(&mem, &clock, "c", &c).await;
 }
+
+/// A manifest that goes backwards (a lower `last_applied_lsn` or
+/// `last_version` than the one adopted: only damage, or a repair that
+/// broke M1, makes one) is refused loudly, never adopted: adopting it would
+/// drop what the engine folded out of its memtable and serve the rest as
+/// if it never existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_that_goes_backwards_is_refused_not_adopted() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(1_000);
+    let e = open(&store, &clock).await;
+    put(&e, "a", 1).await.unwrap();
+    put(&e, "b", 2).await.unwrap();
+    e.flush(NS).await.unwrap();
+    let manifests = reef_manifest::ManifestStore::new(Arc::clone(&store), Layout::new(NS).unwrap());
+    let current = manifests.load_current().await.unwrap().unwrap();
+    let backwards = reef_format::Manifest {
+        version: current.version + 1,
+        ..reef_format::Manifest::default()
+    };
+    manifests.commit(&backwards).await.unwrap();
+    let wrote = put(&e, "c", 3).await;
+    assert!(
+        matches!(wrote, Err(reef_engine::Error::Inconsistent { .. })),
+        "{wrote:?}"
+    );
+    match e.get(NS, "a").await {
+        Ok(Some(doc)) => assert_eq!(doc.doc.get("v"), Some(&Value::I64(1))),
+        Ok(None) => panic!("a acknowledged and folded, read back as missing"),
+        Err(err) => assert!(
+            matches!(err, reef_engine::Error::Inconsistent { .. }),
+            "{err:?}"
+        ),
+    }
+}

@@ -77,8 +77,14 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<NotFound>() {
             return NOT_FOUND;
         }
-        if cause.is::<super::verify::VerifyFailed>() || cause.is::<super::repair::RepairRefused>() {
+        if cause.is::<super::verify::VerifyFailed>() {
             return VERIFY_FAILED;
+        }
+        if cause.is::<super::repair::RepairRefused>() {
+            return CONFLICT;
+        }
+        if cause.is::<crate::repair::Raced>() {
+            return TEMPORARY;
         }
         if let Some(at) = cause.downcast_ref::<AtLine>() {
             return engine_code(&at.error);

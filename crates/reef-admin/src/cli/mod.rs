@@ -40,8 +40,10 @@ file:///absolute/path, or s3://bucket/prefix (endpoint, region and credentials f
 variables). memory:// is refused: each command is a process of its own.
 
 Exit codes: 0 ok; 1 not found (document or namespace); 2 bad input or usage; 3 precondition \
-failed or idempotency conflict; 70 internal error; 75 temporary (contention, overload, a fenced \
-stale writer, storage unreachable): retry."
+failed, idempotency conflict, or a repair refused because it would give up data; 4 verify (or \
+the verify after repair or rebuild) found problems; 70 internal error; 75 temporary \
+(contention, overload, a fenced stale writer, storage unreachable, another process committing \
+during repair): retry."
 )]
 pub struct Cli {
     /// Where the data lives: a directory path (absolute, or relative to the
@@ -157,8 +159,9 @@ pub enum Command {
     /// rollback to the newest intact manifest when the WAL still covers
     /// the difference (nothing lost), damaged objects moved to
     /// quarantine/, then GC. A fix that gives up acknowledged data is
-    /// refused (exit 4, naming the LSNs, ids and versions at stake) unless
-    /// --accept-data-loss. Ends with a verify (exit 4 if still not clean).
+    /// refused (exit 3, nothing written, naming the LSNs, ids and versions
+    /// at stake) unless --accept-data-loss. Ends with a verify (exit 4 if
+    /// still not clean).
     Repair {
         /// The namespace.
         ns: String,

@@ -1,18 +1,32 @@
 //! Carries out a repair plan, in the order the parent module gives and
-//! argues: HEAD, the one commit, quarantine (after HEAD is confirmed at the
+//! argues: HEAD, the commit, quarantine (after HEAD is confirmed at the
 //! commit), GC. In a dry run every step is described and none is taken.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use reef_compactor::{CompactorOptions, fold_records, next_manifest};
-use reef_format::{Checkpoint, Head, Lease, Manifest, RECENT_WRITERS_MAX};
+use bytes::Bytes;
+use reef_compactor::{CompactorOptions, fold_records, new_segment_id, next_manifest};
+use reef_format::{Head, Manifest, RECENT_WRITERS_MAX, WalRecord};
 use reef_manifest::store::{DynStore, PutOutcome};
 use reef_manifest::{Error as ManifestError, Layout, ManifestStore, Objects};
 
-use super::scan::{HeadState, SegmentCheck};
+use super::scan::HeadState;
 use super::{RepairOptions, RepairReport, Survey, Target};
+
+/// Another process committed to the namespace while repair or rebuild
+/// ran (exit 75: stop it, or let it finish, and run again).
+#[derive(Debug)]
+pub struct Raced(pub String);
+
+impl std::fmt::Display for Raced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Raced {}
 
 fn step(report: &mut RepairReport, dry_run: bool, what: String) {
     report.steps.push(if dry_run {
@@ -20,6 +34,26 @@ fn step(report: &mut RepairReport, dry_run: bool, what: String) {
     } else {
         what
     });
+}
+
+/// What the repair commit is built from.
+pub(crate) struct Plan {
+    /// The manifest to build on (damaged segments already removed).
+    pub base: Manifest,
+    /// WAL LSNs after `base` that a lost manifest folded and GC collected:
+    /// the chain resumes after this LSN.
+    pub jump_to: Option<u64>,
+    /// The WAL records to fold (consecutive, after `jump_to` or `base`).
+    pub records: Vec<WalRecord>,
+    /// The WAL is cut from the first LSN up to the second.
+    pub cut: Option<(u64, u64)>,
+    /// `last_version` at least this (versions seen in what is left out).
+    pub version_floor: u64,
+    /// `last_applied_lsn` at least `last_version` (a lost manifest folded
+    /// WAL that is all gone: LSNs must not be reused).
+    pub lsn_past_versions: bool,
+    /// Carried segments are copied to fresh ids (see `copy_segments`).
+    pub copy_segments: bool,
 }
 
 pub(super) async fn run(
@@ -33,53 +67,20 @@ pub(super) async fn run(
     let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
     fix_head(store, layout, &manifests, &survey, dry, report).await?;
 
-    let Survey {
-        listing,
-        manifests: found,
-        m0,
-        m0_chain,
-        next_version: v,
-        target,
-        damaged_segments,
-        ..
-    } = survey;
-    let needs_commit = !matches!(target, Target::Keep) || !found.unreadable.is_empty();
-    let mut cut: Option<(u64, u64)> = None;
-    let mut listed_after: BTreeSet<u128> = m0.segments.iter().map(|s| s.id).collect();
+    let needs_commit =
+        !matches!(survey.target, Target::Keep) || !survey.manifests.unreadable.is_empty();
+    let v = survey.next_version;
+    let mut listed_after: BTreeSet<u128> = survey.m0.segments.iter().map(|s| s.id).collect();
+    let mut cut = None;
     if needs_commit {
-        let (mut base, records) = match target {
-            Target::Keep => (m0.clone(), Vec::new()),
-            Target::Rollback { base, chain } => (base, chain.good),
-            Target::Loss { damaged, .. } => {
-                let mut base = m0.clone();
-                for (seg, _) in &damaged {
-                    base.segments.retain(|s| s.id != seg.id);
-                    base.totals.dropped = base.totals.dropped.add(&seg.setsum);
-                    base.totals.dropped_count += seg.entry_count;
-                }
-                cut = m0_chain
-                    .broken_at
-                    .as_ref()
-                    .map(|(at, _)| (*at, m0_chain.top));
-                (base, m0_chain.good.clone())
-            }
-        };
-        let what = describe_commit(v, &base, &records, cut);
-        step(report, dry, what);
+        let plan = plan(&survey);
+        cut = plan.cut;
+        listed_after = plan.base.segments.iter().map(|s| s.id).collect();
+        step(report, dry, describe(&survey, &plan, v));
         if !dry {
-            let next = build(store, layout, &mut base, &records, cut, &m0_chain, v, opts).await?;
-            check_reach(layout, &next, &found.decodable)?;
-            listed_after = next.segments.iter().map(|s| s.id).collect();
-            match manifests.commit(&next).await {
-                Ok(_) => {}
-                Err(ManifestError::ManifestConflict { .. }) => bail!(
-                    "{} appeared while repair ran: something is committing to {}; \
-                     stop it (or let it finish) and run repair again",
-                    layout.manifest_key(v),
-                    layout.namespace()
-                ),
-                Err(e) => return Err(e.into()),
-            }
+            let next = build(store, layout, plan, v, opts).await?;
+            check_reach(layout, &next, &survey)?;
+            commit_gapless(&manifests, &next, survey.newest_listed + 1).await?;
             // The fence every deletion below relies on (as GC's).
             manifests.ensure_head_at_least(v).await?;
             report.committed = Some(v);
@@ -87,25 +88,31 @@ pub(super) async fn run(
     }
 
     // Quarantine what nothing current reads any more.
-    let mut doomed: Vec<(String, String)> = Vec::new();
-    for (version, why) in &found.unreadable {
-        doomed.push((layout.manifest_key(*version), why.clone()));
+    let mut doomed: Vec<(String, String, Option<Bytes>)> = Vec::new();
+    for (version, why) in &survey.manifests.unreadable {
+        doomed.push((layout.manifest_key(*version), why.clone(), None));
     }
-    for (id, why) in &damaged_segments {
-        if !listed_after.contains(id) && listing.segments.contains_key(id) {
-            doomed.push((layout.segment_key(*id), why.clone()));
+    for (id, why) in &survey.damaged_segments {
+        if !listed_after.contains(id) && survey.listing.segments.contains_key(id) {
+            doomed.push((layout.segment_key(*id), why.clone(), None));
         }
     }
     if let Some((at, top)) = cut {
-        for lsn in (at..=top).filter(|l| listing.wal.contains_key(l)) {
-            doomed.push((layout.wal_key(lsn), "cut from the WAL".to_owned()));
+        for lsn in (at..=top).filter(|l| survey.listing.wal.contains_key(l)) {
+            doomed.push((layout.wal_key(lsn), "cut from the WAL".to_owned(), None));
         }
     }
-    doomed.extend(dead_pins(store, layout, &listing, &found.decodable).await?);
-    for (key, why) in doomed {
+    for pin in &survey.pins {
+        if let Some(why) = &pin.dead {
+            doomed.push((pin.key.clone(), why.clone(), Some(pin.bytes.clone())));
+        }
+    }
+    for (key, why, expected) in doomed {
         step(report, dry, format!("quarantine {key} ({why})"));
-        if !dry {
-            quarantine(store, layout, &key).await?;
+        if !dry && !quarantine(store, layout, &key, expected.as_ref()).await? {
+            report
+                .steps
+                .push(format!("left {key}: it changed since repair read it"));
         }
     }
 
@@ -115,8 +122,7 @@ pub(super) async fn run(
         format!("run GC (grace {} s)", opts.gc_grace_ms / 1000),
     );
     if !dry {
-        let copts = compactor_options(opts);
-        let gc = reef_compactor::gc(store, layout, &copts).await?;
+        let gc = reef_compactor::gc(store, layout, &compactor_options(opts)).await?;
         report.steps.push(format!(
             "GC deleted {} WAL, {} segments, {} manifests, {} expired leases",
             gc.wal, gc.segments, gc.manifests, gc.leases
@@ -125,7 +131,100 @@ pub(super) async fn run(
     Ok(())
 }
 
-fn compactor_options(opts: &RepairOptions) -> CompactorOptions {
+fn plan(survey: &Survey) -> Plan {
+    let lost = !survey.lost.is_empty();
+    match &survey.target {
+        Target::Keep => Plan {
+            base: survey.m0.clone(),
+            jump_to: None,
+            records: Vec::new(),
+            cut: None,
+            version_floor: 0,
+            lsn_past_versions: false,
+            copy_segments: false,
+        },
+        Target::Rollback { base, chain } => Plan {
+            base: base.clone(),
+            jump_to: None,
+            records: chain.good.clone(),
+            cut: None,
+            version_floor: 0,
+            lsn_past_versions: false,
+            copy_segments: lost || base.version != survey.m0.version,
+        },
+        Target::Loss {
+            damaged,
+            beyond,
+            chain,
+            jump_to,
+        } => {
+            let mut base = survey.m0.clone();
+            for (seg, _) in damaged {
+                base.segments.retain(|s| s.id != seg.id);
+                base.totals.dropped = base.totals.dropped.add(&seg.setsum);
+                base.totals.dropped_count += seg.entry_count;
+            }
+            Plan {
+                base,
+                jump_to: *jump_to,
+                records: chain.good.clone(),
+                cut: chain.broken_at.as_ref().map(|(at, _)| (*at, chain.top)),
+                version_floor: beyond
+                    .iter()
+                    .filter_map(|b| b.max_version)
+                    .chain(chain.max_version())
+                    .max()
+                    .unwrap_or(0),
+                // No WAL at all after the manifest: how far the lost one
+                // folded is unknown, and its LSNs must not be reused.
+                lsn_past_versions: lost
+                    && jump_to.is_none()
+                    && chain.good.is_empty()
+                    && chain.broken_at.is_none(),
+                copy_segments: lost,
+            }
+        }
+    }
+}
+
+fn describe(survey: &Survey, plan: &Plan, v: u64) -> String {
+    let mut what = format!(
+        "commit manifest {v} built on manifest {} ({} segments{})",
+        plan.base.version,
+        plan.base.segments.len(),
+        if plan.copy_segments {
+            ", each copied to a fresh id"
+        } else {
+            ""
+        }
+    );
+    if v > survey.newest_listed + 1 {
+        what.push_str(&format!(
+            " (and the same at {}..={} first, so every version slot up to it is taken)",
+            survey.newest_listed + 1,
+            v - 1
+        ));
+    }
+    if let Some(resume) = plan.jump_to {
+        what.push_str(&format!(
+            ", LSNs {}..={resume} recorded as folded",
+            plan.base.last_applied_lsn + 1
+        ));
+    }
+    if let (Some(first), Some(last)) = (plan.records.first(), plan.records.last()) {
+        what.push_str(&format!(
+            ", folding WAL LSNs {}..={} into one level-0 segment",
+            first.lsn, last.lsn
+        ));
+    }
+    if let Some((at, top)) = plan.cut {
+        what.push_str(&format!(", recording LSNs {at}..={top} as cut"));
+    }
+    what.push_str(&format!(", GC floor {v}"));
+    what
+}
+
+pub(crate) fn compactor_options(opts: &RepairOptions) -> CompactorOptions {
     CompactorOptions {
         gc_grace_ms: opts.gc_grace_ms,
         clock: Arc::clone(&opts.clock),
@@ -168,7 +267,7 @@ async fn fix_head(
                 format!("quarantine {key} ({why}; no manifest exists)"),
             );
             if !dry {
-                quarantine(store, layout, &key).await?;
+                quarantine(store, layout, &key, None).await?;
             }
         }
         (HeadState::Missing, Some(n)) => {
@@ -192,78 +291,129 @@ async fn fix_head(
     Ok(())
 }
 
-fn describe_commit(
-    v: u64,
-    base: &Manifest,
-    records: &[reef_format::WalRecord],
-    cut: Option<(u64, u64)>,
-) -> String {
-    let mut what = format!(
-        "commit manifest {v} built on manifest {} ({} segments)",
-        base.version,
-        base.segments.len()
-    );
-    if let (Some(first), Some(last)) = (records.first(), records.last()) {
-        what.push_str(&format!(
-            ", folding WAL LSNs {}..={} into one level-0 segment",
-            first.lsn, last.lsn
-        ));
-    }
-    if let Some((at, top)) = cut {
-        what.push_str(&format!(", recording LSNs {at}..={top} as cut"));
-    }
-    what.push_str(&format!(", GC floor {v}"));
-    what
-}
-
-/// The repair commit (see the parent module, step 3).
-#[allow(clippy::too_many_arguments)]
+/// The repair (or rebuild) commit: `plan.base` plus the folded records,
+/// at version `v` with the GC floor at `v`.
 pub(crate) async fn build(
     store: &DynStore,
     layout: &Layout,
-    base: &mut Manifest,
-    records: &[reef_format::WalRecord],
-    cut: Option<(u64, u64)>,
-    chain: &super::scan::Chain,
+    mut plan: Plan,
     v: u64,
     opts: &RepairOptions,
 ) -> Result<Manifest> {
     let copts = compactor_options(opts);
+    if plan.copy_segments {
+        copy_segments(store, layout, &mut plan.base, v, &copts).await?;
+    }
+    if let Some(resume) = plan.jump_to {
+        jump(&mut plan.base, resume);
+    }
     let objects = Objects::new(Arc::clone(store), layout.clone());
-    let (change, _) = fold_records(&objects, base, records, &copts, v).await?;
+    let (change, _) = fold_records(&objects, &plan.base, &plan.records, &copts, v).await?;
     let mut next = next_manifest(
-        base,
+        &plan.base,
         &change,
         opts.clock.now_ms(),
         copts.idempotency_retention_ms,
     );
     next.version = v;
     next.gc_floor = v;
-    if let Some((_, top)) = cut {
-        let skipped = top.saturating_sub(next.last_applied_lsn);
-        next.last_applied_lsn = top;
-        // Writer id 0 is no writer's: a writer whose record sat in a cut
-        // slot and was not yet acknowledged re-plans it.
-        let skipped = usize::try_from(skipped)
-            .unwrap_or(usize::MAX)
-            .min(RECENT_WRITERS_MAX);
-        next.recent_writers.extend(std::iter::repeat_n(0, skipped));
-        let excess = next.recent_writers.len().saturating_sub(RECENT_WRITERS_MAX);
-        next.recent_writers.drain(..excess);
-        next.last_version = next.last_version.max(chain.max_version().unwrap_or(0));
+    next.last_version = next.last_version.max(plan.version_floor);
+    if let Some((_, top)) = plan.cut {
+        jump(&mut next, top);
+    }
+    if plan.lsn_past_versions {
+        let to = next.last_version.max(next.last_applied_lsn);
+        jump(&mut next, to);
     }
     next.check_accounting(&layout.manifest_key(v))?;
     Ok(next)
 }
 
-/// The commit must reach at least as far as every manifest anyone could
-/// have adopted (M1): a live engine adopting it never goes backwards.
-fn check_reach(
+/// Records LSNs `(m.last_applied_lsn, to]` as folded by no writer (id 0,
+/// which no writer draws): a writer whose record sat there and was not
+/// yet acknowledged sees another's and re-plans it (`FoldedOthers`).
+fn jump(m: &mut Manifest, to: u64) {
+    let skipped = to.saturating_sub(m.last_applied_lsn);
+    let skipped = usize::try_from(skipped)
+        .unwrap_or(usize::MAX)
+        .min(RECENT_WRITERS_MAX);
+    m.recent_writers.extend(std::iter::repeat_n(0, skipped));
+    let excess = m.recent_writers.len().saturating_sub(RECENT_WRITERS_MAX);
+    m.recent_writers.drain(..excess);
+    m.last_applied_lsn = m.last_applied_lsn.max(to);
+}
+
+/// Copies every segment `base` lists to a fresh id based on `v`. A GC that
+/// loaded a manifest before it was lost or rolled back may already have
+/// decided to delete a segment the repair brings back; a new id is one no
+/// GC has listed, and its base `v` is at the new floor.
+async fn copy_segments(
+    store: &DynStore,
     layout: &Layout,
-    next: &Manifest,
-    decodable: &std::collections::BTreeMap<u64, Manifest>,
+    base: &mut Manifest,
+    v: u64,
+    copts: &CompactorOptions,
 ) -> Result<()> {
-    for m in decodable.values() {
+    for seg in &mut base.segments {
+        let from = layout.segment_key(seg.id);
+        let obj = store
+            .get(&from)
+            .await?
+            .with_context(|| format!("{from} vanished while repair copied it"))?;
+        let id = new_segment_id(copts.rng.as_ref(), v);
+        let to = layout.segment_key(id);
+        if let PutOutcome::ConditionFailed = store.put_if_absent(&to, obj.bytes).await? {
+            bail!("{to} already exists: a segment id was drawn twice");
+        }
+        seg.id = id;
+    }
+    Ok(())
+}
+
+/// Commits `next` at every version from `from` to `next.version`, each by
+/// put-if-absent with the floor at its own version: every slot up to the
+/// repair's is then taken, so a process that committed to the namespace
+/// since the survey collides instead of being passed over.
+pub(crate) async fn commit_gapless(
+    manifests: &ManifestStore,
+    next: &Manifest,
+    from: u64,
+) -> Result<()> {
+    let v = next.version;
+    for version in from.min(v)..=v {
+        let mut m = next.clone();
+        m.version = version;
+        m.gc_floor = version;
+        match manifests.commit(&m).await {
+            Ok(_) => {}
+            Err(ManifestError::ManifestConflict { .. }) => {
+                return Err(Raced(format!(
+                    "{} appeared while repair ran: something is committing to {}; \
+                     stop it (or let it finish) and run repair again",
+                    manifests.layout().manifest_key(version),
+                    manifests.layout().namespace()
+                ))
+                .into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The commit must reach at least as far as every manifest on the chain
+/// anyone could have adopted (M1): a live engine adopting it never goes
+/// backwards. (A manifest below the newest floor that reaches further is
+/// a stale commit off the chain: nobody adopted it.)
+fn check_reach(layout: &Layout, next: &Manifest, survey: &Survey) -> Result<()> {
+    let floor = survey
+        .manifests
+        .decodable
+        .values()
+        .map(|m| m.gc_floor)
+        .max()
+        .unwrap_or(0);
+    for m in survey.manifests.decodable.range(floor..).map(|(_, m)| m) {
         if next.last_applied_lsn < m.last_applied_lsn || next.last_version < m.last_version {
             bail!(
                 "bug: the repair commit for {} would fold less than {} (LSN {} < {} or version {} < {})",
@@ -279,67 +429,23 @@ fn check_reach(
     Ok(())
 }
 
-/// Leases and checkpoints that cannot be read, or pin a snapshot that can
-/// no longer be read (its manifest unreadable or gone, or a segment of it
-/// damaged), with why.
-pub(crate) async fn dead_pins(
+/// Copies `key` below `quarantine/` (a free name: `.1`, `.2`… after a
+/// first repair) and deletes it. With `expected`, only if the object still
+/// holds those bytes (a checkpoint re-created since is left alone; the
+/// window between this read and the delete remains, as for every
+/// checkpoint delete: docs/architecture.md). Returns false if left.
+pub(crate) async fn quarantine(
     store: &DynStore,
     layout: &Layout,
-    listing: &crate::verify::Listing,
-    decodable: &std::collections::BTreeMap<u64, Manifest>,
-) -> Result<Vec<(String, String)>> {
-    let mut segs = SegmentCheck::new(store, layout, listing);
-    let mut out = Vec::new();
-    let mut pinned = Vec::new();
-    for key in listing.leases.values() {
-        let Some(obj) = store.get(key).await? else {
-            continue;
-        };
-        match Lease::decode(&obj.bytes, key) {
-            Ok(l) => pinned.push((key.clone(), l.manifest_version)),
-            Err(e) => out.push((key.clone(), e.to_string())),
-        }
-    }
-    for (name, key) in &listing.checkpoints {
-        let Some(obj) = store.get(key).await? else {
-            continue;
-        };
-        match Checkpoint::decode(&obj.bytes, key) {
-            Ok(c) if &c.name != name => {
-                out.push((key.clone(), format!("holds checkpoint {:?}", c.name)))
-            }
-            Ok(c) => pinned.push((key.clone(), c.manifest_version)),
-            Err(e) => out.push((key.clone(), e.to_string())),
-        }
-    }
-    for (key, version) in pinned {
-        if version == 0 {
-            continue;
-        }
-        let why = match decodable.get(&version) {
-            None => Some(format!(
-                "pins manifest {version}, which cannot be read: snapshot lost"
-            )),
-            Some(m) => segs.damaged_in(m).await?.first().map(|(s, why)| {
-                format!(
-                    "pins manifest {version}, whose {} is damaged ({why}): snapshot lost",
-                    layout.segment_key(s.id)
-                )
-            }),
-        };
-        if let Some(why) = why {
-            out.push((key, why));
-        }
-    }
-    Ok(out)
-}
-
-/// Copies `key` below `quarantine/` (a free name: `.1`, `.2`… after a
-/// first repair) and deletes it. Gone already: nothing to do.
-pub(crate) async fn quarantine(store: &DynStore, layout: &Layout, key: &str) -> Result<()> {
+    key: &str,
+    expected: Option<&Bytes>,
+) -> Result<bool> {
     let Some(obj) = store.get(key).await? else {
-        return Ok(());
+        return Ok(true);
     };
+    if expected.is_some_and(|b| *b != obj.bytes) {
+        return Ok(false);
+    }
     let base = layout
         .quarantine_key(key)
         .with_context(|| format!("{key} is outside namespace {}", layout.namespace()))?;
@@ -351,7 +457,7 @@ pub(crate) async fn quarantine(store: &DynStore, layout: &Layout, key: &str) -> 
         };
         if let PutOutcome::Written(_) = store.put_if_absent(&target, obj.bytes.clone()).await? {
             store.delete(key).await?;
-            return Ok(());
+            return Ok(true);
         }
     }
     bail!("{base} and 99 more names are taken: clean up quarantine/ first")

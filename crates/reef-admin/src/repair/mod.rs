@@ -2,7 +2,13 @@
 //! accepts, from the bucket alone, losing nothing acknowledged unless told
 //! to (`--accept-data-loss`), and then naming exactly what is given up.
 //!
-//! The plan, decided before anything is written:
+//! The survey, before anything is written, reads HEAD *first* (a manifest
+//! HEAD names was committed before the listing, so the listing shows it
+//! unless it is really gone), then lists and reads every manifest, checks
+//! segments whole (every block), reads the WAL as a chain, and judges
+//! every lease and checkpoint (keeping the bytes it judged).
+//!
+//! The plan:
 //! 1. **HEAD** unreadable: replaced (put-if-match on the damaged bytes'
 //!    tag) by one naming the newest listed version; missing or behind:
 //!    moved forward by the usual CAS. HEAD never moves backwards.
@@ -12,44 +18,58 @@
 //!    clean chain. Otherwise repair looks for the newest decodable M whose
 //!    segments are intact and after which the WAL is a clean chain up to
 //!    the newest record, reaching at least as far (LSN and version) as
-//!    every decodable manifest and every intact unlisted segment: then
-//!    nothing acknowledged is lost (**rollback**). Failing that, M0 is
-//!    kept minus what is damaged (**loss**): its damaged segments are
-//!    dropped and the WAL is cut at its first bad record (point in time,
-//!    as RocksDB's `kPointInTimeRecovery`), and this needs
+//!    every decodable manifest on the chain (at or above the newest floor)
+//!    and every intact segment M does not list: then nothing acknowledged
+//!    is lost (**rollback**). Failing that, M0 is kept minus what is
+//!    damaged (**loss**): its damaged segments are dropped, segments only a
+//!    lost manifest recorded are left out, and the WAL is cut at its first
+//!    bad record (point in time, as RocksDB's `kPointInTimeRecovery`); a
+//!    hole right after M0 when a manifest is lost is read as WAL that
+//!    manifest folded and GC collected, and the chain resumes after it
+//!    rather than cutting the whole records that follow. This needs
 //!    `--accept-data-loss`; without it repair writes nothing and names the
-//!    LSNs, ids and versions at stake.
-//! 3. **One commit**, at version V = one past every version listed or
-//!    named, by put-if-absent: M's segments (minus dropped ones) plus one
-//!    level-0 segment folding the WAL's good run, `last_applied_lsn` at the
-//!    end of the chain (past the cut), `gc_floor = V`. It folds *forward*:
-//!    its `last_applied_lsn` and `last_version` are at least every
-//!    decodable manifest's, so a live engine adopting it never loses what
-//!    it had (check M1 of the safety argument, docs/architecture.md), and
-//!    a GC that loaded a now-lost manifest deletes only WAL this commit
-//!    already folded. The floor makes every operation based on an older
-//!    version abandon, so no stale fold or compaction builds on what repair
-//!    replaced. A cut LSN is recorded as folded with writer id 0, so a
-//!    writer whose record there was not yet acknowledged re-plans it
-//!    (`FoldedOthers`) rather than acknowledging it.
+//!    LSNs, ids and versions at stake (exit 3).
+//! 3. **The commit** at V = one past every version listed, named by HEAD
+//!    or a pin, or carried in a segment id: M's segments (minus dropped
+//!    ones) plus one level-0 segment folding the WAL's good run,
+//!    `last_applied_lsn` at the end of the chain (past a cut or a hole),
+//!    `gc_floor = V`. It folds *forward*: its `last_applied_lsn` and
+//!    `last_version` are at least every manifest's on the chain (checked),
+//!    so a live engine adopting it never loses what it had (M1 of the
+//!    safety argument, docs/architecture.md; the engine also refuses a
+//!    manifest that goes backwards). It is put at *every* version from one
+//!    past the newest listed up to V, each by put-if-absent with the floor
+//!    at its own version: a process that committed since the survey
+//!    collides (exit 75) instead of being passed over, and every operation
+//!    based on an older version abandons. When it builds on anything but
+//!    M0, or a manifest is lost, the segments it carries are copied to
+//!    fresh ids first: a paused GC may have decided, from a manifest that
+//!    is now lost, to delete the old ids; nobody has listed the new ones.
+//!    Skipped LSNs (a cut, a hole) are recorded as folded by writer id 0,
+//!    which no writer draws: a writer whose record sat there and was not
+//!    yet acknowledged re-plans it (`FoldedOthers`).
 //! 4. **Quarantine**, only after HEAD is confirmed at V or later (the same
 //!    fence GC keeps before deleting WAL): unreadable manifests, damaged
-//!    segments the commit no longer lists, cut WAL records, unreadable
-//!    leases and checkpoints, and pins on a snapshot that can no longer be
-//!    read, are copied below `quarantine/` and deleted.
+//!    segments the commit no longer lists, cut WAL records, and leases and
+//!    checkpoints that are unreadable or pin a snapshot that can no longer
+//!    be read (only if they still hold the bytes judged), are copied below
+//!    `quarantine/` and deleted.
 //! 5. **GC** with the given grace removes orphans.
 //!
-//! Known limits: a newest manifest lost together with every WAL record
-//! and every segment recording what it folded is undetectable; and a
-//! stale writer's stray record refilling a slot that a lost manifest had
-//! folded and GC had freed reads as part of the chain (docs/semantics.md,
-//! "Repair").
+//! Known limits (docs/semantics.md, "Repair and rebuild"): a newest
+//! manifest lost together with every WAL record and every segment
+//! recording what it folded is undetectable; a stale writer's stray record
+//! refilling a slot that a lost manifest had folded and GC had freed reads
+//! as part of the chain; and a checkpoint re-created between repair's last
+//! read of it and its delete is deleted (the known checkpoint-delete gap).
 
 mod apply;
 pub(crate) mod scan;
 
-pub(crate) use apply::{build, dead_pins, quarantine};
+pub use apply::Raced;
+pub(crate) use apply::{Plan, build, commit_gapless, quarantine};
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -90,11 +110,23 @@ pub struct RepairReport {
     pub committed: Option<u64>,
 }
 
+/// A lease or checkpoint, as the survey judged it.
+pub(crate) struct Pin {
+    pub key: String,
+    /// The bytes judged: deleted only if they are still these.
+    pub bytes: bytes::Bytes,
+    /// Why it must go (unreadable, or its snapshot can no longer be read).
+    pub dead: Option<String>,
+}
+
+/// A listed segment no usable manifest lists that may hold what a lost
+/// manifest recorded.
+pub(crate) struct Beyond {
+    pub what: String,
+    pub max_version: Option<u64>,
+}
+
 /// The manifest to build on, and how.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "one value per repair; boxing would buy nothing"
-)]
 pub(crate) enum Target {
     /// Nothing newer is lost and nothing it needs is damaged.
     Keep,
@@ -103,8 +135,12 @@ pub(crate) enum Target {
     /// Keep the newest decodable manifest minus what is damaged.
     Loss {
         damaged: Vec<(SegmentMeta, String)>,
-        /// Unlisted segments that may hold what a lost manifest recorded.
-        beyond: Vec<String>,
+        beyond: Vec<Beyond>,
+        /// The WAL after `jump_to` (or after `m0`).
+        chain: Chain,
+        /// A hole right after `m0` that a lost manifest folded and GC
+        /// collected: the LSN the chain resumes after.
+        jump_to: Option<u64>,
     },
 }
 
@@ -115,14 +151,17 @@ pub(crate) struct Survey {
     pub manifests: Manifests,
     /// The newest decodable manifest (the empty one if none decodes).
     pub m0: Manifest,
-    /// The WAL after `m0`.
-    pub m0_chain: Chain,
     /// Versions newer than `m0` that are lost, with why.
     pub lost: Vec<(u64, String)>,
-    /// One past every version listed or named by HEAD.
+    /// The newest listed manifest version (0: none).
+    pub newest_listed: u64,
+    /// The version the repair commits: one past every version listed,
+    /// named by HEAD or a pin, or carried in a segment id.
     pub next_version: u64,
     /// Every damaged segment found while planning, with why.
-    pub damaged_segments: std::collections::BTreeMap<u128, String>,
+    pub damaged_segments: BTreeMap<u128, String>,
+    /// Leases and checkpoints, judged before anything is written.
+    pub pins: Vec<Pin>,
     pub target: Target,
 }
 
@@ -144,8 +183,11 @@ pub async fn repair(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result<
 }
 
 async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
-    let listing = list(store, layout).await?;
+    // HEAD before the listing: a manifest HEAD names was committed before
+    // this read, so the listing shows it unless it is really gone. (Read
+    // after, a commit racing the listing would look lost.)
     let head = scan::read_head(store, layout).await?;
+    let listing = list(store, layout).await?;
     let manifests = scan::read_manifests(store, &listing).await?;
     let m0 = manifests.newest().cloned().unwrap_or_default();
     let newest_listed = listing.manifests.keys().next_back().copied().unwrap_or(0);
@@ -154,12 +196,15 @@ async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
         .range(m0.version + 1..)
         .map(|(v, why)| (*v, why.clone()))
         .collect();
-    let mut top = newest_listed;
+    let mut top = newest_listed.max(m0.version);
     if let HeadState::Names { version } = head
         && version > newest_listed
     {
         lost.push((version, "missing, but HEAD names it".to_owned()));
-        top = version;
+        top = top.max(version);
+    }
+    for &id in listing.segments.keys() {
+        top = top.max(reef_compactor::base_version(id).saturating_add(1));
     }
     let m0_chain = scan::read_chain(
         store,
@@ -177,39 +222,160 @@ async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
         match rollback_target(store, layout, &listing, &manifests, &lost, &mut segs).await? {
             Some((base, chain)) => Target::Rollback { base, chain },
             None => {
-                let reach = m0_chain.max_version().unwrap_or(0).max(m0.last_version);
+                let (chain, jump_to) =
+                    loss_chain(store, layout, &listing, &m0, &lost, m0_chain).await?;
+                // What the kept WAL covers: the versions of its good run
+                // (a cut record's are not in the new manifest), and with
+                // no jump everything from `m0` up to them.
+                let versions: Vec<u64> = chain
+                    .good
+                    .iter()
+                    .flat_map(|r| r.entries().map(|e| e.version))
+                    .collect();
+                let first = versions.iter().copied().min();
+                let last = versions.iter().copied().max().unwrap_or(0);
+                let from = if jump_to.is_some() {
+                    first.unwrap_or(u64::MAX)
+                } else {
+                    0
+                };
+                let covered =
+                    |lo: u64, hi: u64| hi <= m0.last_version || (lo >= from && hi <= last);
                 let beyond = if lost.is_empty() {
                     Vec::new()
                 } else {
-                    segments_beyond(&listing, &m0, reach, &mut segs).await?
+                    segments_beyond(&listing, &m0, &covered, &mut segs).await?
                 };
                 Target::Loss {
                     damaged: m0_damaged,
                     beyond,
+                    chain,
+                    jump_to,
                 }
             }
         }
     };
+    let pins = judge_pins(store, layout, &listing, &manifests, &mut segs).await?;
+    for pin in &pins {
+        top = top.max(pin.pinned.unwrap_or(0));
+    }
     let damaged_segments = segs
         .damaged_so_far()
         .map(|(id, why)| (id, why.to_owned()))
         .collect();
     drop(segs);
     Ok(Survey {
-        next_version: top.max(m0.version) + 1,
+        next_version: top + 1,
+        newest_listed,
         damaged_segments,
+        pins: pins.into_iter().map(|p| p.pin).collect(),
         listing,
         head,
         manifests,
         m0,
-        m0_chain,
         lost,
         target,
     })
 }
 
+/// The WAL a `Loss` keeps: after `m0`, or, when a manifest is lost and the
+/// WAL right after `m0` is a hole, after the hole (a lost manifest folded
+/// it and GC collected it: cutting what follows would cut acknowledged
+/// records that are still whole).
+async fn loss_chain(
+    store: &DynStore,
+    layout: &Layout,
+    listing: &Listing,
+    m0: &Manifest,
+    lost: &[(u64, String)],
+    chain: Chain,
+) -> Result<(Chain, Option<u64>)> {
+    let after = m0.last_applied_lsn;
+    let hole_at_start = matches!(&chain.broken_at, Some((at, _)) if *at == after + 1)
+        && !listing.wal.contains_key(&(after + 1));
+    let resume = listing.wal.range(after + 1..).next().map(|(&l, _)| l - 1);
+    match resume {
+        Some(resume) if hole_at_start && !lost.is_empty() => {
+            let chain = scan::read_chain(store, layout, listing, resume, m0.last_version).await?;
+            Ok((chain, Some(resume)))
+        }
+        _ => Ok((chain, None)),
+    }
+}
+
+/// A pin and the version it names, if it decodes.
+pub(crate) struct Judged {
+    pub pin: Pin,
+    pub pinned: Option<u64>,
+}
+
+/// Leases and checkpoints: unreadable ones, and those pinning a snapshot
+/// that can no longer be read (its manifest unreadable or gone, or a
+/// segment of it damaged), must go.
+pub(crate) async fn judge_pins(
+    store: &DynStore,
+    layout: &Layout,
+    listing: &Listing,
+    manifests: &Manifests,
+    segs: &mut SegmentCheck<'_>,
+) -> Result<Vec<Judged>> {
+    let mut out = Vec::new();
+    let keys = listing
+        .leases
+        .values()
+        .map(|k| (k, None))
+        .chain(listing.checkpoints.iter().map(|(n, k)| (k, Some(n))));
+    for (key, checkpoint) in keys {
+        let Some(obj) = store.get(key).await? else {
+            continue;
+        };
+        let decoded = match checkpoint {
+            None => reef_format::Lease::decode(&obj.bytes, key)
+                .map(|l| l.manifest_version)
+                .map_err(|e| e.to_string()),
+            Some(name) => match reef_format::Checkpoint::decode(&obj.bytes, key) {
+                Ok(c) if &c.name != name => Err(format!("holds checkpoint {:?}", c.name)),
+                Ok(c) => Ok(c.manifest_version),
+                Err(e) => Err(e.to_string()),
+            },
+        };
+        let (pinned, dead) = match decoded {
+            Err(why) => (None, Some(why)),
+            Ok(0) => (Some(0), None),
+            Ok(v) => match manifests.decodable.get(&v) {
+                None => (
+                    Some(v),
+                    Some(format!(
+                        "pins manifest {v}, which cannot be read: snapshot lost"
+                    )),
+                ),
+                Some(m) => (
+                    Some(v),
+                    segs.damaged_in(m).await?.first().map(|(s, why)| {
+                        format!(
+                            "pins manifest {v}, whose {} is damaged ({why}): snapshot lost",
+                            layout.segment_key(s.id)
+                        )
+                    }),
+                ),
+            },
+        };
+        out.push(Judged {
+            pin: Pin {
+                key: key.clone(),
+                bytes: obj.bytes,
+                dead,
+            },
+            pinned,
+        });
+    }
+    Ok(out)
+}
+
 /// The newest manifest (the empty one last) to roll back to with nothing
-/// acknowledged lost, and the WAL chain after it.
+/// acknowledged lost, and the WAL chain after it. Only manifests at or
+/// above the newest floor are compared against: one below it that reaches
+/// further is a stale commit off the chain, which nobody adopted.
 async fn rollback_target(
     store: &DynStore,
     layout: &Layout,
@@ -218,18 +384,15 @@ async fn rollback_target(
     lost: &[(u64, String)],
     segs: &mut SegmentCheck<'_>,
 ) -> Result<Option<(Manifest, Chain)>> {
-    let max_lsn = manifests
+    let floor = manifests
         .decodable
         .values()
-        .map(|m| m.last_applied_lsn)
+        .map(|m| m.gc_floor)
         .max()
         .unwrap_or(0);
-    let max_version = manifests
-        .decodable
-        .values()
-        .map(|m| m.last_version)
-        .max()
-        .unwrap_or(0);
+    let on_chain = || manifests.decodable.range(floor..).map(|(_, m)| m);
+    let max_lsn = on_chain().map(|m| m.last_applied_lsn).max().unwrap_or(0);
+    let max_version = on_chain().map(|m| m.last_version).max().unwrap_or(0);
     let empty = Manifest::default();
     let candidates = manifests.decodable.values().rev().chain([&empty]);
     for m in candidates {
@@ -246,11 +409,12 @@ async fn rollback_target(
         if reach_lsn < max_lsn || reach_version < max_version {
             continue;
         }
+        let covered = |_: u64, hi: u64| hi <= reach_version;
         // A lost manifest may have recorded segments whose WAL is gone:
         // any segment m does not list that holds newer versions than the
         // chain reaches (or cannot be read) may hold data only it had.
         if !lost.is_empty()
-            && !segments_beyond(listing, m, reach_version, segs)
+            && !segments_beyond(listing, m, &covered, segs)
                 .await?
                 .is_empty()
         {
@@ -261,26 +425,32 @@ async fn rollback_target(
     Ok(None)
 }
 
-/// Listed segments `m` does not list that hold versions above `reach`, or
-/// cannot be read: each with what it holds.
+/// Listed segments `m` does not list whose version range (`lo`, `hi`) is
+/// not `covered`, or that cannot be read.
 async fn segments_beyond(
     listing: &Listing,
     m: &Manifest,
-    reach: u64,
+    covered: &dyn Fn(u64, u64) -> bool,
     segs: &mut SegmentCheck<'_>,
-) -> Result<Vec<String>> {
+) -> Result<Vec<Beyond>> {
     let mut out = Vec::new();
     for (&id, (key, size)) in &listing.segments {
         if m.segments.iter().any(|s| s.id == id) {
             continue;
         }
         match segs.footer(id, *size).await? {
-            Ok(f) if f.max_version <= reach => {}
-            Ok(f) => out.push(format!(
-                "{key}: versions {}..={}, ids {:?}..={:?}, {} entries",
-                f.min_version, f.max_version, f.min_id, f.max_id, f.entry_count
-            )),
-            Err(why) => out.push(format!("{key}: unreadable ({why})")),
+            Ok(f) if covered(f.min_version, f.max_version) => {}
+            Ok(f) => out.push(Beyond {
+                what: format!(
+                    "{key}: versions {}..={}, ids {:?}..={:?}, {} entries",
+                    f.min_version, f.max_version, f.min_id, f.max_id, f.entry_count
+                ),
+                max_version: Some(f.max_version),
+            }),
+            Err(why) => out.push(Beyond {
+                what: format!("{key}: unreadable ({why})"),
+                max_version: None,
+            }),
         }
     }
     Ok(out)
@@ -288,7 +458,13 @@ async fn segments_beyond(
 
 /// Fills `report.losses` for a `Loss` target: exactly what is at stake.
 fn losses(layout: &Layout, s: &Survey, report: &mut RepairReport) {
-    let Target::Loss { damaged, beyond } = &s.target else {
+    let Target::Loss {
+        damaged,
+        beyond,
+        chain,
+        jump_to,
+    } = &s.target
+    else {
         return;
     };
     for (v, why) in &s.lost {
@@ -299,7 +475,15 @@ fn losses(layout: &Layout, s: &Survey, report: &mut RepairReport) {
     }
     for seg in beyond {
         report.losses.push(format!(
-            "{seg}: recorded by no readable manifest, beyond what the WAL holds; left out"
+            "{}: recorded by no readable manifest, beyond what the WAL holds; left out",
+            seg.what
+        ));
+    }
+    if let Some(resume) = jump_to {
+        report.losses.push(format!(
+            "WAL LSNs {}..={resume}: folded by a lost manifest and collected; \
+             what they wrote survives only in the segments above",
+            s.m0.last_applied_lsn + 1
         ));
     }
     for (seg, why) in damaged {
@@ -316,11 +500,10 @@ fn losses(layout: &Layout, s: &Survey, report: &mut RepairReport) {
             seg.tombstone_count
         ));
     }
-    let chain = &s.m0_chain;
     if let Some((at, why)) = &chain.broken_at {
         report.losses.push(format!(
             "WAL after LSN {} is cut at {} ({why}): LSNs {at}..={} are lost",
-            s.m0.last_applied_lsn,
+            jump_to.unwrap_or(s.m0.last_applied_lsn),
             layout.wal_key(*at),
             chain.top
         ));
