@@ -67,8 +67,8 @@ pub(crate) async fn read_manifests(store: &DynStore, listing: &Listing) -> Resul
     let mut out = Manifests::default();
     for (&version, key) in &listing.manifests {
         let Some(obj) = store.get(key).await? else {
-            out.unreadable
-                .insert(version, "listed, then gone".to_owned());
+            // Collected by a GC since the listing (GC never deletes the
+            // newest): absent, not damaged.
             continue;
         };
         match Manifest::decode(&obj.bytes, key) {
