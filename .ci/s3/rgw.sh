@@ -111,7 +111,13 @@ touch "$dir/keyring"
 
 monmaptool --create --clobber --fsid "$fsid" --addv a "[v1:127.0.0.1:$mon_port]" "$dir/monmap" >/dev/null
 ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" >/dev/null 2>&1
-ceph-mon -c "$conf" -i a 2>>"$dir/log/stderr"
+ceph-mon -c "$conf" -i a 2>>"$dir/log/stderr" || {
+    rc=$?
+    # 28 is ENOSPC: Ceph's monitor refuses to start with under 5% of the
+    # disk free (mon_data_avail_crit), however much that is.
+    echo "ceph-mon did not start (exit $rc$([ "$rc" = 28 ] && echo ': under 5% of the disk is free')); see $dir/log" >&2
+    exit 1
+}
 osd_uuid=$(python3 -c 'import uuid; print(uuid.uuid4())')
 ceph -c "$conf" osd create "$osd_uuid" >/dev/null 2>>"$dir/log/stderr"
 ceph -c "$conf" osd crush create-or-move osd.0 1.0 root=default host=localhost \

@@ -329,7 +329,7 @@ fn closed_stdout_ends_scan_quietly() {
 }
 
 /// A segment with one byte appended is not the segment the manifest
-/// recorded: reads refuse it as corruption (exit 70) and name the object.
+/// recorded: reads refuse it as corruption (exit 65) and name the object.
 #[test]
 fn a_segment_with_a_byte_appended_is_corruption() {
     let dir = TempDir::new("appended");
@@ -348,7 +348,11 @@ fn a_segment_with_a_byte_appended_is_corruption() {
     bytes.push(0);
     std::fs::write(&path, bytes).unwrap();
     let got = reef(s, &["get", NS, "a"], "");
-    assert_eq!(got.code, Some(70), "{got:?}");
+    assert_eq!(got.code, Some(65), "{got:?}");
+    assert!(
+        got.stderr.contains("hint: stored data is damaged"),
+        "{got:?}"
+    );
     let name = segment.file_name().unwrap().to_str().unwrap();
     assert!(got.error_line().contains(name), "{got:?}");
 }

@@ -1,5 +1,5 @@
 //! `reef inspect <key>`: every object kind dumps as JSON with its decoded
-//! fields; a damaged object is refused with the reason (exit 70) naming
+//! fields; a damaged object is refused with the reason (exit 65) naming
 //! it; a missing key exits 1, a key that is not Reef's exits 2.
 
 mod common;
@@ -66,7 +66,7 @@ fn every_kind_dumps_and_damage_is_refused() {
     bytes[mid] ^= 0x10;
     std::fs::write(&path, bytes).unwrap();
     let damaged = reef(s, &["inspect", &manifest_key], "");
-    assert_eq!(damaged.code, Some(70), "{damaged:?}");
+    assert_eq!(damaged.code, Some(65), "{damaged:?}");
     assert!(damaged.error_line().contains(&manifest_key), "{damaged:?}");
 
     let missing = reef(

@@ -3,8 +3,9 @@
 //! first, then `  caused by:` details).
 //!
 //! Exit codes: 0 ok; 1 not found; 2 bad input or usage; 3 precondition
-//! failed or idempotency conflict; 4 verify found problems; 70 storage or
-//! internal error. A closed stdout is not an error at all: the reader went
+//! failed, idempotency conflict, or a repair that would give up data; 4
+//! verify found problems; 65 stored data is damaged; 70 storage or
+//! internal error; 75 temporary (retry). A closed stdout is not an error at all: the reader went
 //! away (`reef scan x | head -1`), so the command stops quietly with 0.
 
 use std::fmt;
@@ -20,6 +21,9 @@ pub const CONFLICT: u8 = 3;
 pub const VERIFY_FAILED: u8 = 4;
 /// Exit code for storage and internal errors (sysexits' EX_SOFTWARE).
 pub const INTERNAL: u8 = 70;
+/// Stored data is damaged (sysexits' `EX_DATAERR`): retrying cannot help;
+/// `reef verify` says what, `reef repair` fixes what can be fixed.
+pub const CORRUPT: u8 = 65;
 /// Temporary: overloaded, contention, a stale writer fenced, storage
 /// unreachable. Retry (an idempotency key makes a retried write safe).
 pub const TEMPORARY: u8 = 75;
@@ -99,11 +103,18 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
                 | reef_manifest::Error::InvalidKey { .. }
                 | reef_manifest::Error::InvalidName { .. } => BAD_INPUT,
                 e if e.is_transient() => TEMPORARY,
+                reef_manifest::Error::Inconsistent { .. } => CORRUPT,
+                reef_manifest::Error::Format(f) if f.is_corruption() => CORRUPT,
                 _ => INTERNAL,
             };
         }
-        if let Some(reef_format::FormatError::Invalid { .. }) = cause.downcast_ref() {
-            return BAD_INPUT;
+        if let Some(f) = cause.downcast_ref::<reef_format::FormatError>() {
+            if let reef_format::FormatError::Invalid { .. } = f {
+                return BAD_INPUT;
+            }
+            if f.is_corruption() {
+                return CORRUPT;
+            }
         }
     }
     INTERNAL
@@ -114,6 +125,7 @@ fn engine_code(e: &reef_engine::Error) -> u8 {
         reef_engine::ErrorKind::Invalid => BAD_INPUT,
         reef_engine::ErrorKind::Conflict => CONFLICT,
         reef_engine::ErrorKind::Transient => TEMPORARY,
+        reef_engine::ErrorKind::Corrupt => CORRUPT,
         _ => INTERNAL,
     }
 }
@@ -134,6 +146,29 @@ pub fn report(err: &anyhow::Error) {
     let _ = writeln!(stderr, "error: {}", one_line(&err.to_string()));
     for cause in err.chain().skip(1) {
         let _ = writeln!(stderr, "  caused by: {}", one_line(&cause.to_string()));
+    }
+    if let Some(hint) = hint(err) {
+        let _ = writeln!(stderr, "hint: {hint}");
+    }
+}
+
+/// The command that fixes what an operator has to fix, if any.
+fn hint(err: &anyhow::Error) -> Option<String> {
+    let engine = err.chain().find_map(|c| {
+        c.downcast_ref::<reef_engine::Error>()
+            .or_else(|| c.downcast_ref::<AtLine>().map(|a| &a.error))
+    })?;
+    match engine {
+        reef_engine::Error::Overloaded { namespace, .. } => Some(format!(
+            "nothing folded {namespace} in time: run `reef flush {namespace}`, or keep \
+             `reef compactor --namespace {namespace}` running"
+        )),
+        e if e.kind() == reef_engine::ErrorKind::Corrupt => Some(
+            "stored data is damaged: `reef verify <namespace>` names what, and `reef repair \
+             <namespace> --dry-run` shows what can be fixed"
+                .to_owned(),
+        ),
+        _ => None,
     }
 }
 

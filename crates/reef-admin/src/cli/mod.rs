@@ -41,7 +41,8 @@ variables). memory:// is refused: each command is a process of its own.
 
 Exit codes: 0 ok; 1 not found (document or namespace); 2 bad input or usage; 3 precondition \
 failed, idempotency conflict, or a repair refused because it would give up data; 4 verify (or \
-the verify after repair or rebuild) found problems; 70 internal error; 75 temporary \
+the verify after repair or rebuild) found problems; 65 stored data is damaged (run `reef \
+verify`); 70 internal error; 75 temporary \
 (contention, overload, a fenced stale writer, storage unreachable, another process committing \
 during repair): retry."
 )]

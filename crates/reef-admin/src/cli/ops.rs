@@ -5,6 +5,7 @@
 //! error guarantees nothing of the request was applied, so a retry cannot
 //! apply it twice (no implicit idempotency key is invented).
 
+use std::io::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -41,7 +42,43 @@ pub async fn write(
         }
     };
     out.line(&write_json(&result))?;
+    keep_healthy(engine, namespace).await;
     Ok(())
+}
+
+/// Each `reef` command is a process of its own, so no background task
+/// outlives it to fold: a write that leaves the namespace at or past a
+/// fold trigger folds it before the process exits (then compacts if level
+/// 0 is full, and collects). With a `reef compactor` running, the two
+/// folds race harmlessly (one commits, the other abandons). The write is
+/// already acknowledged, so a failure here is a warning on stderr, not a
+/// failed command: the next write or `reef flush` tries again.
+pub async fn keep_healthy(engine: &Engine, namespace: &str) {
+    let triggers = reef_engine::EngineOptions::default();
+    let due = match engine.stats(namespace).await {
+        Ok(s) => {
+            s.wal_objects >= triggers.fold_trigger_wal_objects
+                || s.memtable_bytes >= triggers.fold_trigger_bytes as u64
+        }
+        Err(_) => false,
+    };
+    if !due {
+        return;
+    }
+    let done = async {
+        engine.flush(namespace).await?;
+        engine.compact(namespace, false).await?;
+        engine.gc(namespace).await?;
+        Ok::<(), Error>(())
+    };
+    if let Err(e) = done.await {
+        let mut stderr = std::io::stderr().lock();
+        let _ = writeln!(
+            stderr,
+            "warning: the write is acknowledged, but folding {namespace} afterwards failed: {e}; \
+             run `reef flush {namespace}` (or keep `reef compactor` running)"
+        );
+    }
 }
 
 /// Names the input line of the op an engine error is about, if any.
