@@ -208,14 +208,18 @@ fn stats_reports_the_namespace() {
     assert!(st["memtable_bytes"].is_u64(), "{st}");
 }
 
+/// Plain names, one per line (`while read ns` loops), or JSON strings
+/// with `--json`.
 #[test]
-fn namespaces_lists_one_json_string_per_line() {
+fn namespaces_lists_one_name_per_line() {
     let dir = TempDir::new("namespaces");
     let s = dir.store();
     assert_eq!(reef(s, &["namespaces"], "").ok_lines(), Vec::<Value>::new());
     for ns in ["users.v2", "orders", "a-b_c"] {
         write(s, ns, &[upsert("x", json!({}))]).ok_json();
     }
+    let run = reef(s, &["namespaces"], "");
+    assert_eq!(run.stdout, "a-b_c\norders\nusers.v2\n");
     let run = reef(s, &["namespaces", "--json"], "");
     assert_eq!(run.stdout, "\"a-b_c\"\n\"orders\"\n\"users.v2\"\n");
 }

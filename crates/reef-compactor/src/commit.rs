@@ -72,6 +72,17 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The kind of change, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Change::Fold { .. } => "fold",
+            Change::Compact { .. } => "compaction",
+            Change::RaiseFloor { .. } => "gc floor",
+        }
+    }
+}
+
 /// How a commit ended.
 #[derive(Clone, Debug)]
 pub enum Outcome {
@@ -208,6 +219,12 @@ pub async fn commit_change(
     let mut current = base;
     for _ in 0..REBASES_MAX {
         if let Err(reason) = applicable(&current, base_version, change, opts) {
+            tracing::info!(
+                namespace = manifests.layout().namespace(),
+                change = change.name(),
+                %reason,
+                "abandoned"
+            );
             return Ok(Outcome::Abandoned(reason));
         }
         // The stamp is a hint for GC's grace period, taken at each attempt.
@@ -221,14 +238,44 @@ pub async fn commit_change(
         )?;
         match manifests.commit(&next).await {
             Ok(c) if !c.head_advanced && off_the_chain(manifests, next.version).await? => {
+                tracing::info!(
+                    namespace = manifests.layout().namespace(),
+                    version = next.version,
+                    change = change.name(),
+                    "abandoned: the version slot was below the GC floor"
+                );
                 return Ok(Outcome::Abandoned(format!(
                     "manifest {} landed where GC had collected a version below its floor; \
                      it is not part of the chain",
                     next.version
                 )));
             }
-            Ok(c) => return Ok(Outcome::Committed(Box::new(next), c.head_error)),
+            Ok(c) => {
+                tracing::info!(
+                    namespace = manifests.layout().namespace(),
+                    version = next.version,
+                    change = change.name(),
+                    segments = next.segments.len(),
+                    last_applied_lsn = next.last_applied_lsn,
+                    "committed"
+                );
+                if let Some(e) = &c.head_error {
+                    tracing::warn!(
+                        namespace = manifests.layout().namespace(),
+                        version = next.version,
+                        error = %e,
+                        "committed, but HEAD was not moved"
+                    );
+                }
+                return Ok(Outcome::Committed(Box::new(next), c.head_error));
+            }
             Err(ManifestError::ManifestConflict { .. }) => {
+                tracing::debug!(
+                    namespace = manifests.layout().namespace(),
+                    version = next.version,
+                    change = change.name(),
+                    "lost the race for this version; reloading to rebase"
+                );
                 current = manifests.load_current().await?.unwrap_or_default();
             }
             Err(e) => return Err(e.into()),

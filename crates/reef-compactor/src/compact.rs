@@ -47,6 +47,7 @@ pub struct CompactReport {
 
 /// Compacts if level 0 has reached the trigger (or `force` and level 0 is
 /// not empty).
+#[tracing::instrument(name = "compact", skip_all, fields(namespace = layout.namespace()))]
 pub async fn compact(
     store: &DynStore,
     layout: &Layout,

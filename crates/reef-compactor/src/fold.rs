@@ -46,6 +46,7 @@ pub struct FoldReport {
 /// and none after `up_to_lsn` when given: an engine folds only what it has
 /// itself confirmed, so its own in-flight WAL record is never folded before
 /// its writer decides whether to acknowledge it).
+#[tracing::instrument(name = "fold", skip_all, fields(namespace = layout.namespace()))]
 pub async fn fold(
     store: &DynStore,
     layout: &Layout,

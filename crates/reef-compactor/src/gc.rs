@@ -64,6 +64,7 @@ pub struct GcReport {
 }
 
 /// Runs one GC pass over a namespace.
+#[tracing::instrument(name = "gc", skip_all, fields(namespace = layout.namespace()))]
 pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> Result<GcReport> {
     let manifests = ManifestStore::new(Arc::clone(store), layout.clone());
     let objects = Objects::new(Arc::clone(store), layout.clone());
@@ -156,6 +157,14 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
     // deletes by name, and a delete that lands late could remove a newer
     // checkpoint of the same name.
     report.kept_manifests = loaded.keys().copied().collect();
+    tracing::info!(
+        wal = report.wal,
+        segments = report.segments,
+        manifests = report.manifests,
+        leases = report.leases,
+        floor = report.floor,
+        "collected"
+    );
     Ok(report)
 }
 

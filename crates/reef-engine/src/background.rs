@@ -36,6 +36,7 @@ pub(crate) fn maybe_schedule(ns: &Arc<Namespace>, opts: &Arc<EngineOptions>) {
                     // A warning (HEAD not moved) or none: kept for `stats`.
                     Ok(warning) => ns.lock_state().background_error = warning,
                     Err(e) => {
+                        tracing::warn!(namespace = %ns.name, error = %e, "background maintenance failed");
                         ns.lock_state().background_error = Some(e.to_string());
                         // The next trigger retries; no hot loop on a
                         // failure. (Dropping the claim gives it up.)

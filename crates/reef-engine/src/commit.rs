@@ -333,7 +333,15 @@ async fn plan(
 /// `RetryingStore`.
 async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
     match ns.objects.put_wal(record).await? {
-        PutOutcome::Written(_) => Ok(true),
+        PutOutcome::Written(_) => {
+            tracing::debug!(
+                namespace = %ns.name,
+                lsn = record.lsn,
+                requests = record.requests.len(),
+                "WAL record written"
+            );
+            Ok(true)
+        }
         // Ours if an earlier attempt landed and only its response was
         // lost; the record's bytes (with our writer id) say whose it is.
         PutOutcome::ConditionFailed => {

@@ -10,6 +10,7 @@
 
 pub mod compactor;
 pub mod exit;
+pub mod import;
 pub mod input;
 pub mod inspect;
 pub mod ops;
@@ -20,6 +21,7 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -52,11 +54,20 @@ pub struct Cli {
     /// `s3://bucket/prefix` (endpoint, region and credentials from the
     /// AWS_* variables). `memory://` is refused: each command is its own
     /// process, so its writes would vanish on exit.
-    #[arg(long, global = true, default_value = "./reef-data")]
+    #[arg(long, global = true, env = "REEF_STORE", default_value = "./reef-data")]
     pub store: String,
-    /// Print JSON (the only output format; accepted for scripts that ask).
+    /// Print JSON everywhere (data commands always do; `namespaces` prints
+    /// plain names and `verify`, `repair` and `rebuild` a report for
+    /// people without it).
     #[arg(long, global = true)]
     pub json: bool,
+    /// More logs on stderr: -v commits, folds and GC; -vv each request and
+    /// retry; -vvv everything. `RUST_LOG`, when set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Errors only on stderr (no warnings, no progress).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -75,6 +86,24 @@ pub enum Command {
         /// Read the ops from this file instead of stdin.
         #[arg(long)]
         file: Option<PathBuf>,
+    },
+    /// Bulk upserts from JSON lines or one JSON array of objects (a file,
+    /// or stdin), the id taken from a field or a JSON pointer, in batches
+    /// under the request limits. Each batch has an idempotency key derived
+    /// from its content, so re-running an interrupted import writes only
+    /// what is missing. Prints one summary line; a progress bar on a
+    /// terminal.
+    Import {
+        /// The namespace.
+        ns: String,
+        /// The input (default, or `-`: stdin).
+        file: Option<PathBuf>,
+        /// The field holding each document's id.
+        #[arg(long, default_value = "id", conflicts_with = "id_pointer")]
+        id_field: String,
+        /// A JSON pointer to each document's id (e.g. /meta/sku).
+        #[arg(long)]
+        id_pointer: Option<String>,
     },
     /// Prints one document as {"id","version","doc"}; exit 1 if absent.
     Get {
@@ -111,7 +140,8 @@ pub enum Command {
         /// The namespace.
         ns: String,
     },
-    /// Lists the namespaces of the store, one JSON string per line.
+    /// Lists the namespaces of the store, one name per line (JSON strings
+    /// with --json).
     Namespaces,
     /// Folds the namespace's unfolded WAL into a level-0 segment now.
     Flush {
@@ -127,16 +157,20 @@ pub enum Command {
     Gc {
         /// The namespace.
         ns: String,
-        /// Keep superseded manifests and unlisted segments this long.
-        #[arg(long, default_value_t = 600)]
-        grace: u64,
+        /// Keep superseded manifests and unlisted segments this long
+        /// (`90s`, `10m`, `1h`; a bare number is seconds).
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        grace: Duration,
     },
     /// Runs fold, compaction and GC in a loop against the bucket (a
     /// standalone compactor process; writers keep writing meanwhile).
     Compactor {
         /// The namespace to maintain.
-        #[arg(long)]
-        namespace: String,
+        #[arg(required_unless_present = "namespace")]
+        ns: Option<String>,
+        /// The namespace (the older spelling of the argument).
+        #[arg(long, hide = true, conflicts_with = "ns")]
+        namespace: Option<String>,
         /// Pause between rounds.
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
@@ -172,9 +206,10 @@ pub enum Command {
         /// Allow fixes that give up acknowledged data (named in the report).
         #[arg(long)]
         accept_data_loss: bool,
-        /// The grace GC gives superseded objects afterwards, in seconds.
-        #[arg(long, default_value_t = 600)]
-        grace: u64,
+        /// The grace GC gives superseded objects afterwards (`90s`, `10m`;
+        /// a bare number is seconds).
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        grace: Duration,
     },
     /// Builds a new manifest from the segments and WAL in the bucket, for
     /// a namespace none of whose manifests can be read. Uses every intact
@@ -209,6 +244,60 @@ pub enum Command {
     },
     /// Shows what Reef's codecs do, on a local directory.
     Demo,
+    /// Prints a shell completion script (bash, zsh, fish, elvish,
+    /// powershell), e.g. `reef completions bash > ~/.local/share/bash-completion/completions/reef`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Prints the man page (roff), e.g. `reef man | man -l -`.
+    Man,
+}
+
+/// Logs go to stderr (stdout is data): warnings by default, more with
+/// `-v`, errors only with `-q`; `RUST_LOG` (tracing's filter syntax), when
+/// set, replaces all of that.
+fn init_logs(cli: &Cli) {
+    use std::io::IsTerminal as _;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => {
+            tracing_subscriber::EnvFilter::new(directives)
+        }
+        _ => {
+            let ours = match (cli.quiet, cli.verbose) {
+                (true, _) => "error",
+                (false, 0) => "warn",
+                (false, 1) => "info",
+                (false, 2) => "debug",
+                _ => "trace",
+            };
+            let rest = if cli.quiet {
+                "error"
+            } else if cli.verbose >= 3 {
+                "debug"
+            } else {
+                "warn"
+            };
+            tracing_subscriber::EnvFilter::new(format!(
+                "{rest},reef_engine={ours},reef_compactor={ours},reef_manifest={ours},reef_admin={ours}"
+            ))
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// `--grace 10m`: humantime's units, or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e} (write e.g. 90s, 10m, 1h30m, or a number of seconds)"))
 }
 
 /// Runs the command line and returns the process's exit code.
@@ -221,6 +310,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(exit::BAD_INPUT));
         }
     };
+    init_logs(&cli);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         // The reader went away (`reef ... | head`): nothing left to say.
@@ -237,6 +327,18 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Demo = cli.command {
         return crate::demo::run(&store_dir(&cli.store)?);
     }
+    if let Command::Completions { shell } = cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        let mut out = std::io::stdout().lock();
+        clap_complete::generate(shell, &mut command, "reef", &mut out);
+        return Ok(());
+    }
+    if let Command::Man = cli.command {
+        let command = <Cli as clap::CommandFactory>::command();
+        let mut out = std::io::stdout().lock();
+        clap_mangen::Man::new(command).render(&mut out)?;
+        return Ok(());
+    }
     // Everything that can be refused without I/O is refused first: the
     // URL, the namespace name, the whole write input.
     if StoreUrl::parse(&cli.store)? == StoreUrl::Memory {
@@ -252,12 +354,13 @@ pub fn run(cli: Cli) -> Result<()> {
         validate_namespace(ns)?;
     }
     if let Command::Compactor {
-        namespace,
         interval_ms,
         rounds,
+        ..
     } = &cli.command
     {
-        return compactor::run(store, namespace, *interval_ms, *rounds);
+        let ns = namespace_of(&cli.command).context("the namespace is required")?;
+        return compactor::run(store, ns, *interval_ms, *rounds);
     }
     if let Command::Inspect { key } = &cli.command {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -325,16 +428,17 @@ pub fn run(cli: Cli) -> Result<()> {
     runtime.block_on(async {
         // One invocation is short: folding belongs to `flush` and to the
         // compactor, not to a background task the exit would cut short.
+        // An import is long: it folds and compacts as it goes, in-process.
         let mut options = EngineOptions {
-            background: false,
+            background: matches!(cli.command, Command::Import { .. }),
             ..EngineOptions::default()
         };
         if let Command::Gc { grace, .. } = &cli.command {
-            options.compactor.gc_grace_ms = grace.saturating_mul(1000);
+            options.compactor.gc_grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         }
         let engine = Engine::open(store, options).await?;
-        let mut out = Out::new();
-        let acted = act(&engine, &cli.command, parsed.as_ref(), &mut out).await;
+        let mut out = Out::new().pretty_on_terminal(cli.json);
+        let acted = act(&engine, &cli.command, parsed.as_ref(), cli.json, &mut out).await;
         // Close even after a failure: in-flight commits finish first.
         let closed = engine.close().await;
         acted?;
@@ -348,12 +452,13 @@ async fn act(
     engine: &Engine,
     command: &Command,
     parsed: Option<&input::ParsedRequest>,
+    json: bool,
     out: &mut Out,
 ) -> Result<()> {
-    // Only a write may create a namespace; anything else on a name with no
-    // objects is a typo or the wrong store, and says so.
+    // Only a write or an import may create a namespace; anything else on
+    // a name with no objects is a typo or the wrong store, and says so.
     if let Some(ns) = namespace_of(command)
-        && !matches!(command, Command::Write { .. })
+        && !matches!(command, Command::Write { .. } | Command::Import { .. })
         && !engine.exists(ns).await?
     {
         return Err(exit::NotFound(format!(
@@ -367,13 +472,27 @@ async fn act(
             let parsed = parsed.context("write input was not parsed")?;
             ops::write(engine, ns, parsed, out).await
         }
+        Command::Import {
+            ns,
+            file,
+            id_field,
+            id_pointer,
+        } => {
+            let id = match id_pointer {
+                Some(p) => import::IdFrom::Pointer(p.clone()),
+                None => import::IdFrom::Field(id_field.clone()),
+            };
+            import::run(engine, ns, file.as_deref(), &id, out).await?;
+            ops::keep_healthy(engine, ns).await;
+            Ok(())
+        }
         Command::Get { ns, id, at: None } => ops::get(engine, ns, id, out).await,
         Command::Get {
             ns,
             id,
             at: Some(name),
         } => match pins::at(engine, ns, name).await?.get(id).await? {
-            Some(doc) => Ok(out.line(&output::doc_json(&doc))?),
+            Some(doc) => Ok(out.doc(&doc)?),
             None => Err(exit::NotFound(format!(
                 "namespace {ns} at checkpoint {name:?}: no document with id {id:?}"
             ))
@@ -397,7 +516,7 @@ async fn act(
                 None => ops::scan(engine, ns, &range, out).await,
                 Some(name) => {
                     for doc in pins::at(engine, ns, name).await?.scan(&range).await? {
-                        out.line(&output::doc_json(&doc))?;
+                        out.doc(&doc)?;
                     }
                     Ok(())
                 }
@@ -406,7 +525,7 @@ async fn act(
         Command::Checkpoint { action } => pins::checkpoint(engine, action, out).await,
         Command::Lease { action } => pins::lease(engine, action, out).await,
         Command::Stats { ns } => ops::stats(engine, ns, out).await,
-        Command::Namespaces => ops::namespaces(engine, out).await,
+        Command::Namespaces => ops::namespaces(engine, json, out).await,
         Command::Flush { ns } => out
             .line(&compactor::fold_json(&engine.flush(ns).await?))
             .map_err(Into::into),
@@ -422,13 +541,16 @@ async fn act(
             anyhow::bail!("repair and rebuild run without an engine")
         }
         Command::Inspect { .. } => anyhow::bail!("inspect runs without an engine"),
-        Command::Demo => anyhow::bail!("demo runs without an engine"),
+        Command::Demo | Command::Completions { .. } | Command::Man => {
+            anyhow::bail!("this command runs without an engine")
+        }
     }
 }
 
 fn namespace_of(command: &Command) -> Option<&str> {
     match command {
         Command::Write { ns, .. }
+        | Command::Import { ns, .. }
         | Command::Get { ns, .. }
         | Command::Scan { ns, .. }
         | Command::Stats { ns }
@@ -437,11 +559,15 @@ fn namespace_of(command: &Command) -> Option<&str> {
         | Command::Gc { ns, .. }
         | Command::Repair { ns, .. }
         | Command::Rebuild { ns, .. } => Some(ns),
-        Command::Compactor { namespace, .. } => Some(namespace),
+        Command::Compactor { ns, namespace, .. } => ns.as_deref().or(namespace.as_deref()),
         Command::Checkpoint { action } => Some(action.namespace()),
         Command::Lease { action } => Some(action.namespace()),
         Command::Verify { ns, .. } => ns.as_deref(),
-        Command::Namespaces | Command::Demo | Command::Inspect { .. } => None,
+        Command::Namespaces
+        | Command::Demo
+        | Command::Inspect { .. }
+        | Command::Completions { .. }
+        | Command::Man => None,
     }
 }
 

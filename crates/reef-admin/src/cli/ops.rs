@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 
 use super::exit::{AtLine, NotFound};
 use super::input::{ParsedRequest, split_op_field};
-use super::output::{Out, doc_json, stats_json, write_json};
+use super::output::{Out, stats_json, write_json};
 
 /// Whole-request attempts after the engine's own LSN-race retries gave up.
 const CONTENTION_ATTEMPTS_MAX: u32 = 5;
@@ -106,7 +106,7 @@ fn jittered(base: Duration, attempt: u32) -> Duration {
 /// `reef get`: the document, or `NotFound` (exit 1).
 pub async fn get(engine: &Engine, namespace: &str, id: &str, out: &mut Out) -> Result<()> {
     match engine.get(namespace, id).await? {
-        Some(doc) => Ok(out.line(&doc_json(&doc))?),
+        Some(doc) => Ok(out.doc(&doc)?),
         None => Err(NotFound(format!("namespace {namespace}: no document with id {id:?}")).into()),
     }
 }
@@ -119,7 +119,7 @@ pub async fn scan(
     out: &mut Out,
 ) -> Result<()> {
     for doc in engine.scan(namespace, range).await? {
-        out.line(&doc_json(&doc))?;
+        out.doc(&doc)?;
     }
     Ok(())
 }
@@ -131,9 +131,15 @@ pub async fn stats(engine: &Engine, namespace: &str, out: &mut Out) -> Result<()
 }
 
 /// `reef namespaces`: one JSON string per line.
-pub async fn namespaces(engine: &Engine, out: &mut Out) -> Result<()> {
+/// Plain names, one per line (names need no quoting: DESIGN's namespace
+/// grammar), or JSON strings with `--json`.
+pub async fn namespaces(engine: &Engine, json: bool, out: &mut Out) -> Result<()> {
     for name in engine.namespaces().await? {
-        out.line(&Json::String(name))?;
+        if json {
+            out.line(&Json::String(name))?;
+        } else {
+            out.text(&name)?;
+        }
     }
     Ok(())
 }

@@ -11,6 +11,9 @@ use serde_json::{Value as Json, json};
 /// Buffered stdout for JSON lines.
 pub struct Out {
     writer: BufWriter<StdoutLock<'static>>,
+    /// Documents for a person: id first, indented (a terminal, no
+    /// `--json`). Pipes always get one stable JSON line per document.
+    pretty: bool,
 }
 
 impl Default for Out {
@@ -24,6 +27,24 @@ impl Out {
     pub fn new() -> Out {
         Out {
             writer: BufWriter::new(std::io::stdout().lock()),
+            pretty: false,
+        }
+    }
+
+    /// Documents rendered for a person when stdout is a terminal and
+    /// `json` (the `--json` flag) is not set.
+    pub fn pretty_on_terminal(mut self, json: bool) -> Out {
+        use std::io::IsTerminal as _;
+        self.pretty = !json && std::io::stdout().is_terminal();
+        self
+    }
+
+    /// One document, as `get` and each `scan` line print it.
+    pub fn doc(&mut self, doc: &Doc) -> std::io::Result<()> {
+        if self.pretty {
+            self.text(&doc_pretty(doc))
+        } else {
+            self.line(&doc_json(doc))
         }
     }
 
@@ -62,6 +83,20 @@ pub fn byte_progress(what: &str) -> indicatif::ProgressBar {
     bar.set_prefix(what.to_owned());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// A document for a person: `id` and `version` first, then the document
+/// indented (JSON objects print their keys sorted, which would put `doc`
+/// before `id`).
+pub fn doc_pretty(doc: &Doc) -> String {
+    let body = serde_json::to_string_pretty(&document_to_json(&doc.doc))
+        .unwrap_or_else(|_| "null".to_owned())
+        .replace('\n', "\n  ");
+    format!(
+        "{{\n  \"id\": {},\n  \"version\": {},\n  \"doc\": {body}\n}}",
+        Json::String(doc.id.clone()),
+        doc.version
+    )
 }
 
 /// `{"id","version","doc"}`, as `get` and each `scan` line print it.
@@ -151,5 +186,25 @@ mod tests {
         };
         assert_eq!(stats_json(&stats)["segments"], json!({"0": 2, "1": 1}));
         assert_eq!(stats_json(&stats)["write_amplification"], json!(1.5));
+    }
+
+    #[test]
+    fn a_pretty_document_starts_with_its_id_and_parses_back() {
+        use reef_format::{Document, Value};
+        let doc = Doc {
+            id: "a\"b".to_owned(),
+            version: 7,
+            doc: Document::from_iter([
+                ("z".to_owned(), Value::I64(1)),
+                ("a".to_owned(), Value::String("x".to_owned())),
+            ]),
+        };
+        let text = doc_pretty(&doc);
+        assert!(
+            text.starts_with("{\n  \"id\": \"a\\\"b\",\n  \"version\": 7,"),
+            "{text}"
+        );
+        let back: Json = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, doc_json(&doc));
     }
 }

@@ -58,14 +58,14 @@ pub async fn run(
     ns: &str,
     dry_run: bool,
     accept_data_loss: bool,
-    grace_s: u64,
+    grace: std::time::Duration,
     json: bool,
 ) -> Result<()> {
     ensure_exists(&store, ns).await?;
     let opts = RepairOptions {
         dry_run,
         accept_data_loss,
-        gc_grace_ms: grace_s.saturating_mul(1000),
+        gc_grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
         clock: Arc::new(SystemClock),
         rng: Arc::new(SystemRng::new()),
     };

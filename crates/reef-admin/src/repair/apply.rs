@@ -119,7 +119,10 @@ pub(super) async fn run(
     step(
         report,
         dry,
-        format!("run GC (grace {} s)", opts.gc_grace_ms / 1000),
+        format!(
+            "run GC (grace {})",
+            humantime::format_duration(std::time::Duration::from_millis(opts.gc_grace_ms))
+        ),
     );
     if !dry {
         let gc = reef_compactor::gc(store, layout, &compactor_options(opts)).await?;

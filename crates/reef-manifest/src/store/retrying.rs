@@ -53,6 +53,7 @@ macro_rules! retry {
             match $call.await {
                 Err(e) if e.is_transient() && attempt < $self.retries_max => {
                     attempt += 1;
+                    tracing::warn!(key = $key, attempt, error = %e, "transient storage error; retrying");
                     tokio::time::sleep($self.delay(attempt, $key)).await;
                 }
                 other => break other,
