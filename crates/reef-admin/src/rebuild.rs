@@ -15,17 +15,17 @@
 //!   invariant is claimed that the set might break; the next compaction
 //!   merges them into level 1 and drops the repeats. Two segments with the
 //!   same entries (a retried fold) are used once.
-//! - **WAL**: the listed records from the lowest up whose versions all lie
-//!   at or below the newest segment version were folded;
-//!   `last_applied_lsn` is the LSN before the first one that is not (or
-//!   the highest listed, if all are). The records after it must form a
-//!   clean chain; a break cuts it there (the good run before it is
-//!   folded), and the cut records are reported and quarantined (as
-//!   `repair --accept-data-loss` does). With no WAL listed,
-//!   `last_applied_lsn` is set to the newest segment version, a bound on
-//!   the LSNs used so far when every record holds a version: LSNs are not
-//!   reused, and a paused writer whose record lands below it re-plans. The
-//!   skipped LSNs carry writer id 0 in the recent-writers window.
+//! - **WAL**: `last_applied_lsn` is the last readable record whose
+//!   versions all lie at or below the newest segment version, before the
+//!   first readable one that does not (an unreadable record decides
+//!   nothing). The records after it must form a clean chain; a break cuts
+//!   it there (the good run before it is folded), and the cut records are
+//!   reported and quarantined (as `repair --accept-data-loss` does). With
+//!   no WAL listed it is 0 and new writes start at LSN 1. LSNs are not
+//!   pushed past what the WAL shows: a slot skipped that way would swallow
+//!   a record a live writer put meanwhile; a paused writer's late record at
+//!   an old LSN instead shows as a hole or as versions going back, which
+//!   readers refuse (loudly).
 //! - **The commit**: version V, one past every version listed or named by
 //!   HEAD, a lease, a checkpoint or a segment id (its operation's base),
 //!   by put-if-absent at every version from one past the newest listed up
@@ -43,18 +43,22 @@
 //! A segment a stale fold left behind (abandoned, never committed) can
 //! hold a stray record's entries no writer acknowledged; with no manifest
 //! nothing tells it apart. Run rebuild with writers and compactors
-//! stopped.
+//! stopped; it refuses (exit 75) when a listed manifest vanishes while it
+//! reads, which means something is still collecting.
 
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use reef_format::segment::Segment;
 use reef_format::{Manifest, SegmentMeta, Totals};
 use reef_manifest::store::DynStore;
 use reef_manifest::{Layout, ManifestStore};
 
 use crate::repair::scan::{self, HeadState, SegmentCheck};
-use crate::repair::{Plan, RepairOptions, build, commit_gapless, judge_pins, quarantine};
+use crate::repair::{
+    Plan, Raced, RepairOptions, build, commit_gapless, judge_pins, quarantine, quarantine_copy,
+    quarantine_delete,
+};
 use crate::verify::list;
 
 /// What a rebuild did (or, in a dry run, would do).
@@ -91,6 +95,16 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
     let head = scan::read_head(store, &layout).await?;
     let listing = list(store, &layout).await?;
     let found = scan::read_manifests(store, &listing).await?;
+    let gone = listing.manifests.len() - found.decodable.len() - found.unreadable.len();
+    if gone > 0 {
+        // Listed, then collected: something is committing and collecting
+        // right now, which rebuild cannot fence.
+        return Err(Raced(format!(
+            "{gone} manifest(s) of {ns} vanished while rebuild read them: a compactor or GC \
+             is running; stop every writer and compactor, then run rebuild (or repair) again"
+        ))
+        .into());
+    }
     if let Some(m) = found.newest() {
         return Err(HasManifest(format!(
             "{} decodes: namespace {ns} has a manifest to build on; use `reef repair {ns}`",
@@ -143,20 +157,31 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
     segments.sort_by_key(|s| (s.max_version, s.id));
     let seg_version = segments.iter().map(|s| s.max_version).max().unwrap_or(0);
 
-    // WAL: folded up to the first record the segments do not cover.
-    let mut lal = seg_version;
-    if let Some((&highest, _)) = listing.wal.iter().next_back() {
-        lal = highest;
-        for (&lsn, key) in &listing.wal {
-            let covered = match store.get(key).await? {
-                Some(obj) => reef_format::WalRecord::decode(&obj.bytes, key)
-                    .is_ok_and(|r| r.lsn == lsn && r.entries().all(|e| e.version <= seg_version)),
-                None => true,
-            };
-            if !covered {
+    // WAL: folded up to the last readable record the segments cover
+    // before the first readable one they do not (an unreadable record
+    // decides nothing: folded if a covered one follows it, a break in the
+    // chain otherwise).
+    let mut lal = 0;
+    for (&lsn, key) in &listing.wal {
+        let Some(obj) = store.get(key).await? else {
+            continue;
+        };
+        match reef_format::WalRecord::decode(&obj.bytes, key) {
+            Ok(r) if r.lsn == lsn && r.entries().all(|e| e.version <= seg_version) => lal = lsn,
+            Ok(r) if r.lsn == lsn => {
+                // The first record the segments do not hold: everything
+                // before it was folded (what is missing there, collected).
+                if lsn > lal + 1 {
+                    report.skipped.push(format!(
+                        "WAL LSNs {}..={}: not in the bucket; taken as folded and collected",
+                        lal + 1,
+                        lsn - 1
+                    ));
+                }
                 lal = lsn - 1;
                 break;
             }
+            _ => {}
         }
     }
     let chain = scan::read_chain(store, &layout, &listing, lal, seg_version).await?;
@@ -184,13 +209,11 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
         }
     }
 
-    let mut top = found.unreadable.keys().copied().max().unwrap_or(0);
+    let mut top = listing.manifests.keys().copied().max().unwrap_or(0);
     if let HeadState::Names { version } = head {
         top = top.max(version);
     }
-    for &id in listing.segments.keys() {
-        top = top.max(reef_compactor::base_version(id).saturating_add(1));
-    }
+    top = top.max(crate::repair::segment_bases_top(&listing));
     let mut segs = SegmentCheck::new(store, &layout, &listing);
     for judged in judge_pins(store, &layout, &listing, &found, &mut segs).await? {
         top = top.max(judged.pinned.unwrap_or(0));
@@ -199,7 +222,9 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
         }
     }
     drop(segs);
-    let version = top + 1;
+    let version = top
+        .checked_add(1)
+        .context("no manifest version is left above the ones in use")?;
     let live = segments
         .iter()
         .fold(reef_format::Setsum::EMPTY, |s, seg| s.add(&seg.setsum));
@@ -230,7 +255,6 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
         } else {
             0
         },
-        lsn_past_versions: false,
         copy_segments: true,
     };
     let key = layout.manifest_key(version);
@@ -250,7 +274,19 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
             format!("quarantine {} ({why})", layout.head_key()),
         );
         if !dry_run {
-            quarantine(store, &layout, &layout.head_key(), None).await?;
+            quarantine(store, &layout, &layout.head_key()).await?;
+        }
+    }
+    for (version, why) in &found.unreadable {
+        doomed.push((layout.manifest_key(*version), why.clone(), None));
+    }
+    // Copied before the commit (after it, a GC may delete what the new
+    // manifest does not list), deleted after it.
+    let mut copied = Vec::new();
+    for (k, why, expected) in &doomed {
+        say(&mut report, format!("quarantine {k} ({why})"));
+        if !dry_run {
+            copied.push(quarantine_copy(store, &layout, k, expected.as_ref()).await?);
         }
     }
     if !dry_run {
@@ -260,12 +296,10 @@ pub async fn rebuild(store: &DynStore, ns: &str, opts: &RepairOptions) -> Result
         manifests.ensure_head_at_least(version).await?;
         report.committed = Some(version);
     }
-    for (version, why) in &found.unreadable {
-        doomed.push((layout.manifest_key(*version), why.clone(), None));
-    }
-    for (k, why, expected) in doomed {
-        say(&mut report, format!("quarantine {k} ({why})"));
-        if !dry_run && !quarantine(store, &layout, &k, expected.as_ref()).await? {
+    for ((k, _, _), copy) in doomed.iter().zip(copied) {
+        if let Some(bytes) = copy
+            && !quarantine_delete(store, k, &bytes).await?
+        {
             report
                 .steps
                 .push(format!("left {k}: it changed since rebuild read it"));

@@ -101,7 +101,7 @@ fn the_compactor_takes_the_namespace_as_an_argument_and_stops_cleanly_on_ctrl_c(
     let old = reef(s, &["compactor", "--namespace", "ns1", "--rounds", "1"], "");
     assert_eq!(old.code, Some(0), "{old:?}");
 
-    let mut child = Command::new(REEF)
+    let child = Command::new(REEF)
         .args(["--store", s, "compactor", "ns1", "--interval-ms", "50"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -191,3 +191,53 @@ fn rebuild_restores_a_namespace_whose_manifests_are_damaged_and_uncollected() {
     }
     rebuild_and_check(tmp.path(), &model);
 }
+
+/// No WAL left at all (everything folded and collected): rebuild starts
+/// the LSNs over after what the WAL shows (nothing), reads equal the
+/// model, and a dry run writes nothing.
+#[test]
+fn rebuild_with_no_wal_left_and_a_dry_run_that_writes_nothing() {
+    let tmp = TempDir::new("rebuild-no-wal");
+    let model = build(tmp.path(), true);
+    for cmd in [&["flush", NS][..], &["gc", NS, "--grace", "0"]] {
+        let (code, _, err) = reef(tmp.path(), cmd);
+        assert_eq!(code, Some(0), "{cmd:?}: {err}");
+    }
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("ns").join(NS).join("wal"))
+            .unwrap()
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".wal"))
+            .count(),
+        0
+    );
+    for f in manifest_files(tmp.path()) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let files = |root: &Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    let before = files(tmp.path());
+    let (code, out, err) = reef(tmp.path(), &["rebuild", NS, "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("would commit"), "{out}");
+    assert_eq!(before, files(tmp.path()), "the dry run wrote");
+    rebuild_and_check(tmp.path(), &model);
+}

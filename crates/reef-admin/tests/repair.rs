@@ -2,7 +2,7 @@
 //! kind damaged in turn (a byte flipped at the start, middle and end,
 //! truncated, deleted, swapped), each on a fresh copy of the same
 //! namespace. Repair must either fix it losing nothing, or refuse with
-//! exit 4, write nothing, and name the loss; with `--accept-data-loss` it
+//! exit 3, write nothing, and name the loss; with `--accept-data-loss` it
 //! then gives up exactly that. Afterwards `verify --deep` is clean and a
 //! full scan equals the model (of every batch, or of the batches before
 //! the named cut). No case panics, and no read returns data the model
@@ -170,9 +170,10 @@ fn repair_fixes_every_damaged_object_or_names_the_loss() {
 
 /// The manifests that folded some WAL are lost and GC already collected
 /// that WAL; newer unfolded records are whole. Repair must not cut those
-/// (they were acknowledged and nothing is wrong with them): it names the
-/// lost fold's segment and LSNs, resumes the WAL after the hole, and with
-/// `--accept-data-loss` keeps every batch but the lost fold's.
+/// (they were acknowledged and nothing is wrong with them), nor let its
+/// own GC delete the lost fold's intact segment: it names both, resumes
+/// the WAL after the hole, carries the segment, and with
+/// `--accept-data-loss` every batch reads back.
 #[test]
 fn a_lost_fold_whose_wal_was_collected_keeps_the_wal_after_it() {
     let tmp = TempDir::new("repair-lost-fold");
@@ -237,7 +238,7 @@ fn a_lost_fold_whose_wal_was_collected_keeps_the_wal_after_it() {
     let (code, out, err) = reef(root, &["repair", NS, "--accept-data-loss"]);
     assert_eq!(code, Some(0), "{out}{err}");
     let mut expected = BTreeMap::new();
-    for b in [0, 1, 4, 5] {
+    for b in 0..6 {
         for i in 0..5 {
             expected.insert(format!("d{}", (b * 5 + i) % 12), b * 5 + i);
         }
@@ -245,4 +246,69 @@ fn a_lost_fold_whose_wal_was_collected_keeps_the_wal_after_it() {
     assert_eq!(scan(root), expected);
     let (code, out, err) = reef(root, &["verify", NS, "--deep"]);
     assert_eq!(code, Some(0), "{out}{err}");
+}
+
+/// All values the model held for each id at any point of its history.
+fn history(batches: i64) -> BTreeMap<String, Vec<i64>> {
+    let mut h: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for b in 0..batches {
+        for i in 0..5 {
+            h.entry(format!("d{}", (b * 5 + i) % 12))
+                .or_default()
+                .push(b * 5 + i);
+        }
+    }
+    h
+}
+
+/// After GC collected the folded WAL and the compaction inputs, a damaged
+/// current segment has no intact copy: repair refuses naming its id and
+/// version ranges, and with `--accept-data-loss` drops it. Reads then
+/// never invent data: each id is absent or holds a value it once had.
+/// Also: an orphan segment with a format-v1 id (a creation time in the
+/// high bits) does not push the repair's version out of reach.
+#[test]
+fn a_damaged_segment_with_no_intact_copy_is_named_then_dropped() {
+    let tmp = TempDir::new("repair-collected");
+    let root = tmp.path().to_path_buf();
+    common::corrupt::build_collected(&root);
+    let segments: Vec<String> = keys(&root, "seg");
+    let target = segments.last().unwrap().clone();
+    // A v1-era orphan: creation time (ms) in the high 64 bits.
+    let v1_id: u128 = (1_790_000_000_000u128 << 64) | 7;
+    std::fs::copy(
+        root.join(&segments[0]),
+        root.join(format!("ns/{NS}/seg/{v1_id:032x}.seg")),
+    )
+    .unwrap();
+    let mut bytes = std::fs::read(root.join(&target)).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(root.join(&target), bytes).unwrap();
+
+    let (code, out, err) = reef(&root, &["repair", NS]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("LOSS") && l.contains(&target) && l.contains("versions")),
+        "{out}"
+    );
+    let (code, out, err) = reef(&root, &["repair", NS, "--accept-data-loss"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let committed: u64 = out
+        .lines()
+        .find_map(|l| l.split("commit manifest ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(committed < 100, "the v1 id is not a version: {out}");
+    let (code, out, err) = reef(&root, &["verify", NS, "--deep"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let history = history(common::corrupt::BATCHES);
+    for (id, n) in scan(&root) {
+        assert!(
+            history.get(&id).is_some_and(|h| h.contains(&n)),
+            "{id} = {n} was never written"
+        );
+    }
 }

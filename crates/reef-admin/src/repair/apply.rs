@@ -49,9 +49,6 @@ pub(crate) struct Plan {
     pub cut: Option<(u64, u64)>,
     /// `last_version` at least this (versions seen in what is left out).
     pub version_floor: u64,
-    /// `last_applied_lsn` at least `last_version` (a lost manifest folded
-    /// WAL that is all gone: LSNs must not be reused).
-    pub lsn_past_versions: bool,
     /// Carried segments are copied to fresh ids (see `copy_segments`).
     pub copy_segments: bool,
 }
@@ -70,24 +67,16 @@ pub(super) async fn run(
     let needs_commit =
         !matches!(survey.target, Target::Keep) || !survey.manifests.unreadable.is_empty();
     let v = survey.next_version;
-    let mut listed_after: BTreeSet<u128> = survey.m0.segments.iter().map(|s| s.id).collect();
-    let mut cut = None;
-    if needs_commit {
-        let plan = plan(&survey);
-        cut = plan.cut;
-        listed_after = plan.base.segments.iter().map(|s| s.id).collect();
-        step(report, dry, describe(&survey, &plan, v));
-        if !dry {
-            let next = build(store, layout, plan, v, opts).await?;
-            check_reach(layout, &next, &survey)?;
-            commit_gapless(&manifests, &next, survey.newest_listed + 1).await?;
-            // The fence every deletion below relies on (as GC's).
-            manifests.ensure_head_at_least(v).await?;
-            report.committed = Some(v);
-        }
-    }
+    let plan = needs_commit.then(|| plan(&survey));
+    let listed_after: BTreeSet<u128> = plan
+        .as_ref()
+        .map_or(&survey.m0.segments, |p| &p.base.segments)
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    let cut = plan.as_ref().and_then(|p| p.cut);
 
-    // Quarantine what nothing current reads any more.
+    // What goes to quarantine: nothing current reads it any more.
     let mut doomed: Vec<(String, String, Option<Bytes>)> = Vec::new();
     for (version, why) in &survey.manifests.unreadable {
         doomed.push((layout.manifest_key(*version), why.clone(), None));
@@ -107,9 +96,34 @@ pub(super) async fn run(
             doomed.push((pin.key.clone(), why.clone(), Some(pin.bytes.clone())));
         }
     }
-    for (key, why, expected) in doomed {
+    // Copied first: once the commit lands, any GC may delete what it no
+    // longer lists, and the evidence must already be safe.
+    let mut copied = Vec::new();
+    for (key, why, expected) in &doomed {
         step(report, dry, format!("quarantine {key} ({why})"));
-        if !dry && !quarantine(store, layout, &key, expected.as_ref()).await? {
+        if !dry {
+            copied.push(quarantine_copy(store, layout, key, expected.as_ref()).await?);
+        }
+    }
+
+    if let Some(plan) = plan {
+        step(report, dry, describe(&survey, &plan, v));
+        if !dry {
+            let next = build(store, layout, plan, v, opts).await?;
+            check_reach(layout, &next, &survey)?;
+            commit_gapless(&manifests, &next, survey.newest_listed + 1).await?;
+            // The fence every deletion below relies on (as GC's).
+            manifests.ensure_head_at_least(v).await?;
+            report.committed = Some(v);
+        }
+    }
+
+    for ((key, _, _), copy) in doomed.iter().zip(copied) {
+        let removed = match copy {
+            Some(bytes) => quarantine_delete(store, key, &bytes).await?,
+            None => true,
+        };
+        if !removed {
             report
                 .steps
                 .push(format!("left {key}: it changed since repair read it"));
@@ -143,7 +157,6 @@ fn plan(survey: &Survey) -> Plan {
             records: Vec::new(),
             cut: None,
             version_floor: 0,
-            lsn_past_versions: false,
             copy_segments: false,
         },
         Target::Rollback { base, chain } => Plan {
@@ -152,7 +165,6 @@ fn plan(survey: &Survey) -> Plan {
             records: chain.good.clone(),
             cut: None,
             version_floor: 0,
-            lsn_past_versions: false,
             copy_segments: lost || base.version != survey.m0.version,
         },
         Target::Loss {
@@ -167,6 +179,14 @@ fn plan(survey: &Survey) -> Plan {
                 base.totals.dropped = base.totals.dropped.add(&seg.setsum);
                 base.totals.dropped_count += seg.entry_count;
             }
+            // Intact segments only a lost manifest recorded are data
+            // nothing else holds: carried (the union argument of
+            // `rebuild`), not left for GC.
+            for seg in beyond.iter().filter_map(|b| b.meta.as_ref()) {
+                base.totals.written = base.totals.written.add(&seg.setsum);
+                base.totals.written_count += seg.entry_count;
+                base.segments.push(seg.clone());
+            }
             Plan {
                 base,
                 jump_to: *jump_to,
@@ -178,12 +198,6 @@ fn plan(survey: &Survey) -> Plan {
                     .chain(chain.max_version())
                     .max()
                     .unwrap_or(0),
-                // No WAL at all after the manifest: how far the lost one
-                // folded is unknown, and its LSNs must not be reused.
-                lsn_past_versions: lost
-                    && jump_to.is_none()
-                    && chain.good.is_empty()
-                    && chain.broken_at.is_none(),
                 copy_segments: lost,
             }
         }
@@ -270,7 +284,7 @@ async fn fix_head(
                 format!("quarantine {key} ({why}; no manifest exists)"),
             );
             if !dry {
-                quarantine(store, layout, &key, None).await?;
+                quarantine(store, layout, &key).await?;
             }
         }
         (HeadState::Missing, Some(n)) => {
@@ -323,10 +337,6 @@ pub(crate) async fn build(
     next.last_version = next.last_version.max(plan.version_floor);
     if let Some((_, top)) = plan.cut {
         jump(&mut next, top);
-    }
-    if plan.lsn_past_versions {
-        let to = next.last_version.max(next.last_applied_lsn);
-        jump(&mut next, to);
     }
     next.check_accounting(&layout.manifest_key(v))?;
     Ok(next)
@@ -383,7 +393,14 @@ pub(crate) async fn commit_gapless(
     from: u64,
 ) -> Result<()> {
     let v = next.version;
-    for version in from.min(v)..=v {
+    if from > v {
+        bail!(
+            "bug: repair would commit {} below the newest listed version {}",
+            manifests.layout().manifest_key(v),
+            from - 1
+        );
+    }
+    for version in from..=v {
         let mut m = next.clone();
         m.version = version;
         m.gc_floor = version;
@@ -433,21 +450,19 @@ fn check_reach(layout: &Layout, next: &Manifest, survey: &Survey) -> Result<()> 
 }
 
 /// Copies `key` below `quarantine/` (a free name: `.1`, `.2`… after a
-/// first repair) and deletes it. With `expected`, only if the object still
-/// holds those bytes (a checkpoint re-created since is left alone; the
-/// window between this read and the delete remains, as for every
-/// checkpoint delete: docs/architecture.md). Returns false if left.
-pub(crate) async fn quarantine(
+/// first repair) and returns the bytes copied; `None` if it is gone, or no
+/// longer holds `expected` (a checkpoint re-created since is left alone).
+pub(crate) async fn quarantine_copy(
     store: &DynStore,
     layout: &Layout,
     key: &str,
     expected: Option<&Bytes>,
-) -> Result<bool> {
+) -> Result<Option<Bytes>> {
     let Some(obj) = store.get(key).await? else {
-        return Ok(true);
+        return Ok(None);
     };
     if expected.is_some_and(|b| *b != obj.bytes) {
-        return Ok(false);
+        return Ok(None);
     }
     let base = layout
         .quarantine_key(key)
@@ -459,9 +474,31 @@ pub(crate) async fn quarantine(
             format!("{base}.{n}")
         };
         if let PutOutcome::Written(_) = store.put_if_absent(&target, obj.bytes.clone()).await? {
-            store.delete(key).await?;
-            return Ok(true);
+            return Ok(Some(obj.bytes));
         }
     }
     bail!("{base} and 99 more names are taken: clean up quarantine/ first")
+}
+
+/// Deletes `key` if it still holds `copied` (its quarantined bytes).
+/// Returns false if it changed (the window between this read and the
+/// delete remains, as for every checkpoint delete: docs/architecture.md).
+pub(crate) async fn quarantine_delete(store: &DynStore, key: &str, copied: &Bytes) -> Result<bool> {
+    match store.get(key).await? {
+        Some(obj) if obj.bytes == *copied => {
+            store.delete(key).await?;
+            Ok(true)
+        }
+        Some(_) => Ok(false),
+        None => Ok(true),
+    }
+}
+
+/// Both steps at once, for objects no commit has to wait for (an
+/// unreadable HEAD before the commit creates a new one).
+pub(crate) async fn quarantine(store: &DynStore, layout: &Layout, key: &str) -> Result<()> {
+    if let Some(bytes) = quarantine_copy(store, layout, key, None).await? {
+        quarantine_delete(store, key, &bytes).await?;
+    }
+    Ok(())
 }

@@ -21,8 +21,8 @@
 //!    every decodable manifest on the chain (at or above the newest floor)
 //!    and every intact segment M does not list: then nothing acknowledged
 //!    is lost (**rollback**). Failing that, M0 is kept minus what is
-//!    damaged (**loss**): its damaged segments are dropped, segments only a
-//!    lost manifest recorded are left out, and the WAL is cut at its first
+//!    damaged (**loss**): its damaged segments are dropped, intact segments
+//!    only a lost manifest recorded are carried, and the WAL is cut at its first
 //!    bad record (point in time, as RocksDB's `kPointInTimeRecovery`); a
 //!    hole right after M0 when a manifest is lost is read as WAL that
 //!    manifest folded and GC collected, and the chain resumes after it
@@ -48,12 +48,13 @@
 //!    Skipped LSNs (a cut, a hole) are recorded as folded by writer id 0,
 //!    which no writer draws: a writer whose record sat there and was not
 //!    yet acknowledged re-plans it (`FoldedOthers`).
-//! 4. **Quarantine**, only after HEAD is confirmed at V or later (the same
-//!    fence GC keeps before deleting WAL): unreadable manifests, damaged
-//!    segments the commit no longer lists, cut WAL records, and leases and
-//!    checkpoints that are unreadable or pin a snapshot that can no longer
-//!    be read (only if they still hold the bytes judged), are copied below
-//!    `quarantine/` and deleted.
+//! 4. **Quarantine**: unreadable manifests, damaged segments the commit no
+//!    longer lists, cut WAL records, and leases and checkpoints that are
+//!    unreadable or pin a snapshot that can no longer be read are copied
+//!    below `quarantine/` *before* the commit (a GC after it may collect
+//!    them), and deleted from their place only after HEAD is confirmed at
+//!    V or later (the fence GC keeps before deleting WAL), and only if they
+//!    still hold the bytes copied.
 //! 5. **GC** with the given grace removes orphans.
 //!
 //! Known limits (docs/semantics.md, "Repair and rebuild"): a newest
@@ -67,12 +68,14 @@ mod apply;
 pub(crate) mod scan;
 
 pub use apply::Raced;
-pub(crate) use apply::{Plan, build, commit_gapless, quarantine};
+pub(crate) use apply::{
+    Plan, build, commit_gapless, quarantine, quarantine_copy, quarantine_delete,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use reef_format::{Manifest, SegmentMeta};
 use reef_manifest::store::DynStore;
 use reef_manifest::{Clock, Layout, Rng};
@@ -124,6 +127,8 @@ pub(crate) struct Pin {
 pub(crate) struct Beyond {
     pub what: String,
     pub max_version: Option<u64>,
+    /// Intact: carried into the repair (a `Loss`), at level 0.
+    pub meta: Option<SegmentMeta>,
 }
 
 /// The manifest to build on, and how.
@@ -203,9 +208,7 @@ async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
         lost.push((version, "missing, but HEAD names it".to_owned()));
         top = top.max(version);
     }
-    for &id in listing.segments.keys() {
-        top = top.max(reef_compactor::base_version(id).saturating_add(1));
-    }
+    top = top.max(segment_bases_top(&listing));
     let m0_chain = scan::read_chain(
         store,
         layout,
@@ -265,7 +268,9 @@ async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
         .collect();
     drop(segs);
     Ok(Survey {
-        next_version: top + 1,
+        next_version: top
+            .checked_add(1)
+            .context("no manifest version is left above the ones in use")?,
         newest_listed,
         damaged_segments,
         pins: pins.into_iter().map(|p| p.pin).collect(),
@@ -276,6 +281,24 @@ async fn survey(store: &DynStore, layout: &Layout) -> Result<Survey> {
         lost,
         target,
     })
+}
+
+/// Segment ids of this era carry their operation's base version; those
+/// written before it (format v1) carry a creation time in milliseconds,
+/// far above 2^40 (a version per millisecond for 35 years): not a version.
+const BASE_VERSION_MAX: u64 = 1 << 40;
+
+/// One past the highest base version a segment id carries (the chain
+/// reached it): the repair commit lands above it.
+pub(crate) fn segment_bases_top(listing: &Listing) -> u64 {
+    listing
+        .segments
+        .keys()
+        .map(|&id| reef_compactor::base_version(id))
+        .filter(|&b| b < BASE_VERSION_MAX)
+        .map(|b| b + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The WAL a `Loss` keeps: after `m0`, or, when a manifest is lost and the
@@ -446,10 +469,12 @@ async fn segments_beyond(
                     f.min_version, f.max_version, f.min_id, f.max_id, f.entry_count
                 ),
                 max_version: Some(f.max_version),
+                meta: Some(SegmentMeta::from_footer(id, 0, *size, &f)),
             }),
             Err(why) => out.push(Beyond {
                 what: format!("{key}: unreadable ({why})"),
                 max_version: None,
+                meta: None,
             }),
         }
     }
@@ -474,15 +499,23 @@ fn losses(layout: &Layout, s: &Survey, report: &mut RepairReport) {
         ));
     }
     for seg in beyond {
-        report.losses.push(format!(
-            "{}: recorded by no readable manifest, beyond what the WAL holds; left out",
-            seg.what
-        ));
+        report.losses.push(if seg.meta.is_some() {
+            format!(
+                "{}: recorded only by a lost manifest; carried at level 0 (reads take the \
+                 newest version of each id; a stale fold's stray entries cannot be told apart)",
+                seg.what
+            )
+        } else {
+            format!(
+                "{}: recorded only by a lost manifest, and unreadable; left out",
+                seg.what
+            )
+        });
     }
     if let Some(resume) = jump_to {
         report.losses.push(format!(
             "WAL LSNs {}..={resume}: folded by a lost manifest and collected; \
-             what they wrote survives only in the segments above",
+             what they wrote survives only in the segments carried above",
             s.m0.last_applied_lsn + 1
         ));
     }

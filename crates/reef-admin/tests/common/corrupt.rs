@@ -34,13 +34,24 @@ pub fn upserts(batch: i64) -> WriteRequest {
 /// level 0, three unfolded WAL records, two leases, two checkpoints; and a
 /// second namespace whose HEAD names another version.
 pub fn build(dir: &Path) {
+    build_with(dir, false);
+}
+
+/// As [`build`], with GC (no grace) run after the folds: folded WAL and
+/// compaction inputs are collected, so no older copy of anything exists.
+pub fn build_collected(dir: &Path) {
+    build_with(dir, true);
+}
+
+fn build_with(dir: &Path, collect: bool) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store: DynStore = Arc::new(LocalStore::new(dir));
-        let options = EngineOptions {
+        let mut options = EngineOptions {
             background: false,
             ..EngineOptions::default()
         };
+        options.compactor.gc_grace_ms = 0;
         let engine = Engine::open(Arc::clone(&store), options).await.unwrap();
         let mut batch = 0;
         for round in 0..3 {
@@ -52,6 +63,9 @@ pub fn build(dir: &Path) {
             if round == 1 {
                 engine.compact(NS, true).await.unwrap();
             }
+        }
+        if collect {
+            engine.gc(NS).await.unwrap();
         }
         for _ in 0..3 {
             engine.write(NS, upserts(batch)).await.unwrap();
