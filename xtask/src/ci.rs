@@ -62,6 +62,11 @@ pub const STEPS: &[Step] = &[
         run: bench_test,
     },
     Step {
+        name: "examples",
+        about: "run the library examples a user copies from (embed)",
+        run: examples,
+    },
+    Step {
         name: "doc",
         about: "cargo doc --workspace --no-deps with RUSTDOCFLAGS=-D warnings",
         run: doc,
@@ -188,6 +193,25 @@ fn bench_test() -> Result<()> {
     cmd.args(["test", "--workspace", "--bench", "*"]);
     let _rgw = rgw::for_step(&mut cmd)?;
     util::run(&mut cmd)
+}
+
+/// Runs the examples the README points users at, against a scratch
+/// directory, so they cannot rot.
+fn examples() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("reef-example-embed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let result = util::run(util::cargo().args([
+        "run",
+        "-q",
+        "-p",
+        "reef-engine",
+        "--example",
+        "embed",
+        "--",
+        &dir.to_string_lossy(),
+    ]));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// `cargo doc --workspace --no-deps` with rustdoc warnings denied.

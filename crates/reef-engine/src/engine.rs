@@ -125,6 +125,8 @@ pub struct Engine {
     options: Arc<EngineOptions>,
     cache: Arc<BlockCache>,
     namespaces: tokio::sync::Mutex<HashMap<String, Arc<Namespace>>>,
+    /// Set by `close`: later calls are refused (`Error::Closed`).
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,11 +156,17 @@ impl Engine {
             store,
             options: Arc::new(options),
             namespaces: tokio::sync::Mutex::default(),
+            closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     async fn namespace(&self, name: &str) -> Result<Arc<Namespace>> {
         validate_namespace(name)?;
+        if self.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Closed {
+                namespace: name.to_owned(),
+            });
+        }
         let mut map = self.namespaces.lock().await;
         if let Some(ns) = map.get(name) {
             return Ok(Arc::clone(ns));
@@ -190,6 +198,24 @@ impl Engine {
             .map_err(|e| Error::invalid(namespace, e))?;
         let ns = self.namespace(namespace).await?;
         submit(&ns, &self.options, request, bytes).await
+    }
+
+    /// The document `id` as a `T` (any `Deserialize` type), with its
+    /// version; a document that does not fit `T` is `Invalid`.
+    pub async fn get_as<T: serde::de::DeserializeOwned>(
+        &self,
+        namespace: &str,
+        id: &str,
+    ) -> Result<Option<(T, u64)>> {
+        let Some(doc) = self.get(namespace, id).await? else {
+            return Ok(None);
+        };
+        let value = reef_format::from_document(&doc.doc).map_err(|e| Error::Invalid {
+            namespace: namespace.to_owned(),
+            field: format!("document {id:?}"),
+            reason: e.to_string(),
+        })?;
+        Ok(Some((value, doc.version)))
     }
 
     /// The document `id`, if present.
@@ -398,8 +424,12 @@ impl Engine {
     /// any background cycle has finished, then closes; no cycle starts
     /// after that (`Scheduler::close`, loom-checked). (A leader task may be
     /// spawned but not yet hold the commit lock, so the queue, not the
-    /// lock, says when all is done.)
-    pub async fn close(self) -> Result<()> {
+    /// lock, says when all is done.) Takes `&self`, so an engine shared in
+    /// an `Arc` closes without unwrapping it; every call after `close`
+    /// fails with `Error::Closed` (one that raced it may still complete,
+    /// durably). Closing twice is fine.
+    pub async fn close(&self) -> Result<()> {
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let map = self.namespaces.lock().await;
         for ns in map.values() {
             ns.scheduler.close();

@@ -128,6 +128,12 @@ pub enum Error {
         /// The namespace.
         namespace: String,
     },
+    /// The engine was closed.
+    #[error("namespace {namespace}: the engine is closed")]
+    Closed {
+        /// The namespace.
+        namespace: String,
+    },
     /// The WAL has a hole or an object contradicts the namespace.
     #[error("namespace {namespace}: {reason}")]
     Inconsistent {
@@ -165,6 +171,7 @@ impl Error {
             _ if self.is_collected_segment() => ErrorKind::Transient,
             Error::Compactor(e) if e.is_transient() => ErrorKind::Transient,
             Error::ReadOnly { .. }
+            | Error::Closed { .. }
             | Error::NoFlushHook { .. }
             | Error::Store(reef_manifest::Error::Unsupported { .. })
             | Error::Compactor(reef_compactor::Error::Store(reef_manifest::Error::Unsupported {

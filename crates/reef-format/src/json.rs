@@ -36,6 +36,29 @@ pub fn document_from_json(json: &Json, field: &str) -> Result<Document> {
     }
 }
 
+/// A document from any `T: Serialize` that serializes as a map (a struct,
+/// a map): through the same JSON rules as the CLI's input (integers stay
+/// integers, floats are finite, keys are unique).
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct User { name: String, age: u32 }
+/// let doc = reef_format::to_document(&User { name: "ada".into(), age: 36 }).unwrap();
+/// let back: User = reef_format::from_document(&doc).unwrap();
+/// assert_eq!(back, User { name: "ada".into(), age: 36 });
+/// ```
+pub fn to_document<T: serde::Serialize + ?Sized>(value: &T) -> Result<Document> {
+    let json = serde_json::to_value(value)
+        .map_err(|e| FormatError::invalid("document", format!("cannot serialize: {e}")))?;
+    document_from_json(&json, "document")
+}
+
+/// A `T: Deserialize` from a document (the inverse of [`to_document`]).
+pub fn from_document<T: serde::de::DeserializeOwned>(doc: &Document) -> Result<T> {
+    serde_json::from_value(document_to_json(doc))
+        .map_err(|e| FormatError::invalid("document", format!("does not fit the type: {e}")))
+}
+
 /// Converts a document into a JSON object.
 pub fn document_to_json(doc: &Document) -> Json {
     Json::Object(

@@ -61,7 +61,10 @@ mod wal;
 pub use codec::crc32;
 pub use entry::{Entry, EntryValue};
 pub use error::{FormatError, ObjectKind, Result};
-pub use json::{document_from_json, document_to_json, json_type_name, parse_json, value_to_json};
+pub use json::{
+    document_from_json, document_to_json, from_document, json_type_name, parse_json, to_document,
+    value_to_json,
+};
 pub use limits::Limits;
 pub use manifest::{
     IdempotencyRecord, LEVEL_MAX, MANIFEST_FORMAT_VERSION, Manifest, RECENT_WRITERS_MAX,

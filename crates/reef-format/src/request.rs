@@ -74,6 +74,72 @@ pub struct Op {
     pub precondition: Option<Precondition>,
 }
 
+impl Op {
+    /// Replaces (or creates) document `id`.
+    ///
+    /// ```
+    /// use reef_format::{Document, Op, Precondition, Value};
+    /// let doc = Document::from_iter([("n".to_owned(), Value::I64(1))]);
+    /// let op = Op::upsert("u1", doc).if_absent();
+    /// assert_eq!(op.precondition, Some(Precondition::Absent));
+    /// ```
+    pub fn upsert(id: impl Into<String>, doc: Document) -> Op {
+        Op {
+            kind: OpKind::Upsert,
+            id: id.into(),
+            doc: Some(doc),
+            precondition: None,
+        }
+    }
+
+    /// Applies an RFC 7396 merge `patch` to existing document `id`.
+    pub fn patch(id: impl Into<String>, patch: Document) -> Op {
+        Op {
+            kind: OpKind::Patch,
+            id: id.into(),
+            doc: Some(patch),
+            precondition: None,
+        }
+    }
+
+    /// Removes document `id`.
+    ///
+    /// ```
+    /// use reef_format::{Op, OpKind};
+    /// let op = Op::delete("u1").if_version(7);
+    /// assert_eq!(op.kind, OpKind::Delete);
+    /// ```
+    pub fn delete(id: impl Into<String>) -> Op {
+        Op {
+            kind: OpKind::Delete,
+            id: id.into(),
+            doc: None,
+            precondition: None,
+        }
+    }
+
+    /// Only if the id does not exist.
+    pub fn if_absent(self) -> Op {
+        self.when(Precondition::Absent)
+    }
+
+    /// Only if the id exists.
+    pub fn if_exists(self) -> Op {
+        self.when(Precondition::Exists)
+    }
+
+    /// Only if the id exists at exactly `version` (optimistic concurrency).
+    pub fn if_version(self, version: u64) -> Op {
+        self.when(Precondition::Version(version))
+    }
+
+    /// Only if `precondition` holds.
+    pub fn when(mut self, precondition: Precondition) -> Op {
+        self.precondition = Some(precondition);
+        self
+    }
+}
+
 /// An ordered list of ops applied atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriteRequest {
@@ -98,6 +164,27 @@ pub fn validate_id(id: &str, field: &str, limits: &Limits) -> Result<()> {
 }
 
 impl WriteRequest {
+    /// A request of `ops`, applied in order, atomically.
+    ///
+    /// ```
+    /// use reef_format::{Document, Op, WriteRequest};
+    /// let req = WriteRequest::new([Op::upsert("a", Document::new()), Op::delete("b")])
+    ///     .idempotency_key("order-42");
+    /// assert_eq!(req.ops.len(), 2);
+    /// ```
+    pub fn new(ops: impl IntoIterator<Item = Op>) -> WriteRequest {
+        WriteRequest {
+            ops: ops.into_iter().collect(),
+            idempotency_key: None,
+        }
+    }
+
+    /// Makes a retry of this request return the original result.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> WriteRequest {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+
     /// Validates every op against `limits`, naming the first bad field as
     /// `ops[i].<field>`. Returns the request's encoded size in bytes.
     pub fn validate(&self, limits: &Limits) -> Result<usize> {
