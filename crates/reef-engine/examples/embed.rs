@@ -1,39 +1,40 @@
-//! Embedding Reef: open an engine on a local directory, write one
-//! document, read it back, close (the README's library quick start).
+//! Embedding Reef: open an engine on a local directory, write a typed
+//! document, read it back as its type, close (the README's library quick
+//! start; CI runs it).
 //!
 //! ```text
 //! cargo run -p reef-engine --example embed [DIR]
 //! ```
 
-use std::sync::Arc;
+use reef_engine::prelude::*;
 
-use reef_engine::{Engine, EngineOptions};
-use reef_format::{Document, Op, OpKind, Value, WriteRequest};
-use reef_manifest::store::{DynStore, LocalStore};
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Person {
+    name: String,
+    born: i32,
+}
 
 #[tokio::main]
-async fn main() -> Result<(), reef_engine::Error> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "./reef-data".to_owned());
-    let store: DynStore = Arc::new(LocalStore::new(dir));
-    let engine = Engine::open(store, EngineOptions::default()).await?;
-    let doc = Document::from_iter([("name".to_owned(), Value::String("ada".into()))]);
-    let op = Op {
-        kind: OpKind::Upsert,
-        id: "u1".into(),
-        doc: Some(doc),
-        precondition: None,
+    let engine = Engine::open(open_store(&dir)?, EngineOptions::default()).await?;
+    let ada = Person {
+        name: "ada".into(),
+        born: 1815,
     };
     engine
         .write(
             "people",
-            WriteRequest {
-                ops: vec![op],
-                idempotency_key: None,
-            },
+            WriteRequest::new([Op::upsert("u1", to_document(&ada)?)]),
         )
         .await?;
-    println!("{:?}", engine.get("people", "u1").await?);
-    engine.close().await
+    let (back, version) = engine
+        .get_as::<Person>("people", "u1")
+        .await?
+        .ok_or("u1 is missing")?;
+    println!("{back:?} at version {version}");
+    engine.close().await?;
+    Ok(())
 }

@@ -41,3 +41,25 @@ pub use engine::{Engine, Snapshot, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use options::EngineOptions;
 pub use read::{Doc, ScanRange};
+
+/// Everything an embedding program needs, in one `use`:
+///
+/// ```no_run
+/// use reef_engine::prelude::*;
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::open(open_store("./reef-data")?, EngineOptions::default()).await?;
+/// let doc = Document::from_iter([("name".to_owned(), Value::String("ada".into()))]);
+/// engine.write("people", WriteRequest::new([Op::upsert("u1", doc).if_absent()])).await?;
+/// engine.close().await?;
+/// # Ok(()) }
+/// ```
+pub mod prelude {
+    pub use crate::{
+        Doc, Engine, EngineOptions, Error, ErrorKind, ScanRange, Snapshot, WriteResult,
+    };
+    pub use reef_format::{
+        Document, Op, OpKind, Precondition, Value, WriteRequest, from_document, to_document,
+    };
+    pub use reef_manifest::store::{DynStore, open_store};
+}
