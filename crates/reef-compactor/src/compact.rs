@@ -23,7 +23,7 @@ use crate::ids::new_segment_id;
 use crate::options::CompactorOptions;
 
 /// What a compaction did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactReport {
     /// Input segments (0: nothing to do).
     pub inputs: usize,

@@ -22,7 +22,7 @@ use crate::ids::new_segment_id;
 use crate::options::CompactorOptions;
 
 /// What a fold did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FoldReport {
     /// WAL records folded (0: nothing to do, or abandoned).
     pub records: usize,
@@ -31,6 +31,7 @@ pub struct FoldReport {
     /// Entries written to the segment.
     pub entries_out: u64,
     /// The new segment, if any.
+    #[serde(serialize_with = "crate::ids::serialize_hex")]
     pub segment: Option<u128>,
     /// Bytes of the new segment.
     pub segment_bytes: u64,

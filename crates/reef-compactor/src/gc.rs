@@ -45,7 +45,7 @@ use crate::ids::base_version;
 use crate::options::CompactorOptions;
 
 /// What a GC run deleted.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     /// WAL objects deleted.
     pub wal: usize,

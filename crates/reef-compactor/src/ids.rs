@@ -18,6 +18,17 @@ pub fn new_segment_id(rng: &dyn Rng, base_version: u64) -> u128 {
     (u128::from(base_version) << 64) | u128::from(rng.next_u64())
 }
 
+/// Serializes a segment id as its 32 lowercase hex digits (as in its key).
+pub(crate) fn serialize_hex<S: serde::Serializer>(
+    id: &Option<u128>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match id {
+        Some(id) => s.serialize_str(&format!("{id:032x}")),
+        None => s.serialize_none(),
+    }
+}
+
 /// The manifest version the operation that wrote segment `id` was based on.
 pub fn base_version(id: u128) -> u64 {
     (id >> 64) as u64

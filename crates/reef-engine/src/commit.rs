@@ -42,7 +42,7 @@ use crate::resolve::{Current, Overlay, resolve};
 use crate::sync::read_lock;
 
 /// What a write did (DESIGN §2).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct WriteResult {
     /// LSN of the WAL record holding the request (for a replay, the
     /// original one; 0 if the request changed nothing and wrote nothing).

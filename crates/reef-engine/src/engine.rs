@@ -17,7 +17,7 @@ use crate::read::{self, Doc, ScanRange};
 use crate::sync::read_lock;
 
 /// A namespace's figures (`reef stats`).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Stats {
     /// The namespace.
     pub namespace: String,

@@ -10,44 +10,25 @@ use reef_manifest::Layout;
 use reef_manifest::store::{DynStore, RetryingStore};
 use serde_json::{Value as Json, json};
 
-/// `reef flush` output.
+/// `reef flush` output (the report's fields, through serde).
 pub fn fold_json(r: &FoldReport) -> Json {
-    json!({
-        "records": r.records,
-        "entries_in": r.entries_in,
-        "entries_out": r.entries_out,
-        "segment": r.segment.map(|id| format!("{id:032x}")),
-        "segment_bytes": r.segment_bytes,
-        "manifest_version": r.manifest_version,
-        "abandoned": r.abandoned,
-        "head_error": r.head_error,
-    })
+    to_json(r)
 }
 
 /// `reef compact` output.
 pub fn compact_json(r: &CompactReport) -> Json {
-    json!({
-        "inputs": r.inputs,
-        "outputs": r.outputs,
-        "entries_in": r.entries_in,
-        "entries_out": r.entries_out,
-        "bytes_in": r.bytes_in,
-        "bytes_out": r.bytes_out,
-        "manifest_version": r.manifest_version,
-        "abandoned": r.abandoned,
-        "head_error": r.head_error,
-    })
+    to_json(r)
 }
 
 /// `reef gc` output.
 pub fn gc_json(r: &GcReport) -> Json {
-    json!({
-        "wal": r.wal,
-        "segments": r.segments,
-        "manifests": r.manifests,
-        "leases": r.leases,
-        "kept_manifests": r.kept_manifests,
-    })
+    to_json(r)
+}
+
+/// A report as JSON. Reports are plain data (numbers, strings, options):
+/// serializing them cannot fail.
+pub fn to_json<T: serde::Serialize>(value: &T) -> Json {
+    serde_json::to_value(value).unwrap_or(Json::Null)
 }
 
 /// Runs rounds of fold, compaction (when level 0 is full) and GC, printing

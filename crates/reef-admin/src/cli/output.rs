@@ -110,39 +110,12 @@ pub fn doc_json(doc: &Doc) -> Json {
 
 /// The one object `write` prints.
 pub fn write_json(result: &WriteResult) -> Json {
-    json!({
-        "lsn": result.lsn,
-        "first_version": result.first_version,
-        "last_version": result.last_version,
-        "upserted": result.upserted,
-        "patched": result.patched,
-        "deleted": result.deleted,
-        "skipped": result.skipped,
-        "replayed": result.replayed,
-    })
+    super::compactor::to_json(result)
 }
 
-/// The object `stats` prints; `segments` maps each level to its count.
+/// The one object `stats` prints.
 pub fn stats_json(stats: &Stats) -> Json {
-    let segments: serde_json::Map<String, Json> = stats
-        .segments
-        .iter()
-        .map(|(level, count)| (level.to_string(), json!(count)))
-        .collect();
-    json!({
-        "namespace": stats.namespace,
-        "manifest_version": stats.manifest_version,
-        "last_applied_lsn": stats.last_applied_lsn,
-        "last_lsn": stats.last_lsn,
-        "wal_objects": stats.wal_objects,
-        "segments": segments,
-        "bytes": stats.bytes,
-        "memtable_bytes": stats.memtable_bytes,
-        "last_version": stats.last_version,
-        "gc_floor": stats.gc_floor,
-        "write_amplification": stats.write_amplification,
-        "background_error": stats.background_error,
-    })
+    super::compactor::to_json(stats)
 }
 
 #[cfg(test)]
