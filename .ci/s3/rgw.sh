@@ -19,7 +19,7 @@ dir=${2:?usage: rgw.sh start|stop DIR}
 stop() {
     for pidfile in "$dir"/run/*.pid; do
         [ -e "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
+        pid=$(cat "$pidfile" 2>/dev/null) || continue
         kill "$pid" 2>/dev/null || true
     done
     # Wait (up to 10 s) for them to go, then make sure.
@@ -27,14 +27,14 @@ stop() {
         alive=0
         for pidfile in "$dir"/run/*.pid; do
             [ -e "$pidfile" ] || continue
-            kill -0 "$(cat "$pidfile")" 2>/dev/null && alive=1
+            kill -0 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null && alive=1
         done
         [ $alive = 0 ] && break
         sleep 0.1
     done
     for pidfile in "$dir"/run/*.pid; do
         [ -e "$pidfile" ] || continue
-        kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+        kill -9 "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null || true
         rm -f "$pidfile"
     done
 }

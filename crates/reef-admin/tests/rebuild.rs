@@ -10,25 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::corrupt::{NS, upserts};
+use common::corrupt::{NS, reef, scan, snapshot, upserts};
 use common::{REEF, TempDir};
 use reef_engine::{Engine, EngineOptions};
 use reef_format::{Op, OpKind, WriteRequest};
 use reef_manifest::store::{DynStore, LocalStore};
-
-fn reef(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(REEF)
-        .arg("--store")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn delete(id: &str) -> WriteRequest {
     WriteRequest {
@@ -92,20 +78,6 @@ fn build(dir: &Path, collect: bool) -> BTreeMap<String, i64> {
         engine.close().await.unwrap();
     });
     model
-}
-
-fn scan(root: &Path) -> BTreeMap<String, i64> {
-    let (code, out, err) = reef(root, &["scan", NS]);
-    assert_eq!(code, Some(0), "scan: {err}");
-    out.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().to_owned(),
-                v["doc"]["n"].as_i64().unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn manifest_files(root: &Path) -> Vec<std::path::PathBuf> {
@@ -218,26 +190,10 @@ fn rebuild_with_no_wal_left_and_a_dry_run_that_writes_nothing() {
     for f in manifest_files(tmp.path()) {
         std::fs::remove_file(f).unwrap();
     }
-    let files = |root: &Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).unwrap() {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    out.push((p.clone(), std::fs::read(&p).unwrap()));
-                }
-            }
-        }
-        out.sort();
-        out
-    };
-    let before = files(tmp.path());
+    let before = snapshot(tmp.path());
     let (code, out, err) = reef(tmp.path(), &["rebuild", NS, "--dry-run"]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("would commit"), "{out}");
-    assert_eq!(before, files(tmp.path()), "the dry run wrote");
+    assert_eq!(before, snapshot(tmp.path()), "the dry run wrote");
     rebuild_and_check(tmp.path(), &model);
 }

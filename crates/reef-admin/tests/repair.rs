@@ -11,65 +11,15 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use common::corrupt::{BATCHES, DAMAGES, FOLDED_BATCHES, NS, build, copy_dir, damage, keys, model};
-use common::{REEF, TempDir};
+use common::TempDir;
+use common::corrupt::{
+    BATCHES, DAMAGES, FOLDED_BATCHES, NS, build, copy_dir, damage, keys, model, reef, scan,
+    snapshot,
+};
 use reef_manifest::Layout;
 use reef_manifest::store::{DynStore, LocalStore};
-
-fn reef(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(REEF)
-        .arg("--store")
-        .arg(root)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Every file under `root` with its bytes.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                let rel = e
-                    .path()
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.insert(rel, std::fs::read(e.path()).unwrap());
-            }
-        }
-    }
-    out
-}
-
-/// A full scan as id -> n.
-fn scan(root: &Path) -> BTreeMap<String, i64> {
-    let (code, out, err) = reef(root, &["scan", NS]);
-    assert_eq!(code, Some(0), "scan after repair: {err}");
-    out.lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (
-                v["id"].as_str().unwrap().to_owned(),
-                v["doc"]["n"].as_i64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 #[test]
 fn repair_fixes_every_damaged_object_or_names_the_loss() {

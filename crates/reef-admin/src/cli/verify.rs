@@ -7,12 +7,11 @@
 use std::fmt;
 
 use anyhow::Result;
+use reef_manifest::SystemClock;
 use reef_manifest::layout::NAMESPACES_PREFIX;
 use reef_manifest::store::DynStore;
-use reef_manifest::{Layout, SystemClock};
 use serde_json::json;
 
-use super::exit::NotFound;
 use super::output::Out;
 use crate::verify::{Finding, Report, verify};
 
@@ -49,14 +48,7 @@ impl VerifyFailed {
 pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> Result<()> {
     let names = match ns {
         Some(ns) => {
-            let layout = Layout::new(ns)?;
-            if store.list(layout.root(), None, 1).await?.objects.is_empty() {
-                return Err(NotFound(format!(
-                    "namespace {ns:?} does not exist in this store (no object under {})",
-                    layout.root()
-                ))
-                .into());
-            }
+            super::repair::ensure_exists(&store, ns).await?;
             vec![ns.to_owned()]
         }
         None => {

@@ -11,6 +11,8 @@ use reef_format::{Document, Op, OpKind, Value, WriteRequest};
 use reef_manifest::store::{DynStore, LocalStore};
 use reef_manifest::{Layout, Pins, SeededRng, SystemClock};
 
+use super::REEF;
+
 pub const NS: &str = "orders";
 
 pub fn upserts(batch: i64) -> WriteRequest {
@@ -168,4 +170,57 @@ pub fn model(batches: i64) -> BTreeMap<String, i64> {
         }
     }
     m
+}
+
+/// Runs `reef --store <root> <args>`: exit code, stdout, stderr.
+pub fn reef(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(REEF)
+        .arg("--store")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file under `root` with its bytes.
+pub fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A full scan as id -> n.
+pub fn scan(root: &Path) -> BTreeMap<String, i64> {
+    let (code, out, err) = reef(root, &["scan", NS]);
+    assert_eq!(code, Some(0), "scan: {err}");
+    out.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["id"].as_str().unwrap().to_owned(),
+                v["doc"]["n"].as_i64().unwrap(),
+            )
+        })
+        .collect()
 }
