@@ -46,6 +46,14 @@ pub struct Committed {
 /// Rounds `load_current` makes when its reads race commits or GC.
 const LOAD_ATTEMPTS_MAX: u32 = 8;
 
+/// HEAD as read.
+enum HeadRead {
+    Missing,
+    Names(u64, Tag),
+    /// Present but not decodable (its tag, for the CAS that replaces it).
+    Unreadable(Tag),
+}
+
 impl ManifestStore {
     /// Manifests of the namespace `layout` describes.
     pub fn new(store: DynStore, layout: Layout) -> ManifestStore {
@@ -79,15 +87,42 @@ impl ManifestStore {
     }
 
     /// HEAD's version and tag, if HEAD exists.
+    ///
+    /// HEAD is a hint that a listing can replace: an unreadable HEAD reads
+    /// as the newest listed version (with the damaged object's tag, so the
+    /// next `advance_head` replaces it by CAS). That keeps M2 (a HEAD read
+    /// yields at least any version HEAD ever reached): HEAD only ever names
+    /// committed versions, GC never deletes the newest, and a listing sees
+    /// every completed put (DESIGN §5). Reads and writes go on; `reef
+    /// verify` still reports the object and `reef repair` rewrites it.
     pub async fn head(&self) -> Result<Option<(u64, Tag)>> {
+        match self.read_head().await? {
+            HeadRead::Missing => Ok(None),
+            HeadRead::Names(version, tag) => Ok(Some((version, tag))),
+            HeadRead::Unreadable(tag) => {
+                let newest = self.list_versions().await?.last().copied();
+                Ok(newest.map(|v| (v, tag)))
+            }
+        }
+    }
+
+    async fn read_head(&self) -> Result<HeadRead> {
         let key = self.layout.head_key();
         let Some(obj) = self.store.get(&key).await? else {
-            return Ok(None);
+            return Ok(HeadRead::Missing);
         };
-        Ok(Some((
-            Head::decode(&obj.bytes, &key)?.manifest_version,
-            obj.tag,
-        )))
+        match Head::decode(&obj.bytes, &key) {
+            Ok(head) => Ok(HeadRead::Names(head.manifest_version, obj.tag)),
+            Err(e) if e.is_corruption() => {
+                tracing::warn!(
+                    key = %key,
+                    error = %e,
+                    "HEAD is unreadable; the newest manifest is found by listing"
+                );
+                Ok(HeadRead::Unreadable(obj.tag))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The version HEAD names, if HEAD exists.
@@ -231,10 +266,25 @@ impl ManifestStore {
             .encode()?,
         );
         for _ in 0..HEAD_CAS_RETRIES_MAX {
-            let outcome = match self.head().await? {
-                Some((current, _)) if current >= version => return Ok(false),
-                Some((_, tag)) => self.store.put_if_match(&key, bytes.clone(), &tag).await?,
-                None => self.store.put_if_absent(&key, bytes.clone()).await?,
+            let outcome = match self.read_head().await? {
+                HeadRead::Names(current, _) if current >= version => return Ok(false),
+                HeadRead::Names(_, tag) => {
+                    self.store.put_if_match(&key, bytes.clone(), &tag).await?
+                }
+                HeadRead::Missing => self.store.put_if_absent(&key, bytes.clone()).await?,
+                // Replaced, naming at least the newest listed version: an
+                // unreadable HEAD read as that (see `head`), so the value
+                // readers see never goes back.
+                HeadRead::Unreadable(tag) => {
+                    let newest = self.list_versions().await?.last().copied().unwrap_or(0);
+                    let repaired = Bytes::from(
+                        Head {
+                            manifest_version: newest.max(version),
+                        }
+                        .encode()?,
+                    );
+                    self.store.put_if_match(&key, repaired, &tag).await?
+                }
             };
             if let PutOutcome::Written(_) = outcome {
                 return Ok(true);

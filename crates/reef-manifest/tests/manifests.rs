@@ -117,6 +117,24 @@ async fn no_head_and_dangling_head(store: &DynStore) {
     );
 }
 
+/// An unreadable HEAD is a hint lost, not a namespace lost: the current
+/// manifest is found by listing, the fence (`ensure_head_at_least`) still
+/// holds, and the next commit replaces HEAD by CAS.
+async fn unreadable_head_reads_as_the_newest_listed(store: &DynStore) {
+    let m = ms(store);
+    m.commit(&manifest(1)).await.unwrap();
+    m.commit(&manifest(2)).await.unwrap();
+    store
+        .put(&m.layout().head_key(), Bytes::from_static(b"not a head"))
+        .await
+        .unwrap();
+    assert_eq!(m.head_version().await.unwrap(), Some(2));
+    assert_eq!(m.load_current().await.unwrap().unwrap().version, 2);
+    m.ensure_head_at_least(2).await.unwrap();
+    m.commit(&manifest(3)).await.unwrap();
+    assert_eq!(head_of(store).await, Some(3), "the commit replaced HEAD");
+}
+
 /// A commit whose response was lost is retried and recognised as ours.
 async fn lost_commit_response_is_not_a_conflict(store: &DynStore) {
     let m = ms(store);
@@ -189,13 +207,14 @@ async fn concurrent_committers(store: &DynStore, actors: u64, each: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn manifests_on_every_backend() {
-    let scenarios: [Scenario; 6] = [
+    let scenarios: [Scenario; 7] = [
         |s| Box::pin(async move { commit_load_conflict(&s).await }),
         |s| Box::pin(async move { head_lags_and_never_moves_back(&s).await }),
         |s| Box::pin(async move { no_head_and_dangling_head(&s).await }),
         |s| Box::pin(async move { manifest_key_and_content_must_agree(&s).await }),
         |s| Box::pin(async move { concurrent_committers(&s, 8, 5).await }),
         |s| Box::pin(async move { lost_commit_response_is_not_a_conflict(&s).await }),
+        |s| Box::pin(async move { unreadable_head_reads_as_the_newest_listed(&s).await }),
     ];
     for (i, scenario) in scenarios.iter().enumerate() {
         // A fresh set of empty backends per scenario.
