@@ -100,7 +100,7 @@ impl ManifestStore {
             HeadRead::Missing => Ok(None),
             HeadRead::Names(version, tag) => Ok(Some((version, tag))),
             HeadRead::Unreadable(tag) => {
-                let newest = self.list_versions().await?.last().copied();
+                let newest = Box::pin(self.list_versions()).await?.last().copied();
                 Ok(newest.map(|v| (v, tag)))
             }
         }
@@ -276,7 +276,11 @@ impl ManifestStore {
                 // unreadable HEAD read as that (see `head`), so the value
                 // readers see never goes back.
                 HeadRead::Unreadable(tag) => {
-                    let newest = self.list_versions().await?.last().copied().unwrap_or(0);
+                    let newest = Box::pin(self.list_versions())
+                        .await?
+                        .last()
+                        .copied()
+                        .unwrap_or(0);
                     let repaired = Bytes::from(
                         Head {
                             manifest_version: newest.max(version),
