@@ -99,10 +99,15 @@ impl ManifestStore {
         match self.read_head().await? {
             HeadRead::Missing => Ok(None),
             HeadRead::Names(version, tag) => Ok(Some((version, tag))),
-            HeadRead::Unreadable(tag) => {
-                let newest = Box::pin(self.list_versions()).await?.last().copied();
-                Ok(newest.map(|v| (v, tag)))
-            }
+            HeadRead::Unreadable(tag) => match Box::pin(self.list_versions()).await?.last() {
+                Some(&v) => Ok(Some((v, tag))),
+                // HEAD existed, so a manifest was committed: none listed
+                // means they are lost, not that the namespace is new.
+                None => Err(self.inconsistent(format!(
+                    "{} is unreadable and no manifest is listed: run `reef rebuild`",
+                    self.layout.head_key()
+                ))),
+            },
         }
     }
 
@@ -287,7 +292,13 @@ impl ManifestStore {
                         }
                         .encode()?,
                     );
-                    self.store.put_if_match(&key, repaired, &tag).await?
+                    match self.store.put_if_match(&key, repaired, &tag).await? {
+                        // Moved to our version only if nothing newer is
+                        // listed: a put into a collected slot (newer
+                        // versions exist) must still look off the chain.
+                        PutOutcome::Written(_) => return Ok(newest <= version),
+                        other => other,
+                    }
                 }
             };
             if let PutOutcome::Written(_) = outcome {
