@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::TempDir;
 use common::corrupt::{NS, reef, scan, snapshot, upserts};
-use common::{REEF, TempDir};
 use reef_engine::{Engine, EngineOptions};
 use reef_format::{Op, OpKind, WriteRequest};
 use reef_manifest::store::{DynStore, LocalStore};
@@ -98,22 +98,12 @@ fn rebuild_and_check(root: &Path, model: &BTreeMap<String, i64>) {
     let (code, _, err) = reef(root, &["write", NS]);
     assert_eq!(code, Some(2), "an empty write is bad input: {err}");
     let mut model = model.clone();
-    let mut child = std::process::Command::new(REEF)
-        .arg("--store")
-        .arg(root)
-        .args(["write", NS])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"op":"upsert","id":"d0","doc":{"n":1000}}"#)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let wrote = common::reef(
+        root.to_str().unwrap(),
+        &["write", NS],
+        r#"{"op":"upsert","id":"d0","doc":{"n":1000}}"#,
+    );
+    assert_eq!(wrote.code, Some(0), "{wrote:?}");
     model.insert("d0".to_owned(), 1000);
     for cmd in ["flush", "compact", "gc"] {
         let (code, _, err) = reef(root, &[cmd, NS]);

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use common::TempDir;
 use common::corrupt::{
-    BATCHES, DAMAGES, FOLDED_BATCHES, NS, build, copy_dir, damage, keys, model, reef, scan,
-    snapshot,
+    BATCHES, DAMAGES, FOLDED_BATCHES, NS, build, copy_dir, current_segments, damage, keys, model,
+    reef, scan, snapshot,
 };
 use reef_manifest::Layout;
 use reef_manifest::store::{DynStore, LocalStore};
@@ -33,19 +33,7 @@ fn repair_fixes_every_damaged_object_or_names_the_loss() {
     let pristine = tmp.path().join("pristine2");
     build(&pristine);
     let wal = keys(&pristine, "wal");
-    let segments: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store: DynStore = Arc::new(LocalStore::new(&pristine));
-        let layout = Layout::new(NS).unwrap();
-        let m = reef_manifest::ManifestStore::new(store, layout.clone())
-            .load_current()
-            .await
-            .unwrap()
-            .unwrap();
-        m.segments
-            .iter()
-            .map(|s| layout.segment_key(s.id))
-            .collect()
-    });
+    let segments = current_segments(&pristine);
     let manifests = keys(&pristine, "manifest");
     let leases = keys(&pristine, "lease");
     let checkpoints = keys(&pristine, "checkpoint");

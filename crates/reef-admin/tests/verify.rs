@@ -11,12 +11,9 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
-use common::corrupt::{DAMAGES, Damage, NS, build, copy_dir, damage, keys};
+use common::corrupt::{DAMAGES, Damage, NS, build, copy_dir, current_segments, damage, keys};
 use common::{REEF, TempDir};
-use reef_manifest::Layout;
-use reef_manifest::store::{DynStore, LocalStore};
 
 fn verify(root: &Path) -> (Option<i32>, String) {
     let out = std::process::Command::new(REEF)
@@ -64,19 +61,7 @@ fn every_damaged_object_is_reported_by_its_key() {
     let wal = keys(&pristine, "wal");
     // The segments the current manifest lists (older ones are orphans
     // until GC, and damage to them is no problem).
-    let segments: Vec<String> = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let store: DynStore = Arc::new(LocalStore::new(&pristine));
-        let layout = Layout::new(NS).unwrap();
-        let m = reef_manifest::ManifestStore::new(store, layout.clone())
-            .load_current()
-            .await
-            .unwrap()
-            .unwrap();
-        m.segments
-            .iter()
-            .map(|s| layout.segment_key(s.id))
-            .collect()
-    });
+    let segments = current_segments(&pristine);
     let manifests = keys(&pristine, "manifest");
     let leases = keys(&pristine, "lease");
     let checkpoints = keys(&pristine, "checkpoint");

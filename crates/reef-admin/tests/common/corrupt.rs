@@ -224,3 +224,21 @@ pub fn scan(root: &Path) -> BTreeMap<String, i64> {
         })
         .collect()
 }
+
+/// Keys of the segments the current manifest of `NS` lists (older ones are
+/// orphans until GC).
+pub fn current_segments(root: &Path) -> Vec<String> {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store: DynStore = Arc::new(LocalStore::new(root));
+        let layout = Layout::new(NS).unwrap();
+        let m = reef_manifest::ManifestStore::new(store, layout.clone())
+            .load_current()
+            .await
+            .unwrap()
+            .unwrap();
+        m.segments
+            .iter()
+            .map(|s| layout.segment_key(s.id))
+            .collect()
+    })
+}
