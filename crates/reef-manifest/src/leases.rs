@@ -326,7 +326,7 @@ mod loom_models {
     /// release says the lease is gone.
     #[test]
     fn a_released_lease_stays_released() {
-        loom::model(|| {
+        crate::loom_store::model(|| {
             let store: DynStore = Arc::new(LoomStore::default());
             let pins = Pins::new(
                 store,
@@ -337,7 +337,7 @@ mod loom_models {
             let handle = block_on(pins.acquire("reader", 0, 60_000)).unwrap();
             let renewer = {
                 let (pins, mut handle) = (pins.clone(), handle.clone());
-                loom::thread::spawn(move || {
+                crate::loom_store::spawn(move || {
                     for _ in 0..2 {
                         if block_on(pins.renew(&mut handle, 60_000)).is_err() {
                             return;

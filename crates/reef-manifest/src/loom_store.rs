@@ -39,6 +39,34 @@ impl std::fmt::Debug for LoomStore {
     }
 }
 
+/// Stack for every model thread, in words (loom hands it to `generator`,
+/// which counts `usize`s). Loom's default is 32 KiB, and this crate's
+/// async code keeps whole futures on the stack under `block_on`: how much
+/// that takes depends on the compiler and build, not on the model, so a
+/// model that fits on one machine overflowed ("coroutine has overflowed
+/// its stack") on another. 1 MiB leaves room for any build.
+const STACK_WORDS: usize = (1 << 20) / std::mem::size_of::<usize>();
+
+/// `loom::model`, with the body run on a thread with [`STACK_WORDS`] of
+/// stack (loom's first thread always gets the default).
+pub(crate) fn model(body: impl Fn() + Send + Sync + 'static) {
+    let body = std::sync::Arc::new(body);
+    loom::model(move || {
+        let body = body.clone();
+        spawn(move || body()).join().unwrap();
+    });
+}
+
+/// `loom::thread::spawn` with [`STACK_WORDS`] of stack.
+pub(crate) fn spawn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> loom::thread::JoinHandle<T> {
+    loom::thread::Builder::new()
+        .stack_size(STACK_WORDS)
+        .spawn(f)
+        .expect("a loom thread spawns")
+}
+
 fn not_found(key: &str) -> Error {
     Error::NotFound {
         key: key.to_owned(),
