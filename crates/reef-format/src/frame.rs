@@ -59,13 +59,8 @@ impl FrameSpec {
         Ok(out)
     }
 
-    /// Checks the frame and returns the body.
-    pub(crate) fn open<'a>(&self, bytes: &'a [u8], object: &str) -> Result<&'a [u8]> {
-        self.open_versioned(bytes, object).map(|(_, body)| body)
-    }
-
-    /// As `open`, also returning the object's format version (1 up to
-    /// `self.version`), for decoders that still read older versions.
+    /// Checks the frame and returns the object's format version (1 up to
+    /// `self.version`, so decoders can still read older versions) and body.
     pub(crate) fn open_versioned<'a>(
         &self,
         bytes: &'a [u8],
@@ -170,14 +165,17 @@ mod tests {
     fn seal_open_round_trip() {
         let framed = SPEC.seal(b"hello").unwrap();
         assert_eq!(framed.len(), HEADER_BYTES + 5 + TRAILER_BYTES);
-        assert_eq!(SPEC.open(&framed, "x").unwrap(), b"hello");
+        assert_eq!(
+            SPEC.open_versioned(&framed, "x").unwrap(),
+            (1, &b"hello"[..])
+        );
     }
 
     #[test]
     fn newer_version_with_valid_crc_is_unsupported_not_corrupt() {
         let newer = FrameSpec { version: 2, ..SPEC };
         let framed = newer.seal(b"future").unwrap();
-        let err = SPEC.open(&framed, "HEAD").unwrap_err();
+        let err = SPEC.open_versioned(&framed, "HEAD").unwrap_err();
         assert!(matches!(
             err,
             FormatError::UnsupportedVersion {
@@ -198,6 +196,10 @@ mod tests {
             ..SPEC
         };
         let framed = big.seal(&[0; 65]).unwrap();
-        assert!(SPEC.open(&framed, "x").unwrap_err().is_corruption());
+        assert!(
+            SPEC.open_versioned(&framed, "x")
+                .unwrap_err()
+                .is_corruption()
+        );
     }
 }

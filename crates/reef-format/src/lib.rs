@@ -47,6 +47,7 @@ mod entry;
 mod error;
 mod frame;
 mod json;
+mod legacy;
 pub mod limits;
 mod manifest;
 mod merge;
@@ -57,6 +58,7 @@ pub mod segment;
 mod setsum;
 mod value;
 mod wal;
+mod wire;
 
 pub use codec::crc32;
 pub use entry::{Entry, EntryValue};
@@ -72,7 +74,7 @@ pub use manifest::{
 };
 pub use merge::{MergeIter, Tombstones};
 pub use patch::merge_patch;
-pub use pointer::{Checkpoint, Head, Lease, NAME_BYTES_MAX};
+pub use pointer::{CONTROL_FORMAT_VERSION, Checkpoint, Head, Lease, NAME_BYTES_MAX};
 pub use request::{Op, OpKind, Precondition, WriteRequest, validate_id};
 pub use segment::{BuiltSegment, Segment, SegmentBuilder, SegmentOptions};
 pub use setsum::{SETSUM_BYTES, Setsum};

@@ -14,17 +14,19 @@
 //! Invariants checked on encode and decode: segment ids unique; each
 //! segment's id and version ranges ordered; idempotency keys unique.
 
-use crate::codec::{Reader, Writer};
+use serde::{Deserialize, Serialize};
+
 use crate::error::{FormatError, ObjectKind, Result};
 use crate::frame::{FrameSpec, HEADER_BYTES};
 use crate::limits::{ID_BYTES_HARD_MAX, IDEMPOTENCY_KEY_BYTES_HARD_MAX};
 use crate::segment::SegmentFooter;
-use crate::setsum::{SETSUM_BYTES, Setsum};
+use crate::setsum::Setsum;
+use crate::{legacy, wire};
 
-/// Current manifest format version. Version 1 had `writer_epoch` where
-/// version 2 has `gc_floor`, and no `idempotency_retention_ms`; version 1
-/// manifests are still read (floor 0, retention unset).
-pub const MANIFEST_FORMAT_VERSION: u16 = 2;
+/// Current manifest format version. Version 3 is a postcard body (the field
+/// order of the types below); versions 1 and 2 were hand-encoded and are
+/// still read (`legacy`).
+pub const MANIFEST_FORMAT_VERSION: u16 = 3;
 /// Largest manifest body accepted.
 pub const MANIFEST_BODY_BYTES_MAX: u64 = 256 << 20;
 /// Most segments one manifest may list.
@@ -37,13 +39,6 @@ pub const LEVEL_MAX: u8 = 7;
 /// keeps (`Manifest::recent_writers`).
 pub const RECENT_WRITERS_MAX: usize = 256;
 
-/// Smallest encoded `SegmentMeta`: id 16, level 1, five u64 counters 40,
-/// setsum 32, two ids of at least one byte with u16 lengths 6.
-const SEGMENT_META_BYTES_MIN: usize = 16 + 1 + 40 + SETSUM_BYTES + 6;
-/// Smallest encoded `IdempotencyRecord`: key 2+1, fingerprint 16,
-/// committed_at 8, lsn 8, flag 1, two versions 16, four counters 16.
-const IDEMPOTENCY_RECORD_BYTES_MIN: usize = 3 + 16 + 8 + 8 + 1 + 16 + 16;
-
 const MANIFEST_FRAME: FrameSpec = FrameSpec {
     kind: ObjectKind::Manifest,
     magic: *b"RFMF",
@@ -53,7 +48,9 @@ const MANIFEST_FRAME: FrameSpec = FrameSpec {
 
 /// A live segment as the manifest records it (a copy of its footer's
 /// summary, so planning needs no segment reads).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Field order is wire order (format 3): reorder nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMeta {
     /// Unique id; the object key is `seg/<id as 32 hex digits>.seg`.
     pub id: u128,
@@ -102,7 +99,9 @@ impl SegmentMeta {
 }
 
 /// What a committed request did, kept for idempotent replay.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Field order is wire order (format 3): reorder nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WriteSummary {
     /// LSN of the WAL record that committed the request.
     pub lsn: u64,
@@ -120,7 +119,9 @@ pub struct WriteSummary {
 }
 
 /// An idempotency key still inside its retention window.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Field order is wire order (format 3): reorder nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdempotencyRecord {
     /// The key.
     pub key: String,
@@ -133,7 +134,9 @@ pub struct IdempotencyRecord {
 }
 
 /// Content totals of a namespace.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Field order is wire order (format 3): reorder nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Digest of every entry ever folded out of the WAL.
     pub written: Setsum,
@@ -160,7 +163,10 @@ impl Totals {
 }
 
 /// One manifest version.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Field order is wire order (format 3, docs/format.md): reorder nothing;
+/// a new field is a format version bump.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// This manifest's version; equals the number in its object key.
     pub version: u64,
@@ -244,160 +250,19 @@ impl Manifest {
         Ok(())
     }
 
-    /// Encodes and frames the manifest.
+    /// Encodes and frames the manifest (a postcard body, format 3).
     pub fn encode(&self) -> Result<Vec<u8>> {
         self.check(|reason| FormatError::invalid("manifest", reason))?;
-        let mut w = Writer::with_capacity(256 + self.segments.len() * 128);
-        w.u64(self.version);
-        w.u64(self.gc_floor);
-        w.u64(self.last_applied_lsn);
-        w.u64(self.last_version);
-        w.u64(self.created_at_ms);
-        w.u64(self.idempotency_retention_ms);
-        w.bytes(&self.totals.written.to_bytes());
-        w.u64(self.totals.written_count);
-        w.bytes(&self.totals.dropped.to_bytes());
-        w.u64(self.totals.dropped_count);
-        w.u64(self.totals.folded_bytes);
-        w.u64(self.totals.compacted_bytes);
-        w.count("segments", self.segments.len())?;
-        for s in &self.segments {
-            w.u128(s.id);
-            w.u8(s.level);
-            w.u64(s.object_bytes);
-            w.u64(s.entry_count);
-            w.u64(s.tombstone_count);
-            w.u64(s.min_version);
-            w.u64(s.max_version);
-            w.bytes(&s.setsum.to_bytes());
-            w.bytes16("segment.min_id", s.min_id.as_bytes())?;
-            w.bytes16("segment.max_id", s.max_id.as_bytes())?;
-        }
-        w.count("idempotency", self.idempotency.len())?;
-        for rec in &self.idempotency {
-            w.bytes16("idempotency.key", rec.key.as_bytes())?;
-            w.u128(rec.fingerprint);
-            w.u64(rec.committed_at_ms);
-            let s = &rec.summary;
-            w.u64(s.lsn);
-            match s.versions {
-                None => {
-                    w.u8(0);
-                    w.u64(0);
-                    w.u64(0);
-                }
-                Some((first, last)) => {
-                    w.u8(1);
-                    w.u64(first);
-                    w.u64(last);
-                }
-            }
-            w.u32(s.upserted);
-            w.u32(s.patched);
-            w.u32(s.deleted);
-            w.u32(s.skipped);
-        }
-        w.count("recent_writers", self.recent_writers.len())?;
-        for id in &self.recent_writers {
-            w.u64(*id);
-        }
-        MANIFEST_FRAME.seal(w.as_slice())
+        MANIFEST_FRAME.seal(&wire::encode(self, "manifest")?)
     }
 
-    /// Checks the frame and decodes a manifest.
+    /// Checks the frame and decodes a manifest of any supported version.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Manifest> {
         let (format, body) = MANIFEST_FRAME.open_versioned(bytes, object)?;
-        let mut r = Reader::new(body, ObjectKind::Manifest, object, HEADER_BYTES as u64);
-        let setsum = |r: &mut Reader<'_>| -> Result<Setsum> {
-            Setsum::from_bytes(
-                &r.fixed::<SETSUM_BYTES>("setsum")?,
-                ObjectKind::Manifest,
-                object,
-            )
+        let m: Manifest = match format {
+            1 | 2 => legacy::manifest(format, body, object)?,
+            _ => wire::decode(body, ObjectKind::Manifest, object)?,
         };
-        let version = r.u64("version")?;
-        // v1: writer_epoch, never checked by anyone; v2: the GC floor.
-        let floor = r.u64(if format == 1 {
-            "writer_epoch"
-        } else {
-            "gc_floor"
-        })?;
-        let mut m = Manifest {
-            version,
-            gc_floor: if format == 1 { 0 } else { floor },
-            last_applied_lsn: r.u64("last_applied_lsn")?,
-            last_version: r.u64("last_version")?,
-            created_at_ms: r.u64("created_at_ms")?,
-            ..Manifest::default()
-        };
-        if format >= 2 {
-            m.idempotency_retention_ms = r.u64("idempotency_retention_ms")?;
-        }
-        m.totals = Totals {
-            written: setsum(&mut r)?,
-            written_count: r.u64("written_count")?,
-            dropped: setsum(&mut r)?,
-            dropped_count: r.u64("dropped_count")?,
-            folded_bytes: r.u64("folded_bytes")?,
-            compacted_bytes: r.u64("compacted_bytes")?,
-        };
-        let n = r.count("segments", SEGMENTS_MAX, SEGMENT_META_BYTES_MIN)?;
-        m.segments.reserve(n);
-        for _ in 0..n {
-            m.segments.push(SegmentMeta {
-                id: r.u128("segment id")?,
-                level: r.u8("segment level")?,
-                object_bytes: r.u64("object_bytes")?,
-                entry_count: r.u64("entry_count")?,
-                tombstone_count: r.u64("tombstone_count")?,
-                min_version: r.u64("min_version")?,
-                max_version: r.u64("max_version")?,
-                setsum: setsum(&mut r)?,
-                min_id: r.str16("min_id")?.to_owned(),
-                max_id: r.str16("max_id")?.to_owned(),
-            });
-        }
-        let n = r.count(
-            "idempotency",
-            IDEMPOTENCY_RECORDS_MAX,
-            IDEMPOTENCY_RECORD_BYTES_MIN,
-        )?;
-        m.idempotency.reserve(n);
-        for _ in 0..n {
-            let key = r.str16("idempotency key")?.to_owned();
-            let fingerprint = r.u128("fingerprint")?;
-            let committed_at_ms = r.u64("committed_at_ms")?;
-            let lsn = r.u64("lsn")?;
-            let has_versions = r.u8("has_versions")?;
-            let (first, last) = (r.u64("first_version")?, r.u64("last_version")?);
-            let versions = match has_versions {
-                0 if first == 0 && last == 0 => None,
-                1 if first <= last => Some((first, last)),
-                _ => return Err(r.corrupt("bad version range in idempotency record")),
-            };
-            let summary = WriteSummary {
-                lsn,
-                versions,
-                upserted: r.u32("upserted")?,
-                patched: r.u32("patched")?,
-                deleted: r.u32("deleted")?,
-                skipped: r.u32("skipped")?,
-            };
-            m.idempotency.push(IdempotencyRecord {
-                key,
-                fingerprint,
-                committed_at_ms,
-                summary,
-            });
-        }
-        if format >= 2 {
-            let n = r.count("recent_writers", RECENT_WRITERS_MAX, 8)?;
-            m.recent_writers.reserve(n);
-            for _ in 0..n {
-                m.recent_writers.push(r.u64("writer id")?);
-            }
-        }
-        r.finish("manifest")?;
         m.check(|reason| FormatError::Corrupt {
             kind: ObjectKind::Manifest,
             object: object.to_owned(),
@@ -421,6 +286,13 @@ impl Manifest {
                 self.gc_floor, self.version
             )));
         }
+        if self.segments.len() > SEGMENTS_MAX || self.idempotency.len() > IDEMPOTENCY_RECORDS_MAX {
+            return Err(err(format!(
+                "{} segments and {} idempotency records (at most {SEGMENTS_MAX} and {IDEMPOTENCY_RECORDS_MAX})",
+                self.segments.len(),
+                self.idempotency.len()
+            )));
+        }
         let mut ids = std::collections::HashSet::with_capacity(self.segments.len());
         for s in &self.segments {
             if !ids.insert(s.id) {
@@ -428,6 +300,7 @@ impl Manifest {
             }
             if s.level > LEVEL_MAX
                 || s.min_id.is_empty()
+                || s.min_id.len() > ID_BYTES_HARD_MAX
                 || s.max_id.len() > ID_BYTES_HARD_MAX
                 || s.min_id > s.max_id
                 || s.min_version > s.max_version
@@ -444,6 +317,13 @@ impl Manifest {
         for rec in &self.idempotency {
             if rec.key.is_empty() || rec.key.len() > IDEMPOTENCY_KEY_BYTES_HARD_MAX {
                 return Err(err(format!("idempotency key of {} bytes", rec.key.len())));
+            }
+            let s = &rec.summary;
+            if s.versions.is_some_and(|(first, last)| first > last) {
+                return Err(err(format!(
+                    "idempotency key {:?} has versions {:?}",
+                    rec.key, s.versions
+                )));
             }
             if !keys.insert(rec.key.as_str()) {
                 return Err(err(format!("idempotency key {:?} listed twice", rec.key)));
@@ -535,5 +415,26 @@ mod tests {
         };
         let bytes = only_segment.encode().unwrap();
         assert_eq!(Manifest::decode(&bytes, "m").unwrap(), only_segment);
+    }
+
+    /// The postcard body has one spelling: the same manifest with its first
+    /// varint written long (and the frame's CRC fixed) is corruption.
+    #[test]
+    fn a_non_canonical_body_is_corrupt() {
+        let m = Manifest {
+            version: 7,
+            ..Manifest::default()
+        };
+        let framed = m.encode().unwrap();
+        let body = &framed[HEADER_BYTES..framed.len() - crate::frame::TRAILER_BYTES];
+        assert_eq!(body[0], 7);
+        let mut long = vec![0x87, 0x00];
+        long.extend_from_slice(&body[1..]);
+        let reframed = MANIFEST_FRAME.seal(&long).unwrap();
+        let err = Manifest::decode(&reframed, "m").unwrap_err();
+        assert!(
+            err.is_corruption() && err.to_string().contains("canonical"),
+            "{err}"
+        );
     }
 }

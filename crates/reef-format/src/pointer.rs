@@ -1,12 +1,20 @@
 //! The small control objects: the HEAD pointer, leases and checkpoints.
-//! Each is framed like a WAL record (magic, version, length, CRC).
+//! Each is framed like a WAL record (magic, version, length, CRC) around a
+//! postcard body (format 2: the field order of the types below); version 1
+//! bodies were hand-encoded and are still read (`legacy`).
 //!
 //! Invariant: names and holders are bounded (`NAME_BYTES_MAX`) and UTF-8;
 //! decoders refuse anything else.
 
-use crate::codec::{Reader, Writer};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
 use crate::error::{FormatError, ObjectKind, Result};
 use crate::frame::{FrameSpec, HEADER_BYTES};
+use crate::{legacy, wire};
+
+/// Current format version of HEAD, leases and checkpoints (2: postcard).
+pub const CONTROL_FORMAT_VERSION: u16 = 2;
 
 /// Longest lease holder or checkpoint name.
 pub const NAME_BYTES_MAX: usize = 256;
@@ -15,7 +23,7 @@ const fn spec(kind: ObjectKind, magic: [u8; 4]) -> FrameSpec {
     FrameSpec {
         kind,
         magic,
-        version: 1,
+        version: CONTROL_FORMAT_VERSION,
         body_bytes_max: 4096,
     }
 }
@@ -24,14 +32,18 @@ const LEASE_FRAME: FrameSpec = spec(ObjectKind::Lease, *b"RFLS");
 const CHECKPOINT_FRAME: FrameSpec = spec(ObjectKind::Checkpoint, *b"RFCK");
 
 /// HEAD: the newest committed manifest version (advanced by CAS).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Field order is wire order (format 2): reorder nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Head {
     /// Manifest version HEAD points at.
     pub manifest_version: u64,
 }
 
 /// A lease pinning a manifest version until it expires.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Field order is wire order (format 2): reorder nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// Who holds it (free text for operators, e.g. host and pid).
     pub holder: String,
@@ -44,7 +56,9 @@ pub struct Lease {
 }
 
 /// A named, durable pin of a manifest version.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Field order is wire order (format 2): reorder nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Name, also in the object key.
     pub name: String,
@@ -54,66 +68,64 @@ pub struct Checkpoint {
     pub created_at_ms: u64,
 }
 
-fn name(w: &mut Writer, field: &str, s: &str) -> Result<()> {
+fn check_name(s: &str, field: &str, err: impl Fn(String) -> FormatError) -> Result<()> {
     if s.len() > NAME_BYTES_MAX {
-        return Err(FormatError::invalid(
-            field,
-            format!("{} bytes exceed {NAME_BYTES_MAX}", s.len()),
-        ));
+        return Err(err(format!(
+            "{field} of {} bytes exceeds {NAME_BYTES_MAX}",
+            s.len()
+        )));
     }
-    w.bytes16(field, s.as_bytes())
+    Ok(())
 }
 
-fn read_name(r: &mut Reader<'_>, what: &str) -> Result<String> {
-    let s = r.str16(what)?;
-    if s.len() > NAME_BYTES_MAX {
-        return Err(r.corrupt(format!("{what} of {} bytes", s.len())));
+/// Opens a control object's frame and decodes its body: version 1 by the
+/// frozen hand-written decoder, version 2 as postcard.
+fn decode<T: Serialize + DeserializeOwned>(
+    spec: &FrameSpec,
+    bytes: &[u8],
+    object: &str,
+    v1: fn(&[u8], &str) -> Result<T>,
+) -> Result<T> {
+    match spec.open_versioned(bytes, object)? {
+        (1, body) => v1(body, object),
+        (_, body) => wire::decode(body, spec.kind, object),
     }
-    Ok(s.to_owned())
+}
+
+fn corrupt(kind: ObjectKind, object: &str) -> impl Fn(String) -> FormatError {
+    move |reason| FormatError::Corrupt {
+        kind,
+        object: object.to_owned(),
+        offset: HEADER_BYTES as u64,
+        reason,
+    }
 }
 
 impl Head {
     /// Encodes and frames HEAD.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut w = Writer::default();
-        w.u64(self.manifest_version);
-        HEAD_FRAME.seal(w.as_slice())
+        HEAD_FRAME.seal(&wire::encode(self, "HEAD")?)
     }
 
     /// Checks and decodes HEAD.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Head> {
-        let body = HEAD_FRAME.open(bytes, object)?;
-        let mut r = Reader::new(body, ObjectKind::Head, object, HEADER_BYTES as u64);
-        let head = Head {
-            manifest_version: r.u64("manifest_version")?,
-        };
-        r.finish("HEAD")?;
-        Ok(head)
+        decode(&HEAD_FRAME, bytes, object, legacy::head)
     }
 }
 
 impl Lease {
     /// Encodes and frames a lease.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut w = Writer::default();
-        name(&mut w, "lease.holder", &self.holder)?;
-        w.u64(self.manifest_version);
-        w.u64(self.renewed_at_ms);
-        w.u64(self.expires_at_ms);
-        LEASE_FRAME.seal(w.as_slice())
+        check_name(&self.holder, "lease.holder", |reason| {
+            FormatError::invalid("lease.holder", reason)
+        })?;
+        LEASE_FRAME.seal(&wire::encode(self, "lease")?)
     }
 
     /// Checks and decodes a lease.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Lease> {
-        let body = LEASE_FRAME.open(bytes, object)?;
-        let mut r = Reader::new(body, ObjectKind::Lease, object, HEADER_BYTES as u64);
-        let lease = Lease {
-            holder: read_name(&mut r, "holder")?,
-            manifest_version: r.u64("manifest_version")?,
-            renewed_at_ms: r.u64("renewed_at_ms")?,
-            expires_at_ms: r.u64("expires_at_ms")?,
-        };
-        r.finish("lease")?;
+        let lease = decode(&LEASE_FRAME, bytes, object, legacy::lease)?;
+        check_name(&lease.holder, "holder", corrupt(ObjectKind::Lease, object))?;
         Ok(lease)
     }
 }
@@ -121,23 +133,16 @@ impl Lease {
 impl Checkpoint {
     /// Encodes and frames a checkpoint.
     pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut w = Writer::default();
-        name(&mut w, "checkpoint.name", &self.name)?;
-        w.u64(self.manifest_version);
-        w.u64(self.created_at_ms);
-        CHECKPOINT_FRAME.seal(w.as_slice())
+        check_name(&self.name, "checkpoint.name", |reason| {
+            FormatError::invalid("checkpoint.name", reason)
+        })?;
+        CHECKPOINT_FRAME.seal(&wire::encode(self, "checkpoint")?)
     }
 
     /// Checks and decodes a checkpoint.
     pub fn decode(bytes: &[u8], object: &str) -> Result<Checkpoint> {
-        let body = CHECKPOINT_FRAME.open(bytes, object)?;
-        let mut r = Reader::new(body, ObjectKind::Checkpoint, object, HEADER_BYTES as u64);
-        let ckpt = Checkpoint {
-            name: read_name(&mut r, "name")?,
-            manifest_version: r.u64("manifest_version")?,
-            created_at_ms: r.u64("created_at_ms")?,
-        };
-        r.finish("checkpoint")?;
+        let ckpt = decode(&CHECKPOINT_FRAME, bytes, object, legacy::checkpoint)?;
+        check_name(&ckpt.name, "name", corrupt(ObjectKind::Checkpoint, object))?;
         Ok(ckpt)
     }
 }

@@ -11,6 +11,7 @@
 //! refuses bytes that break it.
 
 use crate::error::{FormatError, ObjectKind, Result};
+use serde::{Deserialize, Serialize};
 
 /// The eight largest primes below 2^32, one modulus per lane.
 pub const PRIMES: [u32; 8] = [
@@ -123,6 +124,15 @@ impl Setsum {
         kind: ObjectKind,
         object: &str,
     ) -> Result<Setsum> {
+        Setsum::parse(bytes).map_err(|reason| FormatError::Corrupt {
+            kind,
+            object: object.to_owned(),
+            offset: 0,
+            reason,
+        })
+    }
+
+    fn parse(bytes: &[u8; SETSUM_BYTES]) -> Result<Setsum, String> {
         let mut lanes = [0u32; 8];
         for (i, ((lane, chunk), p)) in lanes
             .iter_mut()
@@ -134,12 +144,7 @@ impl Setsum {
             b.copy_from_slice(chunk);
             let v = u32::from_le_bytes(b);
             if v >= p {
-                return Err(FormatError::Corrupt {
-                    kind,
-                    object: object.to_owned(),
-                    offset: 0,
-                    reason: format!("setsum lane {i} = {v} is not reduced modulo {p}"),
-                });
+                return Err(format!("setsum lane {i} = {v} is not reduced modulo {p}"));
             }
             *lane = v;
         }
@@ -150,6 +155,42 @@ impl Setsum {
     pub fn to_hex(&self) -> String {
         self.to_bytes().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// In binary formats (the manifest body) a setsum is its 32 bytes; in
+/// human-readable ones (JSON reports) its lowercase hex.
+impl Serialize for Setsum {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.to_hex())
+        } else {
+            self.to_bytes().serialize(s)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Setsum {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Setsum, D::Error> {
+        use serde::de::Error;
+        let bytes = if d.is_human_readable() {
+            let hex = String::deserialize(d)?;
+            hex_bytes(&hex).ok_or_else(|| D::Error::custom("setsum: expected 64 hex digits"))?
+        } else {
+            <[u8; SETSUM_BYTES]>::deserialize(d)?
+        };
+        Setsum::parse(&bytes).map_err(D::Error::custom)
+    }
+}
+
+fn hex_bytes(hex: &str) -> Option<[u8; SETSUM_BYTES]> {
+    let mut out = [0u8; SETSUM_BYTES];
+    if hex.len() != 2 * SETSUM_BYTES {
+        return None;
+    }
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -203,5 +244,18 @@ mod tests {
                 .unwrap_err()
                 .is_corruption()
         );
+    }
+
+    #[test]
+    fn serde_is_hex_for_people_and_bytes_for_postcard() {
+        let s = Setsum::of_hash(&h(7));
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, format!("\"{}\"", s.to_hex()));
+        assert_eq!(serde_json::from_str::<Setsum>(&json).unwrap(), s);
+        let bin = postcard::to_allocvec(&s).unwrap();
+        assert_eq!(bin, s.to_bytes());
+        assert_eq!(postcard::from_bytes::<Setsum>(&bin).unwrap(), s);
+        assert!(postcard::from_bytes::<Setsum>(&[0xff; 32]).is_err());
+        assert!(serde_json::from_str::<Setsum>("\"00\"").is_err());
     }
 }

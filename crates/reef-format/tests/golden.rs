@@ -17,8 +17,8 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use reef_format::{
-    Checkpoint, Head, Lease, MANIFEST_FORMAT_VERSION, Manifest, Segment, WAL_FORMAT_VERSION,
-    WalRecord, decode_document,
+    CONTROL_FORMAT_VERSION, Checkpoint, Head, Lease, MANIFEST_FORMAT_VERSION, Manifest, Segment,
+    WAL_FORMAT_VERSION, WalRecord, decode_document,
 };
 
 fn golden_path(kind: &str) -> PathBuf {
@@ -125,8 +125,28 @@ fn previous_versions_still_decode() {
             ..common::sample_manifest()
         }
     );
+    // Manifest v2 was hand-encoded; v3 is the same content as postcard.
+    assert_eq!(
+        Manifest::decode(&old("manifest", 2), "manifest.v2").unwrap(),
+        common::sample_manifest()
+    );
+    // Control objects v1 were hand-encoded; v2 are postcard.
+    assert_eq!(
+        Head::decode(&old("head", 1), "head.v1").unwrap(),
+        common::sample_head()
+    );
+    assert_eq!(
+        Lease::decode(&old("lease", 1), "lease.v1").unwrap(),
+        common::sample_lease()
+    );
+    assert_eq!(
+        Checkpoint::decode(&old("checkpoint", 1), "checkpoint.v1").unwrap(),
+        common::sample_checkpoint()
+    );
+    // A new version must add its predecessor's file to this test.
     assert_eq!(WAL_FORMAT_VERSION, 2);
-    assert_eq!(MANIFEST_FORMAT_VERSION, 2);
+    assert_eq!(MANIFEST_FORMAT_VERSION, 3);
+    assert_eq!(CONTROL_FORMAT_VERSION, 2);
 }
 
 #[test]

@@ -239,7 +239,8 @@ pub fn format_version(kind: &str) -> u16 {
         "wal" => reef_format::WAL_FORMAT_VERSION,
         "segment" => reef_format::segment::SEGMENT_FORMAT_VERSION,
         "manifest" => reef_format::MANIFEST_FORMAT_VERSION,
-        // The document encoding and control objects are at version 1.
+        "head" | "lease" | "checkpoint" => reef_format::CONTROL_FORMAT_VERSION,
+        // The document encoding is versioned by the objects holding it.
         _ => 1,
     }
 }
