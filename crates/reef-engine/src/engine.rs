@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::namespace::{Namespace, View};
 use crate::options::EngineOptions;
 use crate::read::{self, Doc, ScanRange};
+use crate::scan::{self, DocStream};
 use crate::sync::read_lock;
 
 /// A namespace's figures (`reef stats`).
@@ -101,21 +102,37 @@ impl Snapshot {
 
     /// Documents in the range as of the snapshot.
     pub async fn scan(&self, range: &ScanRange) -> Result<Vec<Doc>> {
-        read::scan(&self.view, &self.namespace, range)
+        scan::collect(self.view.clone(), &self.namespace, range)
             .await
             .map_err(|e| self.expired(e))
     }
 
-    /// A leased snapshot only loses a segment if its lease ran out.
+    /// Documents in the range as of the snapshot, as a stream read in
+    /// bounded memory (see [`Engine::scan_stream`]). The stream keeps the
+    /// snapshot's lease alive while it lives, so it may outlive `self`.
+    pub fn scan_stream(&self, range: &ScanRange) -> DocStream {
+        let (namespace, version) = (self.namespace.clone(), self.view.manifest_version);
+        let scanner = scan::Scanner::new(self.view.clone(), &self.namespace, range);
+        let stream = scan::stream(scanner, self._lease.clone());
+        Box::pin(futures_util::TryStreamExt::map_err(stream, move |e| {
+            expired(e, &namespace, version)
+        }))
+    }
+
     fn expired(&self, e: Error) -> Error {
-        if e.is_collected_segment() {
-            Error::SnapshotExpired {
-                namespace: self.namespace.clone(),
-                version: self.view.manifest_version,
-            }
-        } else {
-            e
+        expired(e, &self.namespace, self.view.manifest_version)
+    }
+}
+
+/// A leased snapshot only loses a segment if its lease ran out.
+fn expired(e: Error, namespace: &str, version: u64) -> Error {
+    if e.is_collected_segment() {
+        Error::SnapshotExpired {
+            namespace: namespace.to_owned(),
+            version,
         }
+    } else {
+        e
     }
 }
 
@@ -233,13 +250,54 @@ impl Engine {
     /// Documents in id order within the range.
     pub async fn scan(&self, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
         let ns = self.namespace(namespace).await?;
-        match read::scan(&ns.view(), namespace, range).await {
+        match scan::collect(ns.view(), namespace, range).await {
             Err(e) if e.is_collected_segment() => {
                 crate::background::adopt(&ns).await?;
-                read::scan(&ns.view(), namespace, range).await
+                scan::collect(ns.view(), namespace, range).await
             }
             other => other,
         }
+    }
+
+    /// Documents in id order within the range, as a stream read in
+    /// bounded memory: a step of the scan holds one block per segment and
+    /// at most a thousand memtable ids, whatever the range's size, so
+    /// `limit` and dropping the stream early both stop the reading.
+    ///
+    /// The stream reads the namespace as it is now. If a scan outlives
+    /// maintenance (fold, compaction and GC's grace period), a segment it
+    /// still needs may be collected and the stream ends with an error
+    /// whose `is_collected_segment()` is true; scan a [`Snapshot`] to pin
+    /// what a long scan reads.
+    ///
+    /// ```
+    /// use futures_util::TryStreamExt;
+    /// use reef_engine::prelude::*;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = std::env::temp_dir().join(format!("reef-doc-scan-{}", std::process::id()));
+    /// # let dir = dir.to_str().ok_or("path")?;
+    /// let engine = Engine::open(open_store(dir)?, EngineOptions::default()).await?;
+    /// let ops = ["a", "b", "c"].map(|id| Op::upsert(id, Document::new()));
+    /// engine.write("docs", WriteRequest::new(ops)).await?;
+    /// let mut docs = engine.scan_stream("docs", &ScanRange::default()).await?;
+    /// let mut ids = Vec::new();
+    /// while let Some(doc) = docs.try_next().await? {
+    ///     ids.push(doc.id);
+    /// }
+    /// assert_eq!(ids, ["a", "b", "c"]);
+    /// # engine.close().await?;
+    /// # std::fs::remove_dir_all(dir)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn scan_stream(&self, namespace: &str, range: &ScanRange) -> Result<DocStream> {
+        let ns = self.namespace(namespace).await?;
+        Ok(scan::stream(
+            scan::Scanner::new(ns.view(), namespace, range),
+            (),
+        ))
     }
 
     /// A consistent view as of now, pinned by a lease while it lives. The

@@ -33,6 +33,7 @@ mod namespace;
 mod options;
 mod read;
 mod resolve;
+mod scan;
 mod schedule;
 mod sync;
 
@@ -41,6 +42,7 @@ pub use engine::{Engine, Snapshot, Stats};
 pub use error::{Error, ErrorKind, Result};
 pub use options::EngineOptions;
 pub use read::{Doc, ScanRange};
+pub use scan::DocStream;
 
 /// Everything an embedding program needs, in one `use`:
 ///
@@ -56,7 +58,7 @@ pub use read::{Doc, ScanRange};
 /// ```
 pub mod prelude {
     pub use crate::{
-        Doc, Engine, EngineOptions, Error, ErrorKind, ScanRange, Snapshot, WriteResult,
+        Doc, DocStream, Engine, EngineOptions, Error, ErrorKind, ScanRange, Snapshot, WriteResult,
     };
     pub use reef_format::{
         Document, Op, OpKind, Precondition, Value, WriteRequest, from_document, to_document,

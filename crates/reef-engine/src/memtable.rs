@@ -100,20 +100,42 @@ impl Memtable {
     /// All entries with ids in `[from, to)` (or unbounded), in segment
     /// order, all versions.
     pub fn range(&self, from: Bound<&str>, to: Bound<&str>) -> Vec<Entry> {
+        self.range_ids(from, to, usize::MAX).0
+    }
+
+    /// As `range`, stopping after the versions of `ids_max` (at least one)
+    /// distinct ids; also returns the last id taken when it stopped early.
+    pub fn range_ids(
+        &self,
+        from: Bound<&str>,
+        to: Bound<&str>,
+        ids_max: usize,
+    ) -> (Vec<Entry>, Option<String>) {
         let start = match from {
             Bound::Included(id) => Bound::Included((id.to_owned(), Reverse(u64::MAX))),
             Bound::Excluded(id) => Bound::Excluded((id.to_owned(), Reverse(0))),
             Bound::Unbounded => Bound::Unbounded,
         };
-        self.map
-            .range((start, Bound::Unbounded))
-            .take_while(|((id, _), _)| before_to(id, to))
-            .map(|((id, Reverse(version)), value)| Entry {
+        let mut out: Vec<Entry> = Vec::new();
+        let mut ids = 0;
+        for ((id, Reverse(version)), value) in self.map.range((start, Bound::Unbounded)) {
+            if !before_to(id, to) {
+                break;
+            }
+            if out.last().is_none_or(|last| last.id != *id) {
+                if ids == ids_max.max(1) {
+                    let last = out.last().map(|e| e.id.clone());
+                    return (out, last);
+                }
+                ids += 1;
+            }
+            out.push(Entry {
                 id: id.clone(),
                 version: *version,
                 value: value.clone(),
-            })
-            .collect()
+            });
+        }
+        (out, None)
     }
 }
 

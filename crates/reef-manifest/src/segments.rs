@@ -164,6 +164,66 @@ impl SegmentReader {
         }
     }
 
+    /// The first block that can hold an entry with an id after `from`.
+    pub fn first_block(&self, from: Bound<&str>) -> usize {
+        match from {
+            Bound::Included(id) => self.index.seek(id),
+            Bound::Excluded(id) => self
+                .index
+                .blocks()
+                .partition_point(|b| b.last_id.as_str() <= id),
+            Bound::Unbounded => 0,
+        }
+    }
+
+    /// Id of the last entry of block `n`, if there is such a block.
+    pub fn block_last_id(&self, n: usize) -> Option<&str> {
+        self.index.blocks().get(n).map(|b| b.last_id.as_str())
+    }
+
+    /// Every entry (all versions, segment order) with an id within the
+    /// bounds, fetching only blocks that can hold one. `held` keeps the
+    /// last block fetched: a caller walking a range in steps, each
+    /// starting where the last ended, fetches every block once and holds
+    /// one block at a time.
+    pub async fn range_step(
+        &self,
+        from: Bound<&str>,
+        to: Bound<&str>,
+        held: &mut Option<(usize, Arc<Block>)>,
+    ) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut n = self.first_block(from);
+        while n < self.index.blocks().len() {
+            // Block n starts at or after the previous block's last id.
+            let starts_at_or_after = match n.checked_sub(1) {
+                None => self.footer.min_id.as_str(),
+                Some(prev) => self.block_last_id(prev).unwrap_or_default(),
+            };
+            if !before_to(starts_at_or_after, to) {
+                break;
+            }
+            let block = match held {
+                Some((m, b)) if *m == n => Arc::clone(b),
+                _ => {
+                    let b = self.block(n).await?;
+                    *held = Some((n, Arc::clone(&b)));
+                    b
+                }
+            };
+            for e in block.entries() {
+                if !before_to(&e.id, to) {
+                    return Ok(out);
+                }
+                if after_from(&e.id, from) {
+                    out.push(e.clone());
+                }
+            }
+            n += 1;
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` entries (all versions, segment order) with ids within
     /// the bounds.
     pub async fn scan(

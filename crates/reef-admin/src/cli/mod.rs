@@ -515,10 +515,7 @@ async fn act(
             match at {
                 None => ops::scan(engine, ns, &range, out).await,
                 Some(name) => {
-                    for doc in pins::at(engine, ns, name).await?.scan(&range).await? {
-                        out.doc(&doc)?;
-                    }
-                    Ok(())
+                    ops::scan_snapshot(&pins::at(engine, ns, name).await?, &range, out).await
                 }
             }
         }

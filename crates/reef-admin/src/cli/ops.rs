@@ -10,7 +10,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Result;
-use reef_engine::{Engine, Error, ScanRange};
+use futures_util::TryStreamExt;
+use reef_engine::{Engine, Error, ScanRange, Snapshot};
 use reef_manifest::{Rng, SystemRng};
 use serde_json::Value as Json;
 
@@ -111,14 +112,41 @@ pub async fn get(engine: &Engine, namespace: &str, id: &str, out: &mut Out) -> R
     }
 }
 
-/// `reef scan`: matching documents in id order, one per line.
+/// `reef scan`: matching documents in id order, one per line, printed as
+/// the engine's stream yields them (memory does not grow with the range).
 pub async fn scan(
     engine: &Engine,
     namespace: &str,
     range: &ScanRange,
     out: &mut Out,
 ) -> Result<()> {
-    for doc in engine.scan(namespace, range).await? {
+    let mut printed = false;
+    loop {
+        let mut docs = engine.scan_stream(namespace, range).await?;
+        let error = loop {
+            match docs.try_next().await {
+                Ok(Some(doc)) => {
+                    out.doc(&doc)?;
+                    printed = true;
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => break e,
+            }
+        };
+        // Another process collected what this one had just opened: read
+        // the namespace again, unless half the answer is already out.
+        if printed || !error.is_collected_segment() {
+            return Err(error.into());
+        }
+        engine.refresh(namespace).await?;
+        printed = true; // one retry, as for a point read
+    }
+}
+
+/// `reef scan --at <checkpoint>`: as `scan`, at the checkpoint's version.
+pub async fn scan_snapshot(snapshot: &Snapshot, range: &ScanRange, out: &mut Out) -> Result<()> {
+    let mut docs = snapshot.scan_stream(range);
+    while let Some(doc) = docs.try_next().await? {
         out.doc(&doc)?;
     }
     Ok(())

@@ -1,0 +1,211 @@
+//! Scans as streams, in bounded memory.
+//!
+//! A scan walks its range in steps. Each step ends at the smallest of the
+//! last ids of the blocks the segments would fetch next, and after at most
+//! `MEMTABLE_IDS_PER_STEP` memtable ids; it reads only entries up to there,
+//! merges them with `MergeIter::visible` and hands the visible documents
+//! out before the next step starts after that id.
+//!
+//! Invariants:
+//! - A step holds at most one block per segment (the one `range_step`
+//!   keeps), a block's continuation when one id's versions straddle two
+//!   blocks, and `MEMTABLE_IDS_PER_STEP` memtable ids with their versions:
+//!   memory is bounded by the view's segment count and block size, never
+//!   by the range.
+//! - Every version of an id lies within one step (a step ends *at* an id,
+//!   inclusive, and the next starts strictly after it), so the merge sees
+//!   all of an id's versions together and picks the same one a whole-range
+//!   merge would.
+//! - Every step ends strictly after the previous one: each candidate end is
+//!   the last id of a block that starts after the previous end, or a
+//!   memtable id after it.
+//! - The scan reads one view: every document is as of `view.at`.
+
+use std::collections::VecDeque;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use reef_format::segment::{Block, before_to};
+use reef_format::{Entry, FormatError, MergeIter, Tombstones};
+use reef_manifest::SegmentReader;
+
+use crate::error::Result;
+use crate::namespace::View;
+use crate::read::{Doc, ScanRange, to_doc};
+use crate::sync::read_lock;
+
+/// Memtable ids one step takes at most.
+const MEMTABLE_IDS_PER_STEP: usize = 1024;
+
+/// One segment's place in the scan: the block it holds.
+struct Cursor {
+    segment: Arc<SegmentReader>,
+    held: Option<(usize, Arc<Block>)>,
+}
+
+/// The state of one scan.
+pub(crate) struct Scanner {
+    view: View,
+    namespace: String,
+    prefix: Option<String>,
+    /// Where the next step starts.
+    lower: Bound<String>,
+    /// The range's end.
+    upper: Bound<String>,
+    /// Documents still wanted (`limit`).
+    wanted: usize,
+    cursors: Vec<Cursor>,
+    ready: VecDeque<Doc>,
+    /// No step is left: what is in `ready` is the rest.
+    finished: bool,
+}
+
+impl Scanner {
+    pub(crate) fn new(view: View, namespace: &str, range: &ScanRange) -> Scanner {
+        // The effective lower bound is the later of `from` and `prefix`.
+        let lower = match (&range.from, &range.prefix) {
+            (Some(f), Some(p)) => Some(if f >= p { f } else { p }),
+            (Some(f), None) => Some(f),
+            (None, Some(p)) => Some(p),
+            (None, None) => None,
+        };
+        let cursors = view
+            .segments
+            .iter()
+            // A segment whose every entry is newer than the view has
+            // nothing the view can see.
+            .filter(|s| s.footer().min_version <= view.at)
+            .map(|s| Cursor {
+                segment: Arc::clone(s),
+                held: None,
+            })
+            .collect();
+        let wanted = range.limit.unwrap_or(usize::MAX);
+        Scanner {
+            namespace: namespace.to_owned(),
+            prefix: range.prefix.clone(),
+            lower: lower.map_or(Bound::Unbounded, |l| Bound::Included(l.clone())),
+            upper: range.to.clone().map_or(Bound::Unbounded, Bound::Excluded),
+            wanted,
+            cursors,
+            ready: VecDeque::new(),
+            finished: wanted == 0,
+            view,
+        }
+    }
+
+    /// The next document of the scan, or `None` at its end.
+    pub(crate) async fn next(&mut self) -> Result<Option<Doc>> {
+        loop {
+            if let Some(doc) = self.ready.pop_front() {
+                return Ok(Some(doc));
+            }
+            if self.finished {
+                return Ok(None);
+            }
+            self.step().await?;
+        }
+    }
+
+    /// Reads and merges one step of the range into `ready`.
+    async fn step(&mut self) -> Result<()> {
+        let lower = as_ref(&self.lower);
+        let upper = as_ref(&self.upper);
+        // The step ends at the earliest id some segment cannot pass without
+        // fetching another block...
+        let mut end: Option<String> = None;
+        self.cursors.retain(|c| {
+            let n = c.segment.first_block(lower);
+            match c.segment.block_last_id(n) {
+                None => false, // nothing left in this segment
+                Some(last) => {
+                    if end.as_deref().is_none_or(|e| last < e) {
+                        end = Some(last.to_owned());
+                    }
+                    true
+                }
+            }
+        });
+        let mut step_end = match end {
+            Some(id) if before_to(&id, upper) => Bound::Included(id),
+            _ => self.upper.clone(),
+        };
+        // ...or earlier, after `MEMTABLE_IDS_PER_STEP` memtable ids.
+        let (mem, mem_stopped_at) = read_lock(&self.view.memtable).range_ids(
+            lower,
+            as_ref(&step_end),
+            MEMTABLE_IDS_PER_STEP,
+        );
+        if let Some(id) = mem_stopped_at {
+            step_end = Bound::Included(id);
+        }
+        self.finished = step_end == self.upper;
+        let to = as_ref(&step_end);
+        let mut runs = Vec::with_capacity(self.cursors.len() + 1);
+        runs.push(mem.into_iter().map(Ok).collect::<Vec<_>>().into_iter());
+        for c in &mut self.cursors {
+            let entries = c.segment.range_step(lower, to, &mut c.held).await?;
+            runs.push(
+                entries
+                    .into_iter()
+                    .map(Ok)
+                    .collect::<Vec<Result<Entry, FormatError>>>()
+                    .into_iter(),
+            );
+        }
+        for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
+            let e = e?;
+            if let Some(p) = &self.prefix
+                && !e.id.starts_with(p.as_str())
+            {
+                if e.id.as_str() > p.as_str() {
+                    self.finished = true;
+                    break;
+                }
+                continue;
+            }
+            if let Some(doc) = to_doc(e, &self.namespace)? {
+                self.ready.push_back(doc);
+                self.wanted -= 1;
+                if self.wanted == 0 {
+                    self.finished = true;
+                    break;
+                }
+            }
+        }
+        if let Bound::Included(id) = step_end {
+            self.lower = Bound::Excluded(id);
+        }
+        Ok(())
+    }
+}
+
+/// A scan's documents, in id order, as a stream; see `Engine::scan_stream`.
+pub type DocStream = futures_util::stream::BoxStream<'static, Result<Doc>>;
+
+/// The scan as a stream that owns its state (and `keep`, e.g. a snapshot's
+/// lease, for as long as it lives).
+pub(crate) fn stream<K: Send + 'static>(scanner: Scanner, keep: K) -> DocStream {
+    Box::pin(futures_util::stream::try_unfold(
+        (scanner, keep),
+        |(mut scanner, keep)| async move { Ok(scanner.next().await?.map(|doc| (doc, (scanner, keep)))) },
+    ))
+}
+
+/// The whole scan in a `Vec`.
+pub(crate) async fn collect(view: View, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
+    let mut scanner = Scanner::new(view, namespace, range);
+    let mut out = Vec::new();
+    while let Some(doc) = scanner.next().await? {
+        out.push(doc);
+    }
+    Ok(out)
+}
+
+fn as_ref(b: &Bound<String>) -> Bound<&str> {
+    match b {
+        Bound::Included(s) => Bound::Included(s.as_str()),
+        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
