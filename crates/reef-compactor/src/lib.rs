@@ -9,7 +9,27 @@
 //!
 //! Each works from the bucket alone, in-process (the engine schedules them)
 //! or in a separate process against the same bucket (`reef compact`,
-//! `reef gc`, `reef compactor`).
+//! `reef gc`, `reef compactor`). One round of a standalone compactor:
+//!
+//! ```
+//! use reef_compactor::{CompactorOptions, compact, fold, gc};
+//! use reef_manifest::{Layout, store::open_store};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = open_store("memory://")?;
+//! let layout = Layout::new("docs")?;
+//! let opts = CompactorOptions::default();
+//! let folded = fold(&store, &layout, &opts, None).await?; // all unfolded WAL
+//! let compacted = compact(&store, &layout, &opts, false).await?; // if level 0 is full
+//! let collected = gc(&store, &layout, &opts).await?; // what nothing can read
+//! // An empty namespace: nothing to do, and nothing committed.
+//! assert_eq!(folded.records, 0);
+//! assert_eq!(compacted.manifest_version, None);
+//! assert_eq!(collected.kept_manifests, Vec::<u64>::new());
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Error semantics
 //! One enum, [`Error`]. A lost commit race is not an error: the change is

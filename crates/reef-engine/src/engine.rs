@@ -156,6 +156,17 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// An engine over `store`. Namespaces are opened on first use.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A directory, `file:///…`, `s3://bucket/prefix`, or `memory://`.
+    /// let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn open(store: DynStore, options: EngineOptions) -> Result<Engine> {
         options
             .limits
@@ -203,6 +214,27 @@ impl Engine {
     }
 
     /// Applies a request atomically; returns once it is durable.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// let doc = Document::from_iter([("n".to_owned(), Value::I64(1))]);
+    /// let result = engine
+    ///     .write("docs", WriteRequest::new([Op::upsert("a", doc).if_absent()]).idempotency_key("req-1"))
+    ///     .await?;
+    /// assert_eq!(result.upserted, 1);
+    /// // The same key and ops again: the original result, applied once.
+    /// let doc = Document::from_iter([("n".to_owned(), Value::I64(1))]);
+    /// let again = engine
+    ///     .write("docs", WriteRequest::new([Op::upsert("a", doc).if_absent()]).idempotency_key("req-1"))
+    ///     .await?;
+    /// assert!(again.replayed);
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn write(&self, namespace: &str, request: WriteRequest) -> Result<WriteResult> {
         if self.options.read_only {
             return Err(Error::ReadOnly {
@@ -219,6 +251,22 @@ impl Engine {
 
     /// The document `id` as a `T` (any `Deserialize` type), with its
     /// version; a document that does not fit `T` is `Invalid`.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    /// struct Person { name: String }
+    /// let ada = Person { name: "ada".into() };
+    /// engine.write("people", WriteRequest::new([Op::upsert("u1", to_document(&ada)?)])).await?;
+    /// let (back, version) = engine.get_as::<Person>("people", "u1").await?.ok_or("missing")?;
+    /// assert_eq!((back, version), (ada, 1));
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get_as<T: serde::de::DeserializeOwned>(
         &self,
         namespace: &str,
@@ -236,6 +284,19 @@ impl Engine {
     }
 
     /// The document `id`, if present.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// assert_eq!(engine.get("docs", "a").await?.map(|d| d.version), Some(1));
+    /// assert!(engine.get("docs", "b").await?.is_none());
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn get(&self, namespace: &str, id: &str) -> Result<Option<Doc>> {
         let ns = self.namespace(namespace).await?;
         match read::get(&ns.view(), namespace, id).await {
@@ -248,6 +309,21 @@ impl Engine {
     }
 
     /// Documents in id order within the range.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// let ops = ["user/1", "user/2", "team/1"].map(|id| Op::upsert(id, Document::new()));
+    /// engine.write("docs", WriteRequest::new(ops)).await?;
+    /// let users = ScanRange { prefix: Some("user/".into()), ..ScanRange::default() };
+    /// let ids: Vec<String> = engine.scan("docs", &users).await?.into_iter().map(|d| d.id).collect();
+    /// assert_eq!(ids, ["user/1", "user/2"]);
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn scan(&self, namespace: &str, range: &ScanRange) -> Result<Vec<Doc>> {
         let ns = self.namespace(namespace).await?;
         match scan::collect(ns.view(), namespace, range).await {
@@ -304,6 +380,24 @@ impl Engine {
     /// lease is checked against the GC floor after it is placed; a view
     /// whose manifest may already be collected is replaced by the newest
     /// one and leased again.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// let v = |n| Document::from_iter([("n".to_owned(), Value::I64(n))]);
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", v(1))])).await?;
+    /// let snapshot = engine.snapshot("docs").await?;
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", v(2))])).await?;
+    /// // The snapshot still reads the first version; the engine the second.
+    /// assert_eq!(snapshot.get("a").await?.ok_or("missing")?.doc, v(1));
+    /// assert_eq!(engine.get("docs", "a").await?.ok_or("missing")?.doc, v(2));
+    /// drop(snapshot); // releases the lease
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn snapshot(&self, namespace: &str) -> Result<Snapshot> {
         let ns = self.namespace(namespace).await?;
         let pins = self.pins(&ns);
@@ -406,6 +500,23 @@ impl Engine {
 
     /// Catches up with every write acknowledged (by any process) before
     /// this call began: a newer manifest and newer WAL records.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// // Another process (here: another engine on the same store) writes...
+    /// let other = Engine::open(engine.store(), EngineOptions::default()).await?;
+    /// other.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// // ...and this one sees it once it refreshes.
+    /// engine.refresh("docs").await?;
+    /// assert!(engine.get("docs", "a").await?.is_some());
+    /// # other.close().await?;
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn refresh(&self, namespace: &str) -> Result<()> {
         let ns = self.namespace(namespace).await?;
         let _mutator = ns.commit.lock().await;
@@ -413,6 +524,19 @@ impl Engine {
     }
 
     /// Figures of a namespace.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// let stats = engine.stats("docs").await?;
+    /// assert_eq!((stats.last_lsn, stats.wal_objects), (1, 1));
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn stats(&self, namespace: &str) -> Result<Stats> {
         let ns = self.namespace(namespace).await?;
         let s = ns.lock_state();
@@ -439,12 +563,44 @@ impl Engine {
     }
 
     /// Folds the namespace's unfolded WAL into a level-0 segment now.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// let report = engine.flush("docs").await?;
+    /// assert_eq!(report.records, 1);
+    /// assert_eq!(engine.stats("docs").await?.wal_objects, 0);
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn flush(&self, namespace: &str) -> Result<reef_compactor::FoldReport> {
         let ns = self.namespace(namespace).await?;
         crate::background::flush(&ns, &self.options).await
     }
 
     /// Compacts level 0 into level 1 (when level 0 is full, or `force`).
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// for id in ["a", "b"] {
+    ///     engine.write("docs", WriteRequest::new([Op::upsert(id, Document::new())])).await?;
+    ///     engine.flush("docs").await?; // one level-0 segment each
+    /// }
+    /// engine.compact("docs", true).await?;
+    /// let levels = engine.stats("docs").await?.segments;
+    /// assert_eq!(levels.get(&0), None);
+    /// assert_eq!(levels.get(&1), Some(&1));
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn compact(
         &self,
         namespace: &str,
@@ -455,6 +611,21 @@ impl Engine {
     }
 
     /// One garbage-collection pass.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// engine.flush("docs").await?;
+    /// // Nothing is past its grace period yet: GC deletes nothing readable.
+    /// engine.gc("docs").await?;
+    /// assert!(engine.get("docs", "a").await?.is_some());
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn gc(&self, namespace: &str) -> Result<reef_compactor::GcReport> {
         let ns = self.namespace(namespace).await?;
         crate::background::gc(&ns, &self.options).await
@@ -462,6 +633,19 @@ impl Engine {
 
     /// Whether the namespace has any object in the bucket (its first write
     /// creates it). One LIST of at most one key; nothing is opened.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// assert!(!engine.exists("docs").await?);
+    /// engine.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await?;
+    /// assert!(engine.exists("docs").await?);
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn exists(&self, namespace: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         let layout = reef_manifest::Layout::new(namespace)?;
@@ -470,6 +654,20 @@ impl Engine {
     }
 
     /// Names of the namespaces in the bucket, sorted.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// for ns in ["b", "a"] {
+    ///     engine.write(ns, WriteRequest::new([Op::upsert("x", Document::new())])).await?;
+    /// }
+    /// assert_eq!(engine.namespaces().await?, ["a", "b"]);
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn namespaces(&self) -> Result<Vec<String>> {
         // Names only: one delimiter listing on S3, not every object of
         // every namespace.
@@ -486,6 +684,23 @@ impl Engine {
     /// an `Arc` closes without unwrapping it; every call after `close`
     /// fails with `Error::Closed` (one that raced it may still complete,
     /// durably). Closing twice is fine.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// let engine = std::sync::Arc::new(engine);
+    /// let writer = std::sync::Arc::clone(&engine);
+    /// tokio::spawn(async move {
+    ///     writer.write("docs", WriteRequest::new([Op::upsert("a", Document::new())])).await
+    /// }).await??;
+    /// engine.close().await?; // no Arc::try_unwrap needed
+    /// assert!(engine.get("docs", "a").await.is_err()); // closed
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn close(&self) -> Result<()> {
         self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         let map = self.namespaces.lock().await;

@@ -121,7 +121,23 @@ fn s3(rest: &str, url: &str) -> Result<StoreUrl> {
     })
 }
 
-/// Opens the store a URL names.
+/// Opens the store a URL names: a directory path, `file:///absolute/path`,
+/// `s3://bucket/prefix` (endpoint, region and credentials from the `AWS_*`
+/// variables), or `memory://` (tests).
+///
+/// ```
+/// use reef_manifest::store::open_store;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("reef-doc-open-store-{}", std::process::id()));
+/// let store = open_store(dir.to_str().ok_or("path")?)?;
+/// store.put("greeting", bytes::Bytes::from_static(b"hello")).await?;
+/// assert!(open_store("ftp://elsewhere").is_err());
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
 pub fn open_store(url: &str) -> Result<DynStore> {
     match StoreUrl::parse(url)? {
         StoreUrl::Local(path) => Ok(std::sync::Arc::new(LocalStore::new(path))),
