@@ -127,3 +127,62 @@ fn the_compactor_takes_the_namespace_as_an_argument_and_stops_cleanly_on_ctrl_c(
         serde_json::from_str::<serde_json::Value>(line).unwrap();
     }
 }
+
+/// Runs `reef --store <store> <args>` on a pseudo-terminal (util-linux
+/// `script`), returning what the terminal showed (stdout and stderr).
+fn on_a_terminal(store: &str, args: &str) -> String {
+    let out = Command::new("script")
+        .args([
+            "-qec",
+            &format!("{REEF} --store {store} {args}"),
+            "/dev/null",
+        ])
+        .env_remove("REEF_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Progress is for people: on a terminal, import, flush, compact, gc and
+/// verify draw it on stderr; piped, stderr stays empty and stdout is data.
+#[test]
+fn progress_is_drawn_on_a_terminal_only() {
+    let dir = TempDir::new("progress");
+    let s = dir.store();
+    let lines: String = (0..2000)
+        .map(|i| format!("{{\"id\":\"d{i:04}\",\"n\":{i}}}\n"))
+        .collect();
+    let file = dir.path().join("docs.jsonl");
+    std::fs::write(&file, &lines).unwrap();
+    let file = file.to_str().unwrap();
+
+    let shown = on_a_terminal(s, &format!("import ns1 {file}"));
+    assert!(shown.contains("import:"), "{shown}");
+    for (command, label) in [
+        ("flush ns1", "flush ns1:"),
+        ("compact ns1", "compact ns1:"),
+        ("gc ns1", "gc ns1:"),
+        ("verify ns1", "verify ns1:"),
+    ] {
+        let shown = on_a_terminal(s, command);
+        assert!(
+            shown.contains(label) && shown.contains("read"),
+            "{command}: {shown}"
+        );
+    }
+
+    let piped = reef(s, &["import", "ns2", file], "");
+    assert_eq!(
+        (piped.code, piped.stderr.as_str()),
+        (Some(0), ""),
+        "{piped:?}"
+    );
+    for command in ["flush", "compact", "gc", "verify"] {
+        let piped = reef(s, &[command, "ns2"], "");
+        assert_eq!(piped.code, Some(0), "{command}: {piped:?}");
+        assert_eq!(piped.stderr, "", "{command}");
+        assert!(!piped.stdout.contains("read,"), "{command}: {piped:?}");
+    }
+}

@@ -483,7 +483,8 @@ impl Engine {
         let ns = self.namespace(namespace).await?;
         let manifest = self.pins(&ns).open_checkpoint(name, &ns.manifests).await?;
         let segments =
-            crate::namespace::open_segments(&self.store, &ns.layout, &manifest, &ns.cache).await?;
+            crate::namespace::open_segments(&self.store, &ns.layout, &manifest, &ns.cache, &[])
+                .await?;
         Ok(Snapshot {
             namespace: namespace.to_owned(),
             view: View {

@@ -102,7 +102,7 @@ impl Namespace {
         let layout = Layout::new(name)?;
         let manifests = ManifestStore::new(Arc::clone(&store), layout.clone());
         let manifest = manifests.load_current().await?.unwrap_or_default();
-        let segments = open_segments(&store, &layout, &manifest, &cache).await?;
+        let segments = open_segments(&store, &layout, &manifest, &cache, &[]).await?;
         let idempotency = manifest
             .idempotency
             .iter()
@@ -281,7 +281,8 @@ impl Namespace {
                 )));
             }
         }
-        let segments = open_segments(&self.store, &self.layout, &newer, &self.cache).await?;
+        let open = Arc::clone(&self.lock_state().segments);
+        let segments = open_segments(&self.store, &self.layout, &newer, &self.cache, &open).await?;
         let mut s = self.lock_state();
         memtable::switch(&mut s.memtable, newer.last_version);
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
@@ -372,23 +373,52 @@ impl Namespace {
     }
 }
 
+/// Segment opens in flight at once (each costs two ranged GETs).
+const SEGMENT_OPENS_IN_FLIGHT: usize = 16;
+
+/// Readers for the manifest's segments, newest first (by `max_version`, so
+/// a point read can stop at the first segment that cannot hold a newer
+/// version). Readers in `open` are reused: a segment key names immutable
+/// bytes (put-if-absent), so adopting a manifest costs requests only for
+/// the segments it adds.
 pub(crate) async fn open_segments(
     store: &DynStore,
     layout: &Layout,
     manifest: &Manifest,
     cache: &Arc<BlockCache>,
+    open: &[Arc<SegmentReader>],
 ) -> Result<Vec<Arc<SegmentReader>>> {
-    let mut out = Vec::with_capacity(manifest.segments.len());
-    for meta in &manifest.segments {
-        let key = layout.segment_key(meta.id);
-        let reader = SegmentReader::open(
-            Arc::clone(store),
-            &key,
-            Some(meta.object_bytes),
-            Arc::clone(cache),
-        )
+    use futures_util::{StreamExt as _, TryStreamExt as _};
+    let known: HashMap<&str, &Arc<SegmentReader>> = open.iter().map(|r| (r.key(), r)).collect();
+    // Owned plans, so the futures below borrow nothing (they run inside
+    // spawned tasks).
+    let plans: Vec<(String, u64, Option<Arc<SegmentReader>>)> = manifest
+        .segments
+        .iter()
+        .map(|meta| {
+            let key = layout.segment_key(meta.id);
+            let reuse = known
+                .get(key.as_str())
+                .filter(|r| meta.matches(meta.object_bytes, r.footer()))
+                .map(|r| Arc::clone(r));
+            (key, meta.object_bytes, reuse)
+        })
+        .collect();
+    let opens = plans.into_iter().map(|(key, len, reuse)| {
+        let (store, cache) = (Arc::clone(store), Arc::clone(cache));
+        async move {
+            match reuse {
+                Some(reader) => Ok(reader),
+                None => SegmentReader::open(store, &key, Some(len), cache)
+                    .await
+                    .map(Arc::new),
+            }
+        }
+    });
+    let mut readers: Vec<Arc<SegmentReader>> = futures_util::stream::iter(opens)
+        .buffered(SEGMENT_OPENS_IN_FLIGHT)
+        .try_collect()
         .await?;
-        out.push(Arc::new(reader));
-    }
-    Ok(out)
+    readers.sort_by_key(|r| std::cmp::Reverse(r.footer().max_version));
+    Ok(readers)
 }

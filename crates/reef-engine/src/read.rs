@@ -2,8 +2,9 @@
 //! plus the manifest's segments, at one version).
 //!
 //! A point read asks the memtable first (it holds everything newer than the
-//! segments), then every segment whose id range covers the id, and keeps
-//! the newest entry at or below the view's version; bloom filters make the
+//! segments), then the segments whose id range covers the id, newest first,
+//! stopping once no later segment can hold a newer version; it keeps the
+//! newest entry at or below the view's version; bloom filters make the
 //! segments that lack the id nearly free. Scans are `scan`'s.
 
 use reef_format::{Document, Entry, decode_document};
@@ -42,8 +43,13 @@ pub(crate) async fn latest(view: &View, id: &str) -> Result<Option<Entry>> {
         return Ok(Some(e));
     }
     let mut best: Option<Entry> = None;
+    // Newest first (`open_segments`): once a version is found, a segment
+    // whose newest version is no newer cannot beat it, nor can any after.
     for seg in view.segments.iter() {
         let f = seg.footer();
+        if best.as_ref().is_some_and(|b| f.max_version <= b.version) {
+            break;
+        }
         if id < f.min_id.as_str() || id > f.max_id.as_str() || f.min_version > view.at {
             continue;
         }

@@ -1,6 +1,6 @@
 //! Streaming scans: the same documents as a model for every kind of range,
 //! over many blocks, several overlapping segments and a memtable wider than
-//! one scan step; and a limited scan fetches only the blocks it needs.
+//! one scan step.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures_util::TryStreamExt;
 use reef_engine::{DocStream, Engine, EngineOptions, ScanRange};
 use reef_format::{Document, Value, WriteRequest};
-use reef_manifest::store::{CountingStore, DynStore, MemoryStore};
+use reef_manifest::store::{DynStore, MemoryStore};
 
 type Model = BTreeMap<String, Document>;
 
@@ -171,37 +171,5 @@ async fn streams_equal_the_model_over_segments_and_memtable() {
         &expected(&at_snapshot, &ScanRange::default()),
         "snapshot",
     );
-    engine.close().await.unwrap();
-}
-
-/// Before streaming, `limit` applied after every segment's whole range was
-/// read: `scan --limit 1` fetched every block. Now it fetches the block
-/// with the first document, and the next one (which could continue the
-/// first block's last id, and which the next step would need anyway).
-#[tokio::test]
-async fn a_limited_scan_fetches_two_blocks_not_all() {
-    let counting = Arc::new(CountingStore::new(MemoryStore::new()));
-    let store: DynStore = counting.clone();
-    let engine = Engine::open(Arc::clone(&store), options()).await.unwrap();
-    let ops: Vec<_> = (0..5000)
-        .map(|i| common::upsert(&format!("k{i:05}"), padded(i)))
-        .collect();
-    engine.write("s", WriteRequest::new(ops)).await.unwrap();
-    engine.flush("s").await.unwrap();
-    engine.close().await.unwrap();
-
-    // A fresh engine: nothing cached. Opening the namespace reads the
-    // segment's footer and index; the scan then needs its first block only.
-    let engine = Engine::open(Arc::clone(&store), options()).await.unwrap();
-    assert!(engine.get("s", "k04999").await.unwrap().is_some());
-    let before = counting.counts();
-    let first = ScanRange {
-        limit: Some(1),
-        ..ScanRange::default()
-    };
-    let docs = engine.scan("s", &first).await.unwrap();
-    assert_eq!(docs.len(), 1);
-    let fetched = counting.counts().since(&before).get_range;
-    assert_eq!(fetched, 2, "blocks fetched for one document");
     engine.close().await.unwrap();
 }

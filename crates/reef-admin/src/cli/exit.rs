@@ -71,6 +71,32 @@ impl fmt::Display for AtLine {
 // No `source`: the engine error is already part of the one-line message.
 impl std::error::Error for AtLine {}
 
+/// A scan that failed after it had printed documents. Its output is a
+/// prefix of the answer, so even a temporary cause is not "retry": a
+/// script that retried and appended would print those documents twice.
+#[derive(Debug)]
+pub struct PartialScan {
+    /// Documents printed before the failure.
+    pub printed: u64,
+    /// Why it stopped.
+    pub error: reef_engine::Error,
+}
+
+impl fmt::Display for PartialScan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the scan stopped after {} documents, so its output is incomplete: {}; \
+             re-run it (--from the id after the last one printed), or scan a checkpoint \
+             (--at), which maintenance cannot collect",
+            self.printed, self.error
+        )
+    }
+}
+
+// No `source`: the engine error is already part of the one-line message.
+impl std::error::Error for PartialScan {}
+
 /// The DESIGN §6 exit code of an error: the first cause in the chain that
 /// says what kind of failure it is decides.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -89,6 +115,12 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.is::<crate::repair::Raced>() {
             return TEMPORARY;
+        }
+        if let Some(p) = cause.downcast_ref::<PartialScan>() {
+            return match engine_code(&p.error) {
+                TEMPORARY => INTERNAL,
+                code => code,
+            };
         }
         if let Some(at) = cause.downcast_ref::<AtLine>() {
             return engine_code(&at.error);
@@ -139,17 +171,30 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Writes the error to stderr: `error: ...`, then one `  caused by: ...`
-/// line per cause. A closed stderr is ignored: there is nobody to tell.
+/// Writes the error to stderr (see `render`). A closed stderr is ignored:
+/// there is nobody to tell.
 pub fn report(err: &anyhow::Error) {
-    let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "error: {}", one_line(&err.to_string()));
+    let _ = std::io::stderr().lock().write_all(render(err).as_bytes());
+}
+
+/// `error: ...`, then one `  caused by: ...` line per cause that says
+/// something new: many errors already print their source in their own
+/// message (`get ns/a/HEAD: permission denied`), and the chain would
+/// repeat it.
+fn render(err: &anyhow::Error) -> String {
+    let mut said = one_line(&err.to_string());
+    let mut text = format!("error: {said}\n");
     for cause in err.chain().skip(1) {
-        let _ = writeln!(stderr, "  caused by: {}", one_line(&cause.to_string()));
+        let cause = one_line(&cause.to_string());
+        if !said.contains(&cause) {
+            text.push_str(&format!("  caused by: {cause}\n"));
+            said.push_str(&cause);
+        }
     }
     if let Some(hint) = hint(err) {
-        let _ = writeln!(stderr, "hint: {hint}");
+        text.push_str(&format!("hint: {hint}\n"));
     }
+    text
 }
 
 /// The command that fixes what an operator has to fix, if any.
@@ -180,6 +225,48 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A scan that printed documents and then met a collected segment is
+    /// not "retry" (75): its output is already a prefix of the answer.
+    #[test]
+    fn a_partial_scan_is_never_temporary() {
+        let collected = reef_engine::Error::Store(reef_manifest::Error::NotFound {
+            key: "ns/a/seg/00.seg".to_owned(),
+        });
+        assert_eq!(exit_code(&anyhow::Error::new(collected.clone())), TEMPORARY);
+        let partial = PartialScan {
+            printed: 3,
+            error: collected,
+        };
+        let err = anyhow::Error::new(partial);
+        assert_eq!(exit_code(&err), INTERNAL);
+        assert!(
+            render(&err).contains("after 3 documents"),
+            "{}",
+            render(&err)
+        );
+    }
+
+    /// The store's I/O error names its cause in its own message and as its
+    /// source; the report says it once. Context added on top still shows
+    /// the whole chain.
+    #[test]
+    fn a_cause_already_said_is_not_repeated() {
+        let io = reef_manifest::Error::Io {
+            op: "get",
+            key: "ns/a/HEAD".to_owned(),
+            source: std::sync::Arc::new(std::io::Error::other("disk on fire")),
+        };
+        let text = render(&anyhow::Error::new(io));
+        assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
+        let wrapped = anyhow::Error::new(std::io::Error::other("disk on fire"))
+            .context("reading the namespace");
+        let text = render(&wrapped);
+        assert_eq!(
+            text,
+            "error: reading the namespace\n  caused by: disk on fire\n"
+        );
+    }
 
     #[test]
     fn codes_follow_the_first_typed_cause() {

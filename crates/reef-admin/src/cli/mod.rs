@@ -8,6 +8,7 @@
 //! - [`output`]: JSON lines on stdout through a fallible writer.
 //! - [`exit`]: exit codes and the stderr report.
 
+pub mod bench;
 pub mod compactor;
 pub mod exit;
 pub mod import;
@@ -27,7 +28,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use reef_engine::{Engine, EngineOptions, ScanRange};
 use reef_manifest::layout::validate_namespace;
-use reef_manifest::store::{StoreUrl, open_store};
+use reef_manifest::store::{CountingStore, DynStore, StoreUrl, open_store};
 
 use exit::InputError;
 use output::Out;
@@ -242,6 +243,36 @@ pub enum Command {
         /// The object's key, e.g. ns/orders/manifest/00000000000000000003.mf
         key: String,
     },
+    /// A load generator: writers share one engine and send upserts (or,
+    /// with --reads, point reads) until --duration has passed; prints
+    /// throughput, acknowledgement and read latency percentiles, store
+    /// requests per acknowledged write and peak RSS.
+    Bench {
+        /// The namespace to write into (left in place afterwards).
+        #[arg(default_value = "bench")]
+        ns: String,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 16)]
+        writers: usize,
+        /// How long to run (e.g. 10s, 2m).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Upserts per request.
+        #[arg(long, default_value_t = 1)]
+        ops: usize,
+        /// Bytes of filler in each document.
+        #[arg(long, default_value_t = 100)]
+        doc_bytes: usize,
+        /// How ids are chosen.
+        #[arg(long, value_enum, default_value_t = bench::Keys::Unique)]
+        keys: bench::Keys,
+        /// Distinct ids with --keys uniform.
+        #[arg(long, default_value_t = 100_000)]
+        key_space: u64,
+        /// Fraction of operations that are point reads (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        reads: f64,
+    },
     /// Shows what Reef's codecs do, on a local directory.
     Demo,
     /// Prints a shell completion script (bash, zsh, fish, elvish,
@@ -362,6 +393,41 @@ pub fn run(cli: Cli) -> Result<()> {
         let ns = namespace_of(&cli.command).context("the namespace is required")?;
         return compactor::run(store, ns, *interval_ms, *rounds);
     }
+    if let Command::Bench {
+        ns,
+        writers,
+        duration,
+        ops,
+        doc_bytes,
+        keys,
+        key_space,
+        reads,
+    } = &cli.command
+    {
+        validate_namespace(ns)?;
+        let workload = bench::Workload {
+            namespace: ns.clone(),
+            writers: *writers,
+            duration: *duration,
+            ops: *ops,
+            doc_bytes: *doc_bytes,
+            keys: *keys,
+            key_space: *key_space,
+            reads: *reads,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        let report = runtime.block_on(bench::run(store, &cli.store, workload))?;
+        let mut out = Out::new();
+        if cli.json {
+            out.line(&compactor::to_json(&report))?;
+        } else {
+            out.text(bench::render(&report).trim_end())?;
+        }
+        return out.finish().map_err(Into::into);
+    }
     if let Command::Inspect { key } = &cli.command {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -436,9 +502,26 @@ pub fn run(cli: Cli) -> Result<()> {
         if let Command::Gc { grace, .. } = &cli.command {
             options.compactor.gc_grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
         }
+        // Maintenance shows what it has moved so far, on a terminal.
+        let maintenance = match &cli.command {
+            Command::Flush { ns } => Some(format!("flush {ns}")),
+            Command::Compact { ns } => Some(format!("compact {ns}")),
+            Command::Gc { ns, .. } => Some(format!("gc {ns}")),
+            _ => None,
+        };
+        let (store, progress) = match maintenance {
+            Some(what) => {
+                let counting = std::sync::Arc::new(CountingStore::new(store));
+                let counted = std::sync::Arc::clone(&counting);
+                let progress = output::StoreProgress::start(&what, move || counted.counts());
+                (counting as DynStore, Some(progress))
+            }
+            None => (store, None),
+        };
         let engine = Engine::open(store, options).await?;
         let mut out = Out::new().pretty_on_terminal(cli.json);
         let acted = act(&engine, &cli.command, parsed.as_ref(), cli.json, &mut out).await;
+        drop(progress);
         // Close even after a failure: in-flight commits finish first.
         let closed = engine.close().await;
         acted?;
@@ -538,6 +621,7 @@ async fn act(
             anyhow::bail!("repair and rebuild run without an engine")
         }
         Command::Inspect { .. } => anyhow::bail!("inspect runs without an engine"),
+        Command::Bench { .. } => anyhow::bail!("bench opens its own engine"),
         Command::Demo | Command::Completions { .. } | Command::Man => {
             anyhow::bail!("this command runs without an engine")
         }
@@ -555,7 +639,8 @@ fn namespace_of(command: &Command) -> Option<&str> {
         | Command::Compact { ns }
         | Command::Gc { ns, .. }
         | Command::Repair { ns, .. }
-        | Command::Rebuild { ns, .. } => Some(ns),
+        | Command::Rebuild { ns, .. }
+        | Command::Bench { ns, .. } => Some(ns),
         Command::Compactor { ns, namespace, .. } => ns.as_deref().or(namespace.as_deref()),
         Command::Checkpoint { action } => Some(action.namespace()),
         Command::Lease { action } => Some(action.namespace()),

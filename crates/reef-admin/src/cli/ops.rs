@@ -15,7 +15,7 @@ use reef_engine::{Engine, Error, ScanRange, Snapshot};
 use reef_manifest::{Rng, SystemRng};
 use serde_json::Value as Json;
 
-use super::exit::{AtLine, NotFound};
+use super::exit::{AtLine, NotFound, PartialScan};
 use super::input::{ParsedRequest, split_op_field};
 use super::output::{Out, stats_json, write_json};
 
@@ -114,42 +114,55 @@ pub async fn get(engine: &Engine, namespace: &str, id: &str, out: &mut Out) -> R
 
 /// `reef scan`: matching documents in id order, one per line, printed as
 /// the engine's stream yields them (memory does not grow with the range).
+/// A segment collected under a scan that has printed nothing yet (another
+/// process's GC) is read again once; after output began, the failure is a
+/// `PartialScan`.
 pub async fn scan(
     engine: &Engine,
     namespace: &str,
     range: &ScanRange,
     out: &mut Out,
 ) -> Result<()> {
-    let mut printed = false;
+    let mut retried = false;
     loop {
         let mut docs = engine.scan_stream(namespace, range).await?;
+        let mut printed = 0;
         let error = loop {
             match docs.try_next().await {
                 Ok(Some(doc)) => {
                     out.doc(&doc)?;
-                    printed = true;
+                    printed += 1;
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => break e,
             }
         };
-        // Another process collected what this one had just opened: read
-        // the namespace again, unless half the answer is already out.
-        if printed || !error.is_collected_segment() {
+        if printed > 0 {
+            return Err(PartialScan { printed, error }.into());
+        }
+        if retried || !error.is_collected_segment() {
             return Err(error.into());
         }
         engine.refresh(namespace).await?;
-        printed = true; // one retry, as for a point read
+        retried = true;
     }
 }
 
 /// `reef scan --at <checkpoint>`: as `scan`, at the checkpoint's version.
 pub async fn scan_snapshot(snapshot: &Snapshot, range: &ScanRange, out: &mut Out) -> Result<()> {
     let mut docs = snapshot.scan_stream(range);
-    while let Some(doc) = docs.try_next().await? {
-        out.doc(&doc)?;
+    let mut printed = 0;
+    loop {
+        match docs.try_next().await {
+            Ok(Some(doc)) => {
+                out.doc(&doc)?;
+                printed += 1;
+            }
+            Ok(None) => return Ok(()),
+            Err(error) if printed > 0 => return Err(PartialScan { printed, error }.into()),
+            Err(error) => return Err(error.into()),
+        }
     }
-    Ok(())
 }
 
 /// `reef stats`: one object of figures.

@@ -81,8 +81,63 @@ pub fn byte_progress(what: &str) -> indicatif::ProgressBar {
         bar.set_style(style);
     }
     bar.set_prefix(what.to_owned());
+    // Drawn at once: a short command would otherwise end before the
+    // first steady tick and show nothing.
+    bar.tick();
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// A spinner on stderr for a maintenance command (flush, compact, gc):
+/// what its store has moved so far, counted by `counts`. Drawn only when
+/// stderr is a terminal, like `byte_progress`; dropped, it clears itself.
+pub struct StoreProgress {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl StoreProgress {
+    /// Starts the spinner (on the current tokio runtime).
+    pub fn start(
+        what: &str,
+        counts: impl Fn() -> reef_manifest::store::StoreCounts + Send + 'static,
+    ) -> StoreProgress {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {prefix}: {msg}, {elapsed}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_prefix(what.to_owned());
+        let describe = move || {
+            let c = counts();
+            format!(
+                "{} read, {} written, {} requests",
+                indicatif::BinaryBytes(c.bytes_read),
+                indicatif::BinaryBytes(c.bytes_written),
+                c.requests()
+            )
+        };
+        bar.set_message(describe());
+        bar.tick(); // drawn at once, however short the command
+        let shown = bar.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                shown.set_message(describe());
+                shown.tick();
+            }
+        });
+        StoreProgress { bar, ticker }
+    }
+}
+
+impl Drop for StoreProgress {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
 }
 
 /// A document for a person: `id` and `version` first, then the document
