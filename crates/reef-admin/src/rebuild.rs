@@ -62,7 +62,7 @@ use crate::repair::{
 use crate::verify::list;
 
 /// What a rebuild did (or, in a dry run, would do).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RebuildReport {
     /// The namespace.
     pub namespace: String,

@@ -33,7 +33,7 @@ use reef_manifest::store::{DynStore, list_all};
 use reef_manifest::{BlockCache, Clock, Layout, SegmentReader};
 
 /// One finding, by object key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     /// The object (or the namespace root, for a namespace-wide finding).
     pub key: String,
@@ -41,12 +41,13 @@ pub struct Finding {
     pub what: String,
 }
 
-/// What `verify` found in one namespace.
-#[derive(Clone, Debug, Default)]
+/// What `verify` found in one namespace (`--json` prints it, with `clean`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Report {
     /// The namespace.
     pub namespace: String,
     /// The manifest version the checks started from, if any decodes.
+    #[serde(rename = "manifest_version")]
     pub current_version: Option<u64>,
     /// Problems: the namespace is not as Reef left it.
     pub problems: Vec<Finding>,
@@ -57,6 +58,7 @@ pub struct Report {
     /// Bytes read.
     pub bytes_read: u64,
     /// Where reads are shown as they happen (a terminal's progress bar).
+    #[serde(skip)]
     pub progress: Option<indicatif::ProgressBar>,
 }
 

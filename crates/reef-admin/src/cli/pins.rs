@@ -6,9 +6,9 @@
 use anyhow::Result;
 use reef_engine::{Engine, Snapshot};
 use reef_manifest::{Layout, ManifestStore, Pins, SystemClock, SystemRng};
-use serde_json::json;
 
 use super::exit::{InputError, NotFound};
+use super::compactor::to_json;
 use super::output::Out;
 
 /// What to do with checkpoints.
@@ -99,17 +99,22 @@ pub async fn checkpoint(engine: &Engine, action: &CheckpointAction, out: &mut Ou
                 );
             }
             let c = p.create_checkpoint(name, current.version).await?;
-            out.line(&json!({
-                "namespace": ns, "name": c.name, "manifest_version": c.manifest_version,
-                "last_version": current.last_version, "created_at_ms": c.created_at_ms,
+            #[derive(serde::Serialize)]
+            struct Created<'a> {
+                namespace: &'a str,
+                #[serde(flatten)]
+                checkpoint: &'a reef_format::Checkpoint,
+                last_version: u64,
+            }
+            out.line(&to_json(&Created {
+                namespace: ns,
+                checkpoint: &c,
+                last_version: current.last_version,
             }))?;
         }
         CheckpointAction::List { .. } => {
             for c in p.checkpoints().await? {
-                out.line(&json!({
-                    "name": c.name, "manifest_version": c.manifest_version,
-                    "created_at_ms": c.created_at_ms,
-                }))?;
+                out.line(&to_json(&c))?;
             }
         }
         CheckpointAction::Delete { name, .. } => {
@@ -117,7 +122,15 @@ pub async fn checkpoint(engine: &Engine, action: &CheckpointAction, out: &mut Ou
                 return Err(NotFound(format!("namespace {ns}: no checkpoint {name:?}")).into());
             }
             p.delete_checkpoint(name).await?;
-            out.line(&json!({"namespace": ns, "deleted": name}))?;
+            #[derive(serde::Serialize)]
+            struct Deleted<'a> {
+                namespace: &'a str,
+                deleted: &'a str,
+            }
+            out.line(&to_json(&Deleted {
+                namespace: ns,
+                deleted: name,
+            }))?;
         }
     }
     Ok(())
@@ -130,11 +143,18 @@ pub async fn lease(engine: &Engine, action: &LeaseAction, out: &mut Out) -> Resu
     let now = reef_manifest::Clock::now_ms(&SystemClock);
     match action {
         LeaseAction::List { .. } => {
-            for (id, l) in p.leases().await? {
-                out.line(&json!({
-                    "id": id, "holder": l.holder, "manifest_version": l.manifest_version,
-                    "renewed_at_ms": l.renewed_at_ms, "expires_at_ms": l.expires_at_ms,
-                    "expired": l.expires_at_ms <= now,
+            #[derive(serde::Serialize)]
+            struct Listed<'a> {
+                id: &'a str,
+                #[serde(flatten)]
+                lease: &'a reef_format::Lease,
+                expired: bool,
+            }
+            for (id, lease) in p.leases().await? {
+                out.line(&to_json(&Listed {
+                    id: &id,
+                    lease: &lease,
+                    expired: lease.expires_at_ms <= now,
                 }))?;
             }
         }
@@ -144,7 +164,15 @@ pub async fn lease(engine: &Engine, action: &LeaseAction, out: &mut Out) -> Resu
             }
             let key = Layout::new(ns)?.lease_key(id);
             engine.store().delete(&key).await?;
-            out.line(&json!({"namespace": ns, "released": id}))?;
+            #[derive(serde::Serialize)]
+            struct Released<'a> {
+                namespace: &'a str,
+                released: &'a str,
+            }
+            out.line(&to_json(&Released {
+                namespace: ns,
+                released: id,
+            }))?;
         }
     }
     Ok(())

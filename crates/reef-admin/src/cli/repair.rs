@@ -124,13 +124,7 @@ pub async fn run_rebuild(store: DynStore, ns: &str, dry_run: bool, json: bool) -
     let r = rebuild(&store, ns, &opts).await?;
     let mut out = Out::new();
     if json {
-        out.line(&json!({
-            "namespace": r.namespace,
-            "used": r.used,
-            "skipped": r.skipped,
-            "steps": r.steps,
-            "committed": r.committed,
-        }))?;
+        out.line(&super::compactor::to_json(&r))?;
     } else {
         out.text(&format!(
             "namespace {}: rebuilt from {} object group(s), {} skipped",
@@ -155,13 +149,7 @@ pub async fn run_rebuild(store: DynStore, ns: &str, dry_run: bool, json: bool) -
 }
 
 fn repair_json(r: &RepairReport) -> serde_json::Value {
-    json!({
-        "namespace": r.namespace,
-        "steps": r.steps,
-        "losses": r.losses,
-        "refused": r.refused,
-        "committed": r.committed,
-    })
+    super::compactor::to_json(r)
 }
 
 fn repair_text(r: &RepairReport) -> Vec<String> {

@@ -10,10 +10,9 @@ use anyhow::Result;
 use reef_manifest::SystemClock;
 use reef_manifest::layout::NAMESPACES_PREFIX;
 use reef_manifest::store::DynStore;
-use serde_json::json;
 
 use super::output::Out;
-use crate::verify::{Finding, Report, verify};
+use crate::verify::{Report, verify};
 
 /// Verify found problems (exit 4).
 #[derive(Debug)]
@@ -87,22 +86,18 @@ pub async fn run(store: DynStore, ns: Option<&str>, deep: bool, json: bool) -> R
     Ok(())
 }
 
-fn findings_json(f: &[Finding]) -> serde_json::Value {
-    f.iter()
-        .map(|f| json!({"key": f.key, "what": f.what}))
-        .collect()
-}
-
-/// One namespace's report as one JSON object.
+/// One namespace's report as one JSON object: the report's fields and
+/// whether it is clean.
 pub fn report_json(r: &Report) -> serde_json::Value {
-    json!({
-        "namespace": r.namespace,
-        "clean": r.clean(),
-        "manifest_version": r.current_version,
-        "problems": findings_json(&r.problems),
-        "notes": findings_json(&r.notes),
-        "checked": r.checked,
-        "bytes_read": r.bytes_read,
+    #[derive(serde::Serialize)]
+    struct Json<'a> {
+        clean: bool,
+        #[serde(flatten)]
+        report: &'a Report,
+    }
+    super::compactor::to_json(&Json {
+        clean: r.clean(),
+        report: r,
     })
 }
 

@@ -99,7 +99,7 @@ pub struct RepairOptions {
 }
 
 /// What a repair did (or, in a dry run, would do).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct RepairReport {
     /// The namespace.
     pub namespace: String,
