@@ -13,7 +13,8 @@
 use std::ops::Bound;
 use std::sync::Arc;
 
-use reef_format::{FormatError, MergeIter, SegmentBuilder, SegmentMeta};
+use reef_format::{FormatError, MergeIter, SegmentBuilder, SegmentMeta, Setsum};
+use reef_manifest::steps::RangeSteps;
 use reef_manifest::store::DynStore;
 use reef_manifest::{BlockCache, Layout, ManifestStore, Objects, SegmentReader};
 
@@ -74,54 +75,77 @@ pub async fn compact(
 
     // Inputs are read once, sequentially: no point caching their blocks.
     let cache = Arc::new(BlockCache::new(0));
-    let mut runs = Vec::with_capacity(inputs.len());
     let mut report = CompactReport {
         inputs: inputs.len(),
         ..CompactReport::default()
     };
+    // Another compaction may replace an input and GC collect it while we
+    // work: ours could not commit anyway.
+    let collected = |key: &str| format!("input {key} was collected meanwhile");
+    let mut readers = Vec::with_capacity(inputs.len());
     for meta in &inputs {
         let key = layout.segment_key(meta.id);
-        let read = async {
-            let reader = SegmentReader::open(
-                Arc::clone(store),
-                &key,
-                Some(meta.object_bytes),
-                Arc::clone(&cache),
-            )
-            .await?;
-            reader
-                .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX)
-                .await
-        };
-        let entries = match read.await {
-            Ok(entries) => entries,
-            // Another compaction replaced this input and GC collected it
-            // while we planned: ours could not commit anyway.
+        let opened = SegmentReader::open(
+            Arc::clone(store),
+            &key,
+            Some(meta.object_bytes),
+            Arc::clone(&cache),
+        )
+        .await;
+        match opened {
+            Ok(reader) => readers.push(Arc::new(reader)),
             Err(reef_manifest::Error::NotFound { .. }) => {
-                report.abandoned = Some(format!("input {key} was collected meanwhile"));
+                report.abandoned = Some(collected(&key));
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        report.bytes_in += meta.object_bytes;
+    }
+    // The merge runs in steps (`RangeSteps`): one block per input in
+    // memory, plus the output segment being built, whatever the inputs'
+    // sizes. Every version of an id falls in one step, so each step's
+    // merge decides exactly as a merge of everything would.
+    let mut steps = RangeSteps::new(readers, Bound::Unbounded);
+    let mut dropped = (Setsum::EMPTY, 0u64);
+    let mut outputs = Vec::new();
+    let mut builder = SegmentBuilder::new(opts.segment.clone());
+    loop {
+        let end = steps.next_end();
+        let to = end.as_deref().map_or(Bound::Unbounded, Bound::Included);
+        let runs = match steps.read(to).await {
+            Ok(runs) => runs,
+            Err(reef_manifest::Error::NotFound { key }) => {
+                report.abandoned = Some(collected(&key));
                 return Ok(report);
             }
             Err(e) => return Err(e.into()),
         };
-        report.entries_in += entries.len() as u64;
-        report.bytes_in += meta.object_bytes;
-        runs.push(entries.into_iter().map(Ok::<_, FormatError>));
-    }
-    let mut merge = MergeIter::compacting(runs, Vec::new(), true);
-    let mut outputs = Vec::new();
-    let mut builder = SegmentBuilder::new(opts.segment.clone());
-    for e in merge.by_ref() {
-        builder.add(&e?)?;
-        if builder.estimated_bytes() >= opts.l1_segment_bytes_target {
-            let full = std::mem::replace(&mut builder, SegmentBuilder::new(opts.segment.clone()));
-            outputs.push(
-                write_l1(
-                    &objects,
-                    full,
-                    new_segment_id(opts.rng.as_ref(), base.version),
-                )
-                .await?,
-            );
+        report.entries_in += runs.iter().map(|r| r.len() as u64).sum::<u64>();
+        let runs = runs
+            .into_iter()
+            .map(|run| run.into_iter().map(Ok::<_, FormatError>))
+            .collect();
+        let mut merge = MergeIter::compacting(runs, Vec::new(), true);
+        for e in merge.by_ref() {
+            builder.add(&e?)?;
+            if builder.estimated_bytes() >= opts.l1_segment_bytes_target {
+                let full =
+                    std::mem::replace(&mut builder, SegmentBuilder::new(opts.segment.clone()));
+                outputs.push(
+                    write_l1(
+                        &objects,
+                        full,
+                        new_segment_id(opts.rng.as_ref(), base.version),
+                    )
+                    .await?,
+                );
+            }
+        }
+        let (sum, count) = merge.dropped();
+        dropped = (dropped.0.add(&sum), dropped.1 + count);
+        if end.is_none() {
+            break;
         }
     }
     if builder.entry_count() > 0 {
@@ -140,7 +164,7 @@ pub async fn compact(
     let change = Change::Compact {
         inputs: inputs.iter().map(|s| s.id).collect(),
         outputs,
-        dropped: merge.dropped(),
+        dropped,
     };
     match commit_change(&manifests, base, &change, opts).await? {
         Outcome::Committed(m, head_error) => {

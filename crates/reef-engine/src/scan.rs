@@ -23,11 +23,10 @@
 
 use std::collections::VecDeque;
 use std::ops::Bound;
-use std::sync::Arc;
 
-use reef_format::segment::{Block, before_to};
+use reef_format::segment::before_to;
 use reef_format::{Entry, FormatError, MergeIter, Tombstones};
-use reef_manifest::SegmentReader;
+use reef_manifest::steps::{RangeSteps, as_str};
 
 use crate::error::Result;
 use crate::namespace::View;
@@ -37,24 +36,17 @@ use crate::sync::read_lock;
 /// Memtable ids one step takes at most.
 const MEMTABLE_IDS_PER_STEP: usize = 1024;
 
-/// One segment's place in the scan: the block it holds.
-struct Cursor {
-    segment: Arc<SegmentReader>,
-    held: Option<(usize, Arc<Block>)>,
-}
-
 /// The state of one scan.
 pub(crate) struct Scanner {
     view: View,
     namespace: String,
     prefix: Option<String>,
-    /// Where the next step starts.
-    lower: Bound<String>,
     /// The range's end.
     upper: Bound<String>,
     /// Documents still wanted (`limit`).
     wanted: usize,
-    cursors: Vec<Cursor>,
+    /// The segments' side of the walk (and where the next step starts).
+    steps: RangeSteps,
     ready: VecDeque<Doc>,
     /// No step is left: what is in `ready` is the rest.
     finished: bool,
@@ -69,25 +61,22 @@ impl Scanner {
             (None, Some(p)) => Some(p),
             (None, None) => None,
         };
-        let cursors = view
+        // A segment whose every entry is newer than the view has nothing
+        // the view can see.
+        let visible = view
             .segments
             .iter()
-            // A segment whose every entry is newer than the view has
-            // nothing the view can see.
             .filter(|s| s.footer().min_version <= view.at)
-            .map(|s| Cursor {
-                segment: Arc::clone(s),
-                held: None,
-            })
-            .collect();
+            .cloned()
+            .collect::<Vec<_>>();
+        let lower = lower.map_or(Bound::Unbounded, |l| Bound::Included(l.clone()));
         let wanted = range.limit.unwrap_or(usize::MAX);
         Scanner {
             namespace: namespace.to_owned(),
             prefix: range.prefix.clone(),
-            lower: lower.map_or(Bound::Unbounded, |l| Bound::Included(l.clone())),
             upper: range.to.clone().map_or(Bound::Unbounded, Bound::Excluded),
             wanted,
-            cursors,
+            steps: RangeSteps::new(visible, lower),
             ready: VecDeque::new(),
             finished: wanted == 0,
             view,
@@ -109,31 +98,16 @@ impl Scanner {
 
     /// Reads and merges one step of the range into `ready`.
     async fn step(&mut self) -> Result<()> {
-        let lower = as_ref(&self.lower);
-        let upper = as_ref(&self.upper);
-        // The step ends at the earliest id some segment cannot pass without
-        // fetching another block...
-        let mut end: Option<String> = None;
-        self.cursors.retain(|c| {
-            let n = c.segment.first_block(lower);
-            match c.segment.block_last_id(n) {
-                None => false, // nothing left in this segment
-                Some(last) => {
-                    if end.as_deref().is_none_or(|e| last < e) {
-                        end = Some(last.to_owned());
-                    }
-                    true
-                }
-            }
-        });
-        let mut step_end = match end {
+        let upper = as_str(&self.upper);
+        // The step ends where some segment would need another block...
+        let mut step_end = match self.steps.next_end() {
             Some(id) if before_to(&id, upper) => Bound::Included(id),
             _ => self.upper.clone(),
         };
-        // ...or earlier, after `MEMTABLE_IDS_PER_STEP` memtable ids.
+        // ...or sooner, after `MEMTABLE_IDS_PER_STEP` memtable ids.
         let (mem, mem_stopped_at) = read_lock(&self.view.memtable).range_ids(
-            lower,
-            as_ref(&step_end),
+            self.steps.lower(),
+            as_str(&step_end),
             MEMTABLE_IDS_PER_STEP,
         );
         if let Some(id) = mem_stopped_at {
@@ -141,8 +115,8 @@ impl Scanner {
         }
         self.finished = step_end == self.upper;
         // Ids under a prefix are one contiguous run: once a step ends past
-        // it, nothing after the step can match (tombstones beyond it are
-        // never read).
+        // it, nothing after the step can match (and blocks beyond it, say
+        // of tombstones, are never fetched).
         if let (Some(p), Bound::Included(id)) = (&self.prefix, &step_end)
             && id.as_str() > p.as_str()
             && !id.starts_with(p.as_str())
@@ -150,19 +124,18 @@ impl Scanner {
             step_end = Bound::Excluded(id.clone());
             self.finished = true;
         }
-        let to = as_ref(&step_end);
-        let mut runs = Vec::with_capacity(self.cursors.len() + 1);
-        runs.push(mem.into_iter().map(Ok).collect::<Vec<_>>().into_iter());
-        for c in &mut self.cursors {
-            let entries = c.segment.range_step(lower, to, &mut c.held).await?;
-            runs.push(
-                entries
+        let mut runs = Vec::with_capacity(self.view.segments.len() + 1);
+        runs.push(mem);
+        runs.extend(self.steps.read(as_str(&step_end)).await?);
+        let runs: Vec<_> = runs
+            .into_iter()
+            .map(|run| {
+                run.into_iter()
+                    .map(Ok::<Entry, FormatError>)
+                    .collect::<Vec<_>>()
                     .into_iter()
-                    .map(Ok)
-                    .collect::<Vec<Result<Entry, FormatError>>>()
-                    .into_iter(),
-            );
-        }
+            })
+            .collect();
         for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
             let e = e?;
             if let Some(p) = &self.prefix
@@ -182,9 +155,6 @@ impl Scanner {
                     break;
                 }
             }
-        }
-        if let Bound::Included(id) = step_end {
-            self.lower = Bound::Excluded(id);
         }
         Ok(())
     }
@@ -212,20 +182,15 @@ pub(crate) async fn collect(view: View, namespace: &str, range: &ScanRange) -> R
     Ok(out)
 }
 
-fn as_ref(b: &Bound<String>) -> Bound<&str> {
-    match b {
-        Bound::Included(s) => Bound::Included(s.as_str()),
-        Bound::Excluded(s) => Bound::Excluded(s.as_str()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use reef_format::segment::SegmentOptions;
     use reef_format::{SegmentBuilder, Value, encode_document};
     use reef_manifest::BlockCache;
+    use reef_manifest::SegmentReader;
     use reef_manifest::store::{CountingStore, DynStore, MemoryStore, ObjectStore};
 
     use crate::memtable::Memtable;

@@ -45,6 +45,7 @@ mod objects;
 pub mod rng;
 mod sabotage;
 mod segments;
+pub mod steps;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;

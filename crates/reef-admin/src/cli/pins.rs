@@ -7,8 +7,8 @@ use anyhow::Result;
 use reef_engine::{Engine, Snapshot};
 use reef_manifest::{Layout, ManifestStore, Pins, SystemClock, SystemRng};
 
-use super::exit::{InputError, NotFound};
 use super::compactor::to_json;
+use super::exit::{InputError, NotFound};
 use super::output::Out;
 
 /// What to do with checkpoints.
