@@ -9,16 +9,96 @@ use crate::bench_report;
 use crate::metadata;
 use crate::util::{self, usage_error};
 
-/// Parses `[--quick]`; returns whether quick mode was asked for.
-pub fn parse_args(args: &[String]) -> Result<bool> {
+/// What `cargo xtask bench` was asked to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Criterion benches (`--quick`: criterion's quick mode).
+    Criterion { quick: bool },
+    /// The peer harness (`peer/`): Reef and SlateDB side by side, its
+    /// tables written into docs/benchmarks.md.
+    Peer { seconds: u32 },
+}
+
+/// Parses `[--quick]` or `--peer [SECONDS]`.
+pub fn parse_args(args: &[String]) -> Result<Mode> {
     match args {
-        [] => Ok(false),
-        [q] if q == "--quick" => Ok(true),
+        [] => Ok(Mode::Criterion { quick: false }),
+        [q] if q == "--quick" => Ok(Mode::Criterion { quick: true }),
+        [p] if p == "--peer" => Ok(Mode::Peer { seconds: 5 }),
+        [p, s] if p == "--peer" => match s.parse() {
+            Ok(seconds) if seconds > 0 => Ok(Mode::Peer { seconds }),
+            _ => usage_error(format!(
+                "`--peer` takes a whole number of seconds, got `{s}`"
+            )),
+        },
         _ => usage_error(format!(
-            "`cargo xtask bench` takes only `--quick`, got `{}`",
+            "`cargo xtask bench` takes `--quick` or `--peer [SECONDS]`, got `{}`",
             args.join(" ")
         )),
     }
+}
+
+/// Marks the peer harness's section in docs/benchmarks.md.
+const PEER_BEGIN: &str = "<!-- peer:begin (written by `cargo xtask bench --peer`) -->";
+const PEER_END: &str = "<!-- peer:end -->";
+
+/// Builds and runs the peer harness, then replaces its section of
+/// docs/benchmarks.md with the tables it printed, the machine and the date.
+pub fn peer(seconds: u32) -> Result<()> {
+    let root = util::root();
+    let dir = std::env::temp_dir().join(format!("reef-peer-{}", std::process::id()));
+    let mut cmd = util::cargo();
+    cmd.args(["run", "--release", "-q", "--manifest-path"])
+        .arg(root.join("peer/Cargo.toml"))
+        .arg("--")
+        .arg(&dir)
+        .arg(seconds.to_string());
+    println!("$ {}", util::display(&cmd));
+    let out = cmd.output().context("running the peer harness")?;
+    let _ = fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        anyhow::bail!(
+            "the peer harness failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let tables = String::from_utf8_lossy(&out.stdout).into_owned();
+    println!("{tables}");
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = String::from_utf8(
+        std::process::Command::new("date")
+            .args(["-u", "+%Y-%m-%d"])
+            .output()
+            .context("running date")?
+            .stdout,
+    )?;
+    let section = format!(
+        "{PEER_BEGIN}\nMeasured {} on {cores} cores ({cpu}), local disk, {seconds} s per \
+         workload, Reef and SlateDB 0.18.0 in one process (`peer/src/main.rs`).\n\n{}\n{PEER_END}",
+        date.trim(),
+        tables.trim_end()
+    );
+    let path = root.join("docs/benchmarks.md");
+    let doc = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let updated = match (doc.find(PEER_BEGIN), doc.find(PEER_END)) {
+        (Some(b), Some(e)) if b < e => {
+            format!("{}{section}{}", &doc[..b], &doc[e + PEER_END.len()..])
+        }
+        _ => format!("{}\n{section}\n", doc.trim_end()),
+    };
+    fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))?;
+    println!("wrote the peer tables into {}", path.display());
+    Ok(())
 }
 
 /// Runs the benches and writes the report.
@@ -51,12 +131,25 @@ pub fn run(quick: bool) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_args;
+    use super::{Mode, parse_args};
 
     #[test]
-    fn only_quick_is_accepted() {
-        assert!(!parse_args(&[]).unwrap());
-        assert!(parse_args(&["--quick".to_string()]).unwrap());
+    fn quick_and_peer_are_accepted() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_args(&[]).unwrap(), Mode::Criterion { quick: false });
+        assert_eq!(
+            parse_args(&args(&["--quick"])).unwrap(),
+            Mode::Criterion { quick: true }
+        );
+        assert_eq!(
+            parse_args(&args(&["--peer"])).unwrap(),
+            Mode::Peer { seconds: 5 }
+        );
+        assert_eq!(
+            parse_args(&args(&["--peer", "2"])).unwrap(),
+            Mode::Peer { seconds: 2 }
+        );
+        assert!(parse_args(&args(&["--peer", "0"])).is_err());
         assert!(parse_args(&["--fast".to_string()]).is_err());
     }
 }

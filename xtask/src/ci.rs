@@ -59,7 +59,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "bench-test",
-        about: "run every criterion bench once in test mode",
+        about: "run every criterion bench once in test mode, and the peer harness briefly",
         run: bench_test,
     },
     Step {
@@ -193,7 +193,24 @@ fn bench_test() -> Result<()> {
     let mut cmd = util::cargo();
     cmd.args(["test", "--workspace", "--bench", "*"]);
     let _rgw = rgw::for_step(&mut cmd)?;
-    util::run(&mut cmd)
+    util::run(&mut cmd)?;
+    peer_slice()
+}
+
+/// The peer harness (`peer/`, Reef beside SlateDB) for a fraction of a
+/// second per workload, so it builds against today's Reef and runs.
+fn peer_slice() -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("reef-peer-slice-{}", std::process::id()));
+    let result = util::run(
+        util::cargo()
+            .args(["run", "--release", "-q", "--locked", "--manifest-path"])
+            .arg(util::root().join("peer/Cargo.toml"))
+            .arg("--")
+            .arg(&dir)
+            .arg("0.2"),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    result
 }
 
 /// The examples that run against a local directory.

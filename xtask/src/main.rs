@@ -63,7 +63,10 @@ fn dispatch(args: &[String]) -> Result<()> {
             ci::run_all()
         }
         "fuzz" => fuzz::run(&fuzz::parse_args(rest)?),
-        "bench" => bench::run(bench::parse_args(rest)?),
+        "bench" => match bench::parse_args(rest)? {
+            bench::Mode::Criterion { quick } => bench::run(quick),
+            bench::Mode::Peer { seconds } => bench::peer(seconds),
+        },
         "sim" => sim::sim(rest),
         "soak" => sim::soak(rest),
         "loom" => match rest {
@@ -100,6 +103,8 @@ Commands:
                          run one or all fuzz targets for N seconds each
                          (default: REEF_FUZZ_SECONDS or 5; seed: REEF_FUZZ_SEED or 1)
   bench [--quick]        run criterion benches, write target/bench-report.md
+  bench --peer [SECONDS] Reef and SlateDB 0.18 side by side (peer/), tables
+                         written into docs/benchmarks.md
   sim [flags]            run the seeded whole-system simulation (release);
                          flags: --seeds N --first-seed S --seed S --steps K
                          --faults a,b,.. --knob NAME --expect-violation

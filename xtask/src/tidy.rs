@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use crate::util;
 
 /// Directories (relative to the workspace root) whose `*.rs` files are checked.
-const ROOTS: &[&str] = &["crates", "xtask", "fuzz/fuzz_targets"];
+const ROOTS: &[&str] = &["crates", "xtask", "fuzz/fuzz_targets", "peer/src"];
 
 /// Runs the check and fails listing every offending file.
 pub fn run() -> Result<()> {

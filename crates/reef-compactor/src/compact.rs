@@ -103,8 +103,9 @@ pub async fn compact(
         report.bytes_in += meta.object_bytes;
     }
     // The merge runs in steps (`RangeSteps`): one block per input in
-    // memory, plus the output segment being built, whatever the inputs'
-    // sizes. Every version of an id falls in one step, so each step's
+    // memory, plus each input's index and bloom filter (kept by its
+    // reader) and the output segment being built, never the inputs'
+    // contents. Every version of an id falls in one step, so each step's
     // merge decides exactly as a merge of everything would.
     let mut steps = RangeSteps::new(readers, Bound::Unbounded);
     let mut dropped = (Setsum::EMPTY, 0u64);

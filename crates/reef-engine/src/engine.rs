@@ -142,6 +142,11 @@ pub struct Engine {
     options: Arc<EngineOptions>,
     cache: Arc<BlockCache>,
     namespaces: tokio::sync::Mutex<HashMap<String, Arc<Namespace>>>,
+    /// The namespaces already open, for the read path's lookup: a shared
+    /// lock taken for a moment, where `namespaces` (held while one opens)
+    /// would make every read queue behind every other.
+    /// (std's lock, not the loom shim's: no loom model covers the engine.)
+    open: std::sync::RwLock<HashMap<String, Arc<Namespace>>>,
     /// Set by `close`: later calls are refused (`Error::Closed`).
     closed: std::sync::atomic::AtomicBool,
 }
@@ -184,6 +189,7 @@ impl Engine {
             store,
             options: Arc::new(options),
             namespaces: tokio::sync::Mutex::default(),
+            open: std::sync::RwLock::default(),
             closed: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -194,6 +200,15 @@ impl Engine {
             return Err(Error::Closed {
                 namespace: name.to_owned(),
             });
+        }
+        let open = self
+            .open
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name)
+            .cloned();
+        if let Some(ns) = open {
+            return Ok(ns);
         }
         let mut map = self.namespaces.lock().await;
         if let Some(ns) = map.get(name) {
@@ -210,6 +225,10 @@ impl Engine {
         );
         crate::background::start_ticker(&ns, &self.options);
         map.insert(name.to_owned(), Arc::clone(&ns));
+        self.open
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(name.to_owned(), Arc::clone(&ns));
         Ok(ns)
     }
 

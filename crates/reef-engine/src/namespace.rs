@@ -390,8 +390,8 @@ pub(crate) async fn open_segments(
 ) -> Result<Vec<Arc<SegmentReader>>> {
     use futures_util::{StreamExt as _, TryStreamExt as _};
     let known: HashMap<&str, &Arc<SegmentReader>> = open.iter().map(|r| (r.key(), r)).collect();
-    // Owned plans, so the futures below borrow nothing (they run inside
-    // spawned tasks).
+    // Owned plans, so the futures below borrow nothing (they run inside a
+    // spawned task: each has to be `Send` for every lifetime).
     let plans: Vec<(String, u64, Option<Arc<SegmentReader>>)> = manifest
         .segments
         .iter()
@@ -399,7 +399,7 @@ pub(crate) async fn open_segments(
             let key = layout.segment_key(meta.id);
             let reuse = known
                 .get(key.as_str())
-                .filter(|r| meta.matches(meta.object_bytes, r.footer()))
+                .filter(|r| meta.matches(r.object_bytes(), r.footer()))
                 .map(|r| Arc::clone(r));
             (key, meta.object_bytes, reuse)
         })

@@ -28,6 +28,8 @@ use crate::store::DynStore;
 pub struct SegmentReader {
     store: DynStore,
     key: Arc<str>,
+    /// The object's size, as checked at open.
+    object_bytes: u64,
     /// Identity of these bytes in the cache key.
     identity: u64,
     footer: SegmentFooter,
@@ -109,6 +111,7 @@ impl SegmentReader {
         id_bytes.extend_from_slice(&len.to_le_bytes());
         Ok(SegmentReader {
             store,
+            object_bytes: len,
             identity: xxhash_rust::xxh3::xxh3_64(&id_bytes),
             key: Arc::from(key),
             footer,
@@ -126,6 +129,11 @@ impl SegmentReader {
     /// The object key.
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The object's size (checked against the store when opened).
+    pub fn object_bytes(&self) -> u64 {
+        self.object_bytes
     }
 
     /// Block `n`, from the cache or fetched, checked against the index.

@@ -1,0 +1,265 @@
+//! Reef and SlateDB side by side (issue #13): the same workloads, the same
+//! disk, one process, one run, so every ratio compares like with like.
+//!
+//! ```text
+//! cargo run --release --manifest-path peer/Cargo.toml -- DIR [SECONDS]
+//! ```
+//!
+//! Workloads, each for SECONDS (default 5):
+//! - durable writes: W writers (1, 16, 64, 256), each writing its own keys
+//!   one 100-byte value per request and waiting until it is durable (Reef:
+//!   `Engine::write` returns after its WAL object is put-if-absent with
+//!   fsync; SlateDB: `put(..).await_durable()`, `flush_interval` 1 ms);
+//! - point gets of written keys after a flush, from 1 and 16 tasks;
+//! - a full scan.
+//!
+//! Both stores are local directories on the same file system (Reef's
+//! `LocalStore`, SlateDB's `object_store::local::LocalFileSystem`).
+
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use hdrhistogram::Histogram;
+use reef_engine::{Engine, EngineOptions, ScanRange};
+use reef_format::{Document, Op, Value, WriteRequest};
+use reef_manifest::store::{DynStore, LocalStore};
+use slatedb::Db;
+use slatedb::config::Settings;
+use slatedb::object_store::local::LocalFileSystem;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+const VALUE_BYTES: usize = 100;
+
+fn value() -> String {
+    "v".repeat(VALUE_BYTES)
+}
+
+/// Either store, behind the three operations the workloads need.
+#[derive(Clone)]
+enum Store {
+    Reef(Arc<Engine>),
+    Slate(Arc<Db>),
+}
+
+impl Store {
+    fn name(&self) -> &'static str {
+        match self {
+            Store::Reef(_) => "Reef",
+            Store::Slate(_) => "SlateDB",
+        }
+    }
+
+    async fn put(&self, key: String) -> Result<(), Error> {
+        match self {
+            Store::Reef(e) => {
+                let doc = Document::from_iter([("v".to_owned(), Value::String(value()))]);
+                e.write("peer", WriteRequest::new([Op::upsert(key, doc)]))
+                    .await?;
+            }
+            Store::Slate(db) => {
+                db.put(key.as_bytes(), value().as_bytes())
+                    .await?
+                    .await_durable()
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<bool, Error> {
+        Ok(match self {
+            Store::Reef(e) => e.get("peer", key).await?.is_some(),
+            Store::Slate(db) => db.get(key.as_bytes()).await?.is_some(),
+        })
+    }
+
+    async fn flush(&self) -> Result<(), Error> {
+        match self {
+            Store::Reef(e) => {
+                e.flush("peer").await?;
+            }
+            Store::Slate(db) => db.flush().await?,
+        }
+        Ok(())
+    }
+
+    async fn scan(&self) -> Result<u64, Error> {
+        let mut n = 0;
+        match self {
+            Store::Reef(e) => {
+                let mut docs = e.scan_stream("peer", &ScanRange::default()).await?;
+                while docs.try_next().await?.is_some() {
+                    n += 1;
+                }
+            }
+            Store::Slate(db) => {
+                let mut it = db.scan(..).await?;
+                while it.next().await?.is_some() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+struct WriteRun {
+    per_s: f64,
+    p50: f64,
+    p99: f64,
+    keys: u64,
+}
+
+async fn writes(store: &Store, writers: usize, seconds: f64) -> Result<WriteRun, Error> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                store.put(format!("w{writers:03}-{w:03}-{n:09}")).await?;
+                h.saturating_record(t.elapsed().as_micros() as u64);
+                n += 1;
+            }
+            Ok::<_, Error>(h)
+        });
+    }
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    while let Some(h) = tasks.join_next().await {
+        all.add(h??)?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(WriteRun {
+        per_s: all.len() as f64 / secs,
+        p50: all.value_at_quantile(0.5) as f64 / 1000.0,
+        p99: all.value_at_quantile(0.99) as f64 / 1000.0,
+        keys: all.len(),
+    })
+}
+
+/// Point gets of keys written by the 16-writer run, from `tasks` tasks.
+async fn gets(store: &Store, tasks_n: usize, keys: u64, seconds: f64) -> Result<f64, Error> {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..tasks_n {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let mut n = 0u64;
+            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t as u64;
+            while Instant::now() < deadline {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let k = x % keys;
+                let key = format!("w016-{:03}-{:09}", k % 16, k / 16);
+                // Keys past a writer's last are simply absent: both pay
+                // the same lookup.
+                store.get(&key).await?;
+                n += 1;
+            }
+            Ok::<_, Error>(n)
+        });
+    }
+    let mut total = 0;
+    while let Some(n) = tasks.join_next().await {
+        total += n??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: reef-peer DIR [SECONDS]")?);
+    let seconds: f64 = args.get(2).map_or(Ok(5.0), |s| s.parse())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("reef"))?;
+    std::fs::create_dir_all(dir.join("slatedb"))?;
+
+    let local: DynStore = Arc::new(LocalStore::new(dir.join("reef")));
+    let reef = Store::Reef(Arc::new(
+        Engine::open(local, EngineOptions::default()).await?,
+    ));
+    let fs = Arc::new(LocalFileSystem::new_with_prefix(dir.join("slatedb"))?);
+    let settings = Settings {
+        flush_interval: Some(Duration::from_millis(1)),
+        ..Settings::default()
+    };
+    let slate = Store::Slate(Arc::new(
+        Db::builder("peer", fs)
+            .with_settings(settings)
+            .build()
+            .await?,
+    ));
+
+    println!(
+        "| writers | writes/s Reef / SlateDB | ratio | p50 / p99 ms Reef | p50 / p99 ms SlateDB |"
+    );
+    println!("|---:|---|---:|---|---|");
+    let mut keys16 = (0, 0);
+    for writers in [1usize, 16, 64, 256] {
+        let r = writes(&reef, writers, seconds).await?;
+        let s = writes(&slate, writers, seconds).await?;
+        if writers == 16 {
+            keys16 = (r.keys, s.keys);
+        }
+        println!(
+            "| {writers} | {:.0} / {:.0} | {:.2}× | {:.2} / {:.2} | {:.2} / {:.2} |",
+            r.per_s,
+            s.per_s,
+            r.per_s / s.per_s,
+            r.p50,
+            r.p99,
+            s.p50,
+            s.p99
+        );
+    }
+    println!();
+    for store in [&reef, &slate] {
+        store.flush().await?;
+    }
+    println!("| reads | {} | {} | ratio |", reef.name(), slate.name());
+    println!("|---|---:|---:|---:|");
+    let keys = keys16.0.min(keys16.1).max(1);
+    for tasks in [1usize, 16] {
+        // Warm: one pass first, as a service's cache would be.
+        let _ = gets(&reef, tasks, keys, seconds / 5.0).await?;
+        let _ = gets(&slate, tasks, keys, seconds / 5.0).await?;
+        let r = gets(&reef, tasks, keys, seconds).await?;
+        let s = gets(&slate, tasks, keys, seconds).await?;
+        println!(
+            "| point gets/s, {tasks} task(s) | {r:.0} | {s:.0} | {:.2}× |",
+            r / s
+        );
+    }
+    let mut scans = Vec::new();
+    for store in [&reef, &slate] {
+        let t = Instant::now();
+        let n = store.scan().await?;
+        scans.push((n, n as f64 / t.elapsed().as_secs_f64()));
+    }
+    println!(
+        "| full scan docs/s ({} / {} documents) | {:.0} | {:.0} | {:.2}× |",
+        scans[0].0,
+        scans[1].0,
+        scans[0].1,
+        scans[1].1,
+        scans[0].1 / scans[1].1
+    );
+    if let Store::Reef(e) = &reef {
+        e.close().await?;
+    }
+    if let Store::Slate(db) = &slate {
+        db.close().await?;
+    }
+    Ok(())
+}
