@@ -14,8 +14,13 @@ use anyhow::Result;
 use crate::util;
 
 /// Seeds each knob run may take before it must have found a violation: the
-/// size of the CI slice.
-const KNOB_SEEDS: &str = "2000";
+/// size of the CI slice. A run stops at its first violation, so most knobs
+/// cost a few hundred seeds; the rarest race (`skip-pin-check`: a snapshot
+/// taken just as GC raises the floor) shows about once per 1,000–2,000
+/// seeds, so 2,000 missed it when unrelated changes moved the schedules
+/// (CI, 2026-12-04). 10,000 makes a miss unlikely (about e^-6) and costs
+/// at most ~4 minutes of a debug build when a knob is really uncaught.
+const KNOB_SEEDS: &str = "10000";
 
 /// Steps per seed for the knob runs (the same as the default slice).
 const KNOB_STEPS: &str = "500";

@@ -318,7 +318,32 @@ async fn large_object(s: &DynStore) {
     };
 }
 
+/// `get_many` answers exactly what `get` of each key would, in order,
+/// missing keys included; a bad key is refused; a page is never larger
+/// than the backend's `list_page_max`.
+async fn batches(s: &DynStore) {
+    for k in ["m/1", "m/3"] {
+        s.put(k, Bytes::from(k.as_bytes().to_vec())).await.unwrap();
+    }
+    let keys: Vec<String> = ["m/1", "m/2", "m/3"].map(str::to_owned).to_vec();
+    let many = s.get_many(&keys).await.unwrap();
+    assert_eq!(many.len(), 3);
+    for (key, got) in keys.iter().zip(&many) {
+        let one = s.get(key).await.unwrap();
+        let bytes = |o: &Option<reef_manifest::store::Object>| o.as_ref().map(|o| o.bytes.clone());
+        assert_eq!(bytes(got), bytes(&one), "{key}");
+    }
+    assert!(many[1].is_none());
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
+    assert!(s.get_many(&["../escape".to_owned()]).await.is_err());
+    let max = s.list_page_max();
+    assert!(max >= 1000, "{max}");
+    let page = s.list("m/", None, usize::MAX).await.unwrap();
+    assert!(page.objects.len() <= max);
+}
+
 async fn suite(s: DynStore) {
+    batches(&s).await;
     basic_semantics(&s).await;
     conditional_puts(&s).await;
     ranges(&s).await;

@@ -62,6 +62,8 @@ pub struct Workload {
     pub key_space: u64,
     /// Fraction of operations that are point reads.
     pub reads: f64,
+    /// Whether the engine folds in the background as it would in service.
+    pub fold: bool,
 }
 
 /// Latency percentiles, in milliseconds.
@@ -223,8 +225,11 @@ pub async fn run(store: DynStore, store_name: &str, w: Workload) -> Result<Repor
         return bad("--reads must be a fraction from 0 to 1");
     }
     let counting = Arc::new(CountingStore::new(store));
-    let engine =
-        Arc::new(Engine::open(Arc::clone(&counting) as DynStore, EngineOptions::default()).await?);
+    let options = EngineOptions {
+        background: w.fold,
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(Engine::open(Arc::clone(&counting) as DynStore, options).await?);
     let w = Arc::new(w);
     let written = Arc::new(AtomicU64::new(0));
     let before = counting.counts();

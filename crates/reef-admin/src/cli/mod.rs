@@ -272,6 +272,10 @@ pub enum Command {
         /// Fraction of operations that are point reads (0 to 1).
         #[arg(long, default_value_t = 0.0)]
         reads: f64,
+        /// Fold nothing: leave every write in the WAL (to measure what
+        /// opening a namespace with that much unfolded WAL costs).
+        #[arg(long)]
+        no_fold: bool,
     },
     /// Shows what Reef's codecs do, on a local directory.
     Demo,
@@ -402,6 +406,7 @@ pub fn run(cli: Cli) -> Result<()> {
         keys,
         key_space,
         reads,
+        no_fold,
     } = &cli.command
     {
         validate_namespace(ns)?;
@@ -414,6 +419,7 @@ pub fn run(cli: Cli) -> Result<()> {
             keys: *keys,
             key_space: *key_space,
             reads: *reads,
+            fold: !*no_fold,
         };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()

@@ -140,6 +140,10 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         Ok(out)
     }
 
+    fn list_page_max(&self) -> usize {
+        self.inner.list_page_max()
+    }
+
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         bump(&self.counters.list, 1);
         self.inner.list_dirs(prefix).await

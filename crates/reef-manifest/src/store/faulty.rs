@@ -159,6 +159,10 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.after("get_range", key, b, out)
     }
 
+    fn list_page_max(&self) -> usize {
+        self.inner.list_page_max()
+    }
+
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let b = self.before("list", prefix).await?;
         let out = self.inner.list_dirs(prefix).await;

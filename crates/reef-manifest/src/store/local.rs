@@ -43,6 +43,11 @@ use crate::error::{Error, Result};
 use crate::rng::Rng;
 
 const LOCK_FILE: &str = ".reef-flock";
+
+/// Most keys one local `list` returns. A directory is read (and sorted)
+/// whole for every page, so pages are as large as memory comfortably
+/// allows: 100,000 keys is a few MiB.
+const LOCAL_LIST_PAGE_MAX: usize = 100_000;
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Directories this process has made durable (fsynced up to the root).
 static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
@@ -458,7 +463,7 @@ impl ObjectStore for LocalStore {
         };
         let after = start_after.map(str::to_owned);
         // One more than a page: whether another page follows.
-        let want = limit.clamp(1, super::LIST_PAGE_MAX) + 1;
+        let want = limit.clamp(1, LOCAL_LIST_PAGE_MAX) + 1;
         let all = tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();
             walk(&root, &start_dir, &owned, after.as_deref(), want, &mut out).map(|()| out)
@@ -471,7 +476,38 @@ impl ObjectStore for LocalStore {
             transient: false,
         })?
         .map_err(|e| Error::io("list", prefix, e))?;
-        Ok(page_of(all, start_after, limit))
+        Ok(page_of(all, start_after, limit, LOCAL_LIST_PAGE_MAX))
+    }
+
+    fn list_page_max(&self) -> usize {
+        LOCAL_LIST_PAGE_MAX
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
+        for key in keys {
+            validate_key(key)?;
+        }
+        let root = self.root.clone();
+        let owned = keys.to_vec();
+        tokio::task::spawn_blocking(move || {
+            owned
+                .iter()
+                .map(|key| {
+                    let read = read_opt(&root.join(key)).map_err(|e| Error::io("get", key, e))?;
+                    Ok(read.map(|b| Object {
+                        tag: tag_of(&b),
+                        bytes: Bytes::from(b),
+                    }))
+                })
+                .collect::<Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            op: "get",
+            key: keys.first().cloned().unwrap_or_default(),
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+        })?
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -164,7 +164,7 @@ impl ObjectStore for MemoryStore {
                 });
             }
         }
-        Ok(page_of(all, start_after, limit))
+        Ok(page_of(all, start_after, limit, super::LIST_PAGE_MAX))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

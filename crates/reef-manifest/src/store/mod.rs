@@ -121,6 +121,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
+    /// Several objects, in `keys` order: `get` for each, all at once. A
+    /// backend may serve the batch in one go (a local directory reads it in
+    /// one blocking call instead of a thread hop per object); each answer
+    /// is exactly what `get` of that key would have said.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
+        futures_util::future::try_join_all(keys.iter().map(|k| self.get(k))).await
+    }
+
     /// Writes (or replaces) the object durably. (No tag: S3's streaming
     /// upload does not return one; callers that need it use `head`.)
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()>;
@@ -131,10 +139,18 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Replaces the object only if its current tag is `expected`.
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome>;
 
-    /// Up to `limit` (≤ `LIST_PAGE_MAX`) objects whose keys start with
+    /// Up to `limit` (≤ `list_page_max()`) objects whose keys start with
     /// `prefix` and sort after `start_after`, in key order.
     async fn list(&self, prefix: &str, start_after: Option<&str>, limit: usize)
     -> Result<ListPage>;
+
+    /// Most objects one `list` call returns: S3's 1,000 (`LIST_PAGE_MAX`)
+    /// unless the backend does better. Callers paging through a prefix ask
+    /// for this many: a local directory is read whole for every page, so
+    /// 1,000-key pages made listing 10,000 WAL objects cost ten reads.
+    fn list_page_max(&self) -> usize {
+        LIST_PAGE_MAX
+    }
 
     /// Deletes the object; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
@@ -200,6 +216,12 @@ impl ObjectStore for DynStore {
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         self.as_ref().list_dirs(prefix).await
     }
+    fn list_page_max(&self) -> usize {
+        self.as_ref().list_page_max()
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
+        self.as_ref().get_many(keys).await
+    }
 }
 
 /// Every object under `prefix`, following pages.
@@ -207,7 +229,9 @@ pub async fn list_all<S: ObjectStore + ?Sized>(store: &S, prefix: &str) -> Resul
     let mut out = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list(prefix, after.as_deref(), LIST_PAGE_MAX).await?;
+        let page = store
+            .list(prefix, after.as_deref(), store.list_page_max())
+            .await?;
         out.extend(page.objects);
         match page.next {
             Some(next) => after = Some(next),
@@ -258,9 +282,14 @@ pub fn validate_prefix(prefix: &str) -> Result<()> {
 
 /// Sorts candidate objects by key and applies `start_after` and `limit`
 /// (the tail every backend's `list` shares).
-pub(crate) fn page_of(mut all: Vec<Listed>, start_after: Option<&str>, limit: usize) -> ListPage {
+pub(crate) fn page_of(
+    mut all: Vec<Listed>,
+    start_after: Option<&str>,
+    limit: usize,
+    page_max: usize,
+) -> ListPage {
     all.sort_by(|a, b| a.key.cmp(&b.key));
-    let limit = limit.clamp(1, LIST_PAGE_MAX);
+    let limit = limit.clamp(1, page_max);
     let mut objects: Vec<Listed> = all
         .into_iter()
         .filter(|o| start_after.is_none_or(|after| o.key.as_str() > after))
@@ -315,11 +344,11 @@ mod tests {
                 size: 1,
             })
             .collect();
-        let p1 = page_of(all.clone(), None, 2);
+        let p1 = page_of(all.clone(), None, 2, LIST_PAGE_MAX);
         assert_eq!(p1.objects.len(), 2);
-        let p2 = page_of(all.clone(), p1.next.as_deref(), 2);
+        let p2 = page_of(all.clone(), p1.next.as_deref(), 2, LIST_PAGE_MAX);
         assert_eq!(p2.objects[0].key, "k2");
-        let p3 = page_of(all, p2.next.as_deref(), 2);
+        let p3 = page_of(all, p2.next.as_deref(), 2, LIST_PAGE_MAX);
         assert_eq!((p3.objects.len(), p3.next), (1, None));
     }
 }

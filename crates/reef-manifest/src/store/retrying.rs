@@ -72,6 +72,16 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         retry!(self, key, self.inner.get_range(key, range.clone()))
     }
 
+    fn list_page_max(&self) -> usize {
+        self.inner.list_page_max()
+    }
+
+    // Reads are idempotent: a transient failure retries the whole batch.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
+        let first = keys.first().map_or("", String::as_str);
+        retry!(self, first, self.inner.get_many(keys))
+    }
+
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         retry!(self, prefix, self.inner.list_dirs(prefix))
     }
