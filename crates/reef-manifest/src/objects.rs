@@ -127,9 +127,22 @@ impl Objects {
         while next <= end {
             let last = end.min(next.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
             let keys: Vec<String> = (next..=last).map(|l| self.layout.wal_key(l)).collect();
-            let objects = self.store.get_many(&keys).await?;
-            for ((lsn, key), object) in (next..=last).zip(&keys).zip(objects) {
-                match object {
+            let answers = self.store.get_many(&keys).await;
+            if answers.len() != keys.len() {
+                return Err(Error::Inconsistent {
+                    namespace: self.layout.namespace().to_owned(),
+                    reason: format!(
+                        "the store answered {} of {} WAL reads from {}",
+                        answers.len(),
+                        keys.len(),
+                        keys.first().map_or("", String::as_str)
+                    ),
+                });
+            }
+            // In LSN order, as sequential reads would: an error after the
+            // first missing LSN is never looked at.
+            for ((lsn, key), answer) in (next..=last).zip(&keys).zip(answers) {
+                match answer? {
                     Some(obj) => run.records.push(self.decode_wal(lsn, key, &obj.bytes)?),
                     None => {
                         run.missing = Some(lsn);

@@ -483,31 +483,37 @@ impl ObjectStore for LocalStore {
         LOCAL_LIST_PAGE_MAX
     }
 
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
-        for key in keys {
-            validate_key(key)?;
-        }
+    async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
         let root = self.root.clone();
         let owned = keys.to_vec();
-        tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             owned
                 .iter()
                 .map(|key| {
+                    validate_key(key)?;
                     let read = read_opt(&root.join(key)).map_err(|e| Error::io("get", key, e))?;
                     Ok(read.map(|b| Object {
                         tag: tag_of(&b),
                         bytes: Bytes::from(b),
                     }))
                 })
-                .collect::<Result<Vec<_>>>()
+                .collect::<Vec<Result<_>>>()
         })
-        .await
-        .map_err(|e| Error::Backend {
-            op: "get",
-            key: keys.first().cloned().unwrap_or_default(),
-            message: format!("blocking task failed: {e}"),
-            transient: false,
-        })?
+        .await;
+        match read {
+            Ok(answers) => answers,
+            Err(e) => keys
+                .iter()
+                .map(|key| {
+                    Err(Error::Backend {
+                        op: "get",
+                        key: key.clone(),
+                        message: format!("blocking task failed: {e}"),
+                        transient: false,
+                    })
+                })
+                .collect(),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

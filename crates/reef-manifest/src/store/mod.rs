@@ -121,12 +121,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
-    /// Several objects, in `keys` order: `get` for each, all at once. A
-    /// backend may serve the batch in one go (a local directory reads it in
-    /// one blocking call instead of a thread hop per object); each answer
-    /// is exactly what `get` of that key would have said.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
-        futures_util::future::try_join_all(keys.iter().map(|k| self.get(k))).await
+    /// Several objects, in `keys` order: `get` for each, all at once, one
+    /// answer per key (an error for one key is that key's answer, so a
+    /// caller reading in order sees exactly what sequential `get`s would
+    /// have told it). A backend may serve the batch in one go: a local
+    /// directory reads it in one blocking call instead of a thread hop per
+    /// object.
+    async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
+        futures_util::future::join_all(keys.iter().map(|k| self.get(k))).await
     }
 
     /// Writes (or replaces) the object durably. (No tag: S3's streaming
@@ -219,7 +221,7 @@ impl ObjectStore for DynStore {
     fn list_page_max(&self) -> usize {
         self.as_ref().list_page_max()
     }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
+    async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
         self.as_ref().get_many(keys).await
     }
 }

@@ -76,10 +76,16 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         self.inner.list_page_max()
     }
 
-    // Reads are idempotent: a transient failure retries the whole batch.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Object>>> {
-        let first = keys.first().map_or("", String::as_str);
-        retry!(self, first, self.inner.get_many(keys))
+    // The batch goes through in one go; a key whose read failed
+    // transiently is retried on its own, as `get` would have been.
+    async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
+        let mut answers = self.inner.get_many(keys).await;
+        for (key, answer) in keys.iter().zip(answers.iter_mut()) {
+            if matches!(answer, Err(e) if e.is_transient()) {
+                *answer = self.get(key).await;
+            }
+        }
+        answers
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
