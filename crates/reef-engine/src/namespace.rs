@@ -175,19 +175,29 @@ impl Namespace {
     /// covered it, so that HEAD read sees it folded and the stray is
     /// skipped. A record still above `last_applied_lsn` then is the only
     /// record that slot ever held.
+    ///
+    /// The WAL is applied a batch at a time (`RECOVERY_BATCH` records), so
+    /// recovery holds one batch, not all unfolded WAL; HEAD is read after
+    /// each batch is fetched and before it is applied, as above.
     pub async fn catch_up(&self) -> Result<()> {
         loop {
             self.adopt_newer_manifest().await?;
             let last = self.lock_state().last_lsn;
-            let run = self.objects.read_wal_after(last, usize::MAX).await?;
-            if !self.sabotage.apply_strays {
-                self.adopt_if_head_moved().await?;
-            }
-            let folded = self.lock_state().manifest.last_applied_lsn;
-            for record in run.records.iter().filter(|r| r.lsn > folded) {
-                self.apply(record)?;
-            }
-            let Some(missing) = run.missing else {
+            let mut wal = self.objects.wal_after(last).await?;
+            let missing = loop {
+                let run = wal.next(RECOVERY_BATCH).await?;
+                if !self.sabotage.apply_strays {
+                    self.adopt_if_head_moved().await?;
+                }
+                let folded = self.lock_state().manifest.last_applied_lsn;
+                for record in run.records.iter().filter(|r| r.lsn > folded) {
+                    self.apply(record)?;
+                }
+                if run.missing.is_some() || run.records.is_empty() {
+                    break run.missing;
+                }
+            };
+            let Some(missing) = missing else {
                 return Ok(());
             };
             // Gone because a newer manifest folded it and GC collected it
@@ -372,6 +382,9 @@ impl Namespace {
         }
     }
 }
+
+/// WAL records recovery fetches, checks against HEAD and applies at a time.
+const RECOVERY_BATCH: usize = 256;
 
 /// Segment opens in flight at once (each costs two ranged GETs).
 const SEGMENT_OPENS_IN_FLIGHT: usize = 16;

@@ -113,49 +113,21 @@ impl Objects {
     /// finds nothing ends the run (`WalRun::missing` when later LSNs were
     /// listed, or a listed object vanished).
     pub async fn read_wal_after(&self, after: u64, max: usize) -> Result<WalRun> {
-        let mut run = WalRun::default();
-        let Some(&newest) = self.list_wal(after).await?.last() else {
-            return Ok(run);
-        };
-        // Every LSN up to the newest listed is read directly, listed or
-        // not, a batch at a time (`get_many`: one round trip per batch on
-        // S3's side, one blocking call on a local disk's, where a hop per
-        // object made recovery cost ~30 µs per WAL object), in LSN order;
-        // the first LSN found missing ends the run.
-        let end = newest.min(after.saturating_add(u64::try_from(max).unwrap_or(u64::MAX)));
-        let mut next = after.saturating_add(1);
-        while next <= end {
-            let last = end.min(next.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
-            let keys: Vec<String> = (next..=last).map(|l| self.layout.wal_key(l)).collect();
-            let answers = self.store.get_many(&keys).await;
-            if answers.len() != keys.len() {
-                return Err(Error::Inconsistent {
-                    namespace: self.layout.namespace().to_owned(),
-                    reason: format!(
-                        "the store answered {} of {} WAL reads from {}",
-                        answers.len(),
-                        keys.len(),
-                        keys.first().map_or("", String::as_str)
-                    ),
-                });
-            }
-            // In LSN order, as sequential reads would: an error after the
-            // first missing LSN is never looked at.
-            for ((lsn, key), answer) in (next..=last).zip(&keys).zip(answers) {
-                match answer? {
-                    Some(obj) => run.records.push(self.decode_wal(lsn, key, &obj.bytes)?),
-                    None => {
-                        run.missing = Some(lsn);
-                        return Ok(run);
-                    }
-                }
-            }
-            match last.checked_add(1) {
-                Some(n) => next = n,
-                None => break,
-            }
-        }
-        Ok(run)
+        self.wal_after(after).await?.next(max).await
+    }
+
+    /// A walk over the WAL after `after`: listed once, then read in
+    /// batches (`WalCursor::next`), so a reader that applies each batch
+    /// before asking for the next holds one batch, not the whole WAL.
+    pub async fn wal_after(&self, after: u64) -> Result<WalCursor<'_>> {
+        let newest = self.list_wal(after).await?.last().copied();
+        Ok(WalCursor {
+            objects: self,
+            next: after.saturating_add(1),
+            // Nothing listed: an empty walk.
+            end: newest.unwrap_or(after),
+            ended: false,
+        })
     }
 
     /// Creates `seg/<id>` from a built segment. The same bytes already
@@ -191,5 +163,75 @@ impl Objects {
             .collect();
         ids.sort_unstable();
         Ok(ids)
+    }
+}
+
+/// A walk over the WAL up to the newest LSN listed when it began
+/// (`Objects::wal_after`). Every LSN up to there is read directly, listed
+/// or not (a listing is not a snapshot), a batch at a time (`get_many`:
+/// one blocking call on a local disk, where a thread hop per object made
+/// recovery cost ~30 µs per WAL object; concurrent GETs on S3), in LSN
+/// order; the first LSN found missing ends the walk.
+pub struct WalCursor<'a> {
+    objects: &'a Objects,
+    next: u64,
+    end: u64,
+    ended: bool,
+}
+
+impl WalCursor<'_> {
+    /// The next records, at most `max`, contiguous and in LSN order; an
+    /// empty run once the walk is over. `missing` names the LSN that ended
+    /// it, if one was absent.
+    pub async fn next(&mut self, max: usize) -> Result<WalRun> {
+        let mut run = WalRun::default();
+        if self.ended || max == 0 || self.next > self.end {
+            return Ok(run);
+        }
+        let stop = self.end.min(
+            self.next
+                .saturating_add(u64::try_from(max).unwrap_or(u64::MAX))
+                - 1,
+        );
+        while self.next <= stop {
+            let first = self.next;
+            let last = stop.min(first.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
+            let keys: Vec<String> = (first..=last)
+                .map(|l| self.objects.layout.wal_key(l))
+                .collect();
+            let answers = self.objects.store.get_many(&keys).await;
+            if answers.len() != keys.len() {
+                return Err(Error::Inconsistent {
+                    namespace: self.objects.layout.namespace().to_owned(),
+                    reason: format!(
+                        "the store answered {} of {} WAL reads from {}",
+                        answers.len(),
+                        keys.len(),
+                        keys.first().map_or("", String::as_str)
+                    ),
+                });
+            }
+            // In LSN order, as sequential reads would: an error after the
+            // first missing LSN is never looked at.
+            for ((lsn, key), answer) in (first..=last).zip(&keys).zip(answers) {
+                match answer? {
+                    Some(obj) => {
+                        run.records
+                            .push(self.objects.decode_wal(lsn, key, &obj.bytes)?);
+                        self.next = lsn.saturating_add(1);
+                    }
+                    None => {
+                        run.missing = Some(lsn);
+                        self.ended = true;
+                        return Ok(run);
+                    }
+                }
+            }
+            if last == u64::MAX {
+                self.ended = true;
+                break;
+            }
+        }
+        Ok(run)
     }
 }
