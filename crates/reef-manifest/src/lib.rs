@@ -63,7 +63,7 @@ pub use error::{Error, Result};
 pub use layout::Layout;
 pub use leases::{LEASE_CLOCK_SKEW_MS, LeaseHandle, PinSet, Pins};
 pub use manifests::{Committed, HEAD_CAS_RETRIES_MAX, ManifestStore};
-pub use objects::{Objects, WalRun};
+pub use objects::{Objects, WalCursor, WalRun};
 pub use rng::{Rng, SeededRng, SystemRng};
 #[doc(hidden)]
 pub use sabotage::Sabotage;

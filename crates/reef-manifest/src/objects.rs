@@ -14,10 +14,11 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::store::{DynStore, PutOutcome, list_all};
 
-/// WAL objects `read_wal_after` asks for in one batch.
+/// WAL objects a `WalCursor` asks the store for in one `get_many`.
 const WAL_READS_IN_FLIGHT: usize = 64;
 
-/// WAL records read in LSN order by [`Objects::read_wal_after`].
+/// WAL records read in LSN order by [`WalCursor::next`] (and
+/// [`Objects::read_wal_after`]).
 #[derive(Clone, Debug, Default)]
 pub struct WalRun {
     /// Contiguous records, starting right after the requested LSN.
@@ -124,9 +125,9 @@ impl Objects {
         Ok(WalCursor {
             objects: self,
             next: after.saturating_add(1),
-            // Nothing listed: an empty walk.
             end: newest.unwrap_or(after),
-            ended: false,
+            // Nothing listed: an empty walk.
+            ended: newest.is_none(),
         })
     }
 
@@ -182,19 +183,17 @@ pub struct WalCursor<'a> {
 impl WalCursor<'_> {
     /// The next records, at most `max`, contiguous and in LSN order; an
     /// empty run once the walk is over. `missing` names the LSN that ended
-    /// it, if one was absent.
+    /// it, if one was absent. After an error the cursor has not moved: the
+    /// same call may be made again.
     pub async fn next(&mut self, max: usize) -> Result<WalRun> {
         let mut run = WalRun::default();
         if self.ended || max == 0 || self.next > self.end {
             return Ok(run);
         }
-        let stop = self.end.min(
-            self.next
-                .saturating_add(u64::try_from(max).unwrap_or(u64::MAX))
-                - 1,
-        );
-        while self.next <= stop {
-            let first = self.next;
+        let span = u64::try_from(max - 1).unwrap_or(u64::MAX);
+        let stop = self.end.min(self.next.saturating_add(span));
+        let mut first = self.next;
+        loop {
             let last = stop.min(first.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
             let keys: Vec<String> = (first..=last)
                 .map(|l| self.objects.layout.wal_key(l))
@@ -215,11 +214,9 @@ impl WalCursor<'_> {
             // first missing LSN is never looked at.
             for ((lsn, key), answer) in (first..=last).zip(&keys).zip(answers) {
                 match answer? {
-                    Some(obj) => {
-                        run.records
-                            .push(self.objects.decode_wal(lsn, key, &obj.bytes)?);
-                        self.next = lsn.saturating_add(1);
-                    }
+                    Some(obj) => run
+                        .records
+                        .push(self.objects.decode_wal(lsn, key, &obj.bytes)?),
                     None => {
                         run.missing = Some(lsn);
                         self.ended = true;
@@ -227,11 +224,14 @@ impl WalCursor<'_> {
                     }
                 }
             }
-            if last == u64::MAX {
-                self.ended = true;
-                break;
+            if last >= stop {
+                match last.checked_add(1) {
+                    Some(n) => self.next = n,
+                    None => self.ended = true,
+                }
+                return Ok(run);
             }
+            first = last + 1;
         }
-        Ok(run)
     }
 }

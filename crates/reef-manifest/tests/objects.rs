@@ -77,3 +77,41 @@ async fn wal_and_segments_on_every_backend() {
         assert_eq!(objects.list_segments().await.unwrap(), [0xfeed]);
     }
 }
+
+/// The WAL cursor walks up to the newest LSN listed when it began, in
+/// batches of at most `max` records (batches of 64 reads inside), and a
+/// missing LSN ends the walk with `missing`, as sequential reads would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_cursor_reads_in_batches_and_stops_at_a_gap() {
+    let backends = common::backends("wal-cursor");
+    for (name, store) in &backends.stores {
+        let objects = Objects::new(Arc::clone(store), Layout::new("cur").unwrap());
+        for lsn in (1..=150).filter(|l| *l != 140) {
+            objects.put_wal(&record(lsn)).await.unwrap();
+        }
+        let lsns =
+            |run: &reef_manifest::WalRun| run.records.iter().map(|r| r.lsn).collect::<Vec<_>>();
+        let mut wal = objects.wal_after(0).await.unwrap();
+        let a = wal.next(100).await.unwrap();
+        assert_eq!(lsns(&a), (1..=100).collect::<Vec<_>>(), "{name}");
+        assert_eq!(a.missing, None);
+        let b = wal.next(100).await.unwrap();
+        assert_eq!(lsns(&b), (101..=139).collect::<Vec<_>>(), "{name}");
+        assert_eq!(b.missing, Some(140), "{name}");
+        assert!(wal.next(100).await.unwrap().records.is_empty(), "{name}");
+        // From past the gap to the end, then nothing; max 0 reads nothing.
+        let mut wal = objects.wal_after(140).await.unwrap();
+        assert!(wal.next(0).await.unwrap().records.is_empty());
+        assert_eq!(
+            lsns(&wal.next(64).await.unwrap()),
+            (141..=150).collect::<Vec<_>>()
+        );
+        let end = wal.next(64).await.unwrap();
+        assert!(end.records.is_empty() && end.missing.is_none(), "{name}");
+        // Nothing after the newest: an empty walk.
+        let mut wal = objects.wal_after(150).await.unwrap();
+        assert!(wal.next(10).await.unwrap().records.is_empty());
+        // The fold's form: at most `max` records.
+        assert_eq!(objects.read_wal_after(0, 5).await.unwrap().records.len(), 5);
+    }
+}
