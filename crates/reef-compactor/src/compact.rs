@@ -133,14 +133,7 @@ pub async fn compact(
             if builder.estimated_bytes() >= opts.l1_segment_bytes_target {
                 let full =
                     std::mem::replace(&mut builder, SegmentBuilder::new(opts.segment.clone()));
-                outputs.push(
-                    write_l1(
-                        &objects,
-                        full,
-                        new_segment_id(opts.rng.as_ref(), base.version),
-                    )
-                    .await?,
-                );
+                outputs.push(write_l1(&objects, full, opts, base.version).await?);
             }
         }
         let (sum, count) = merge.dropped();
@@ -150,14 +143,7 @@ pub async fn compact(
         }
     }
     if builder.entry_count() > 0 {
-        outputs.push(
-            write_l1(
-                &objects,
-                builder,
-                new_segment_id(opts.rng.as_ref(), base.version),
-            )
-            .await?,
-        );
+        outputs.push(write_l1(&objects, builder, opts, base.version).await?);
     }
     report.outputs = outputs.len();
     report.entries_out = outputs.iter().map(|s| s.entry_count).sum();
@@ -177,7 +163,15 @@ pub async fn compact(
     Ok(report)
 }
 
-async fn write_l1(objects: &Objects, builder: SegmentBuilder, id: u128) -> Result<SegmentMeta> {
+/// Writes one output under a fresh id carrying the base version (so GC can
+/// tell from the key whether its writer can still commit).
+async fn write_l1(
+    objects: &Objects,
+    builder: SegmentBuilder,
+    opts: &CompactorOptions,
+    base_version: u64,
+) -> Result<SegmentMeta> {
+    let id = new_segment_id(opts.rng.as_ref(), base_version);
     let built = builder.finish()?;
     objects.put_segment(id, &built).await?;
     Ok(SegmentMeta::from_footer(

@@ -123,34 +123,29 @@ pub async fn scan(
     range: &ScanRange,
     out: &mut Out,
 ) -> Result<()> {
-    let mut retried = false;
-    loop {
-        let mut docs = engine.scan_stream(namespace, range).await?;
-        let mut printed = 0;
-        let error = loop {
-            match docs.try_next().await {
-                Ok(Some(doc)) => {
-                    out.doc(&doc)?;
-                    printed += 1;
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => break e,
-            }
-        };
-        if printed > 0 {
-            return Err(PartialScan { printed, error }.into());
+    let docs = engine.scan_stream(namespace, range).await?;
+    match print(docs, out).await? {
+        Err(error) if error.is_collected_segment() => {
+            engine.refresh(namespace).await?;
+            let docs = engine.scan_stream(namespace, range).await?;
+            Ok(print(docs, out).await??)
         }
-        if retried || !error.is_collected_segment() {
-            return Err(error.into());
-        }
-        engine.refresh(namespace).await?;
-        retried = true;
+        done => Ok(done?),
     }
 }
 
 /// `reef scan --at <checkpoint>`: as `scan`, at the checkpoint's version.
 pub async fn scan_snapshot(snapshot: &Snapshot, range: &ScanRange, out: &mut Out) -> Result<()> {
-    let mut docs = snapshot.scan_stream(range);
+    Ok(print(snapshot.scan_stream(range), out).await??)
+}
+
+/// Prints a scan's documents. An engine error before the first document
+/// is returned as it is (the caller may read again); after it, as a
+/// `PartialScan`. Output errors are the outer `Err`.
+async fn print(
+    mut docs: reef_engine::DocStream,
+    out: &mut Out,
+) -> Result<std::result::Result<(), Error>> {
     let mut printed = 0;
     loop {
         match docs.try_next().await {
@@ -158,9 +153,9 @@ pub async fn scan_snapshot(snapshot: &Snapshot, range: &ScanRange, out: &mut Out
                 out.doc(&doc)?;
                 printed += 1;
             }
-            Ok(None) => return Ok(()),
-            Err(error) if printed > 0 => return Err(PartialScan { printed, error }.into()),
-            Err(error) => return Err(error.into()),
+            Ok(None) => return Ok(Ok(())),
+            Err(error) if printed == 0 => return Ok(Err(error)),
+            Err(error) => return Err(PartialScan { printed, error }.into()),
         }
     }
 }
