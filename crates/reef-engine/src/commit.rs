@@ -30,7 +30,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use reef_format::{WalRecord, WalRequest, WriteRequest, WriteSummary};
+use reef_format::{CheckedRequest, WalRecord, WalRequest, WriteSummary};
 use reef_manifest::store::PutOutcome;
 use tokio::sync::oneshot;
 
@@ -79,8 +79,7 @@ impl WriteResult {
 }
 
 pub(crate) struct Pending {
-    req: WriteRequest,
-    fingerprint: u128,
+    req: CheckedRequest,
     tx: oneshot::Sender<Result<WriteResult>>,
 }
 
@@ -93,20 +92,12 @@ pub(crate) fn busy(ns: &Namespace) -> bool {
 pub(crate) async fn submit(
     ns: &Arc<Namespace>,
     opts: &Arc<EngineOptions>,
-    req: WriteRequest,
-    bytes: usize,
+    req: CheckedRequest,
 ) -> Result<WriteResult> {
     wait_for_room(ns, opts).await?;
-    let fingerprint = req.fingerprint();
     let (tx, rx) = oneshot::channel();
-    let become_leader = ns.queue.push(
-        Pending {
-            req,
-            fingerprint,
-            tx,
-        },
-        bytes,
-    );
+    let bytes = req.bytes();
+    let become_leader = ns.queue.push(Pending { req, tx }, bytes);
     if become_leader {
         // A task of its own: a caller that gives up must not strand the
         // requests queued behind it.
@@ -145,9 +136,8 @@ async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
             ns.idle.notify_waiters();
             return;
         };
-        let requests: Vec<&WriteRequest> = batch.iter().map(|p| &p.req).collect();
-        let fingerprints: Vec<u128> = batch.iter().map(|p| p.fingerprint).collect();
-        let results = commit_batch(&ns, &opts, &requests, &fingerprints).await;
+        let requests: Vec<&CheckedRequest> = batch.iter().map(|p| &p.req).collect();
+        let results = commit_batch(&ns, &opts, &requests).await;
         for (p, r) in batch.into_iter().zip(results) {
             // A caller that stopped waiting just does not hear the answer.
             let _ = p.tx.send(r);
@@ -168,12 +158,11 @@ enum Outcome {
 async fn commit_batch(
     ns: &Namespace,
     opts: &EngineOptions,
-    reqs: &[&WriteRequest],
-    fingerprints: &[u128],
+    reqs: &[&CheckedRequest],
 ) -> Vec<Result<WriteResult>> {
     let _mutator = ns.commit.lock().await;
     for _attempt in 0..opts.lsn_race_retries_max {
-        let (outcomes, wal_requests) = match plan(ns, opts, reqs, fingerprints).await {
+        let (outcomes, wal_requests) = match plan(ns, reqs).await {
             Ok(p) => p,
             // Our view lists a segment another process compacted away and
             // collected: a newer manifest exists; adopt it, plan again.
@@ -241,18 +230,13 @@ async fn commit_batch(
 }
 
 /// Resolves the batch against current state.
-async fn plan(
-    ns: &Namespace,
-    opts: &EngineOptions,
-    reqs: &[&WriteRequest],
-    fingerprints: &[u128],
-) -> Result<(Vec<Outcome>, Vec<WalRequest>)> {
+async fn plan(ns: &Namespace, reqs: &[&CheckedRequest]) -> Result<(Vec<Outcome>, Vec<WalRequest>)> {
     let view = ns.view();
     // Sorted: reads go out in the same order on every run (a seeded
     // simulation replays exactly).
     let ids: BTreeSet<&str> = reqs
         .iter()
-        .flat_map(|r| r.ops.iter().map(|o| o.id.as_str()))
+        .flat_map(|r| r.request().ops.iter().map(|o| o.id.as_str()))
         .collect();
     let mut base: HashMap<String, Current> = HashMap::with_capacity(ids.len());
     for id in ids {
@@ -265,7 +249,7 @@ async fn plan(
         let s = ns.lock_state();
         let keys = reqs
             .iter()
-            .filter_map(|r| r.idempotency_key.as_ref())
+            .filter_map(|r| r.request().idempotency_key.as_ref())
             .filter_map(|k| {
                 s.idempotency
                     .get(k)
@@ -278,8 +262,9 @@ async fn plan(
     let mut wal = Vec::new();
     let mut in_batch: HashMap<&str, (u128, usize)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(reqs.len());
-    for (i, (req, fp)) in reqs.iter().zip(fingerprints).enumerate() {
-        if let Some(key) = &req.idempotency_key {
+    for (i, req) in reqs.iter().enumerate() {
+        let fp = &req.fingerprint();
+        if let Some(key) = &req.request().idempotency_key {
             let conflict = || {
                 Outcome::Rejected(Error::IdempotencyConflict {
                     namespace: ns.name.clone(),
@@ -304,17 +289,9 @@ async fn plan(
                 continue;
             }
         }
-        match resolve(
-            &ns.name,
-            req,
-            *fp,
-            &base,
-            &mut overlay,
-            &mut next_version,
-            &opts.limits,
-        ) {
+        match resolve(&ns.name, req, &base, &mut overlay, &mut next_version) {
             Ok(w) => {
-                if let Some(key) = &req.idempotency_key {
+                if let Some(key) = &req.request().idempotency_key {
                     in_batch.insert(key.as_str(), (*fp, i));
                 }
                 outcomes.push(Outcome::Applied(wal.len()));

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use reef_format::WriteRequest;
+use reef_format::{CheckedRequest, WriteRequest};
 use reef_manifest::layout::{NAMESPACES_PREFIX, validate_namespace};
 use reef_manifest::store::{DynStore, RetryingStore};
 use reef_manifest::{BlockCache, LeaseHandle, Pins};
@@ -261,11 +261,55 @@ impl Engine {
             });
         }
         validate_namespace(namespace)?;
-        let bytes = request
-            .validate(&self.options.limits)
+        let checked = request
+            .check(&self.options.limits)
             .map_err(|e| Error::invalid(namespace, e))?;
+        self.write_checked(namespace, checked).await
+    }
+
+    /// `write` of a request already checked (`WriteRequest::check`): its
+    /// documents were encoded once and are not encoded again. Checked
+    /// against other limits than this engine's, it is checked again.
+    /// Retrying a `CheckedRequest` clones a pointer, not the documents.
+    ///
+    /// ```
+    /// # use reef_engine::prelude::*;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let engine = Engine::open(open_store("memory://")?, EngineOptions::default()).await?;
+    /// let checked = WriteRequest::new([Op::upsert("a", Document::new())])
+    ///     .idempotency_key("req-1")
+    ///     .check(engine.limits())?;
+    /// let first = engine.write_checked("docs", checked.clone()).await?;
+    /// // A retry clones a pointer and replays the original result.
+    /// let again = engine.write_checked("docs", checked).await?;
+    /// assert_eq!((first.upserted, again.replayed), (1, true));
+    /// # engine.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn write_checked(
+        &self,
+        namespace: &str,
+        request: CheckedRequest,
+    ) -> Result<WriteResult> {
+        if self.options.read_only {
+            return Err(Error::ReadOnly {
+                namespace: namespace.to_owned(),
+            });
+        }
+        validate_namespace(namespace)?;
+        let request = if request.limits() == &self.options.limits {
+            request
+        } else {
+            request
+                .request()
+                .clone()
+                .check(&self.options.limits)
+                .map_err(|e| Error::invalid(namespace, e))?
+        };
         let ns = self.namespace(namespace).await?;
-        submit(&ns, &self.options, request, bytes).await
+        submit(&ns, &self.options, request).await
     }
 
     /// The document `id` as a `T` (any `Deserialize` type), with its
@@ -486,6 +530,12 @@ impl Engine {
             Arc::clone(&self.options.rng),
         )
         .with_sabotage(self.options.compactor.sabotage)
+    }
+
+    /// The limits this engine checks requests against (what a caller
+    /// passes to `WriteRequest::check` for `write_checked`).
+    pub fn limits(&self) -> &reef_format::Limits {
+        &self.options.limits
     }
 
     /// The store this engine works on (for tools that manage pins).

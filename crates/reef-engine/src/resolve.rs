@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use reef_format::{
-    Entry, Limits, OpKind, Precondition, WalOp, WalRequest, WriteRequest, decode_document,
+    CheckedRequest, Entry, OpKind, Precondition, WalOp, WalRequest, decode_document,
     encode_document, merge_patch,
 };
 
@@ -44,16 +44,18 @@ fn describe(cur: &Current) -> String {
 /// Resolves `req` against `base` (the latest entry of every id it
 /// touches) and `overlay` (earlier requests of the batch). On success the
 /// overlay and `next_version` advance and the WAL form is returned; on
-/// failure neither changes.
+/// failure neither changes. An upsert's entry holds the bytes `check`
+/// encoded; only a patch's result is encoded here (against the limits the
+/// request was checked with).
 pub(crate) fn resolve(
     namespace: &str,
-    req: &WriteRequest,
-    fingerprint: u128,
+    checked: &CheckedRequest,
     base: &HashMap<String, Current>,
     overlay: &mut Overlay,
     next_version: &mut u64,
-    limits: &Limits,
 ) -> Result<WalRequest> {
+    let req = checked.request();
+    let limits = checked.limits();
     let mut mine: HashMap<String, Current> = HashMap::new();
     let mut version = *next_version;
     let mut ops = Vec::with_capacity(req.ops.len());
@@ -81,11 +83,11 @@ pub(crate) fn resolve(
             }
         }
         let doc_field = || format!("ops[{i}].doc");
-        let new: Option<Bytes> = match (op.kind, &cur, &op.doc) {
-            (OpKind::Upsert, _, Some(doc)) => Some(Bytes::from(
-                encode_document(doc, limits).map_err(|e| relabel(namespace, e, &doc_field()))?,
-            )),
-            (OpKind::Patch, Some((_, bytes)), Some(patch)) => {
+        // `check` encoded every doc it accepted: an upsert's bytes are
+        // final; a patch's doc is the patch, merged into the current one.
+        let new: Option<Bytes> = match (op.kind, &cur, checked.doc(i), &op.doc) {
+            (OpKind::Upsert, _, Some(bytes), _) => Some(bytes.clone()),
+            (OpKind::Patch, Some((_, bytes)), _, Some(patch)) => {
                 let mut doc = decode_document(bytes, &op.id)?;
                 merge_patch(&mut doc, patch);
                 // A patch can grow a document past the limit.
@@ -94,12 +96,12 @@ pub(crate) fn resolve(
                         .map_err(|e| relabel(namespace, e, &doc_field()))?,
                 ))
             }
-            (OpKind::Patch | OpKind::Delete, None, _) => {
+            (OpKind::Patch | OpKind::Delete, None, _, _) => {
                 skipped += 1;
                 continue;
             }
-            (OpKind::Delete, Some(_), _) => None,
-            (OpKind::Upsert | OpKind::Patch, _, None) => {
+            (OpKind::Delete, Some(_), _, _) => None,
+            (OpKind::Upsert | OpKind::Patch, _, _, _) => {
                 return Err(Error::Invalid {
                     namespace: namespace.to_owned(),
                     field: doc_field(),
@@ -122,7 +124,7 @@ pub(crate) fn resolve(
     *next_version = version;
     Ok(WalRequest {
         idempotency_key: req.idempotency_key.clone(),
-        fingerprint,
+        fingerprint: checked.fingerprint(),
         skipped,
         ops,
     })
@@ -145,7 +147,7 @@ fn relabel(namespace: &str, e: reef_format::FormatError, field: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reef_format::{Document, Op, Value};
+    use reef_format::{Document, Limits, Op, Value, WriteRequest};
 
     fn doc(n: i64) -> Document {
         [("n".to_owned(), Value::I64(n))].into()
@@ -184,7 +186,8 @@ mod tests {
             ],
             idempotency_key: None,
         };
-        let w = resolve("ns", &req, 0, &base, &mut overlay, &mut next, &limits).unwrap();
+        let req = req.check(&limits).unwrap();
+        let w = resolve("ns", &req, &base, &mut overlay, &mut next).unwrap();
         assert_eq!(w.ops.len(), 2);
         assert_eq!((w.skipped, next), (1, 12));
 
@@ -200,7 +203,8 @@ mod tests {
             ],
             idempotency_key: None,
         };
-        let err = resolve("ns", &bad, 0, &base, &mut overlay, &mut next, &limits).unwrap_err();
+        let bad = bad.check(&limits).unwrap();
+        let err = resolve("ns", &bad, &base, &mut overlay, &mut next).unwrap_err();
         let text = err.to_string();
         assert!(
             text.contains("ops[1]")

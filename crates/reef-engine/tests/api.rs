@@ -67,3 +67,51 @@ async fn typed_documents_builders_and_a_shared_close() {
     assert!(matches!(after, Err(Error::Closed { .. })), "{after:?}");
     engine.close().await.unwrap();
 }
+
+/// `write_checked` takes a request checked once (issue #13: encode each
+/// document once); one checked against other limits is checked again
+/// against the engine's, so a looser check cannot smuggle in a document
+/// the engine refuses.
+#[tokio::test]
+async fn a_checked_request_is_checked_again_under_other_limits() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let mut options = EngineOptions::default();
+    options.limits.doc_bytes_max = 64;
+    let engine = Engine::open(store, options).await.unwrap();
+    let big = to_document(&User {
+        name: "x".repeat(100),
+        age: 1,
+        tags: vec![],
+    })
+    .unwrap();
+    let loose = WriteRequest::new([Op::upsert("u", big)])
+        .check(&reef_format::Limits::default())
+        .unwrap();
+    let err = engine
+        .write_checked("users", loose.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { field, .. } if field.starts_with("ops[0].doc")),
+        "{err}"
+    );
+    assert_eq!(
+        engine.get("users", "u").await.unwrap(),
+        None,
+        "nothing written"
+    );
+
+    let small = to_document(&User {
+        name: "ada".into(),
+        age: 36,
+        tags: vec![],
+    })
+    .unwrap();
+    let ok = WriteRequest::new([Op::upsert("u", small.clone())])
+        .check(engine.limits())
+        .unwrap();
+    engine.write_checked("users", ok).await.unwrap();
+    let stored = engine.get("users", "u").await.unwrap().unwrap();
+    assert_eq!(stored.doc, small, "the checked bytes are what is stored");
+    engine.close().await.unwrap();
+}

@@ -75,7 +75,7 @@ pub use manifest::{
 pub use merge::{MergeIter, Tombstones};
 pub use patch::merge_patch;
 pub use pointer::{CONTROL_FORMAT_VERSION, Checkpoint, Head, Lease, NAME_BYTES_MAX};
-pub use request::{Op, OpKind, Precondition, WriteRequest, validate_id};
+pub use request::{CheckedRequest, Op, OpKind, Precondition, WriteRequest, validate_id};
 pub use segment::{BuiltSegment, Segment, SegmentBuilder, SegmentOptions};
 pub use setsum::{SETSUM_BYTES, Setsum};
 pub use value::{Document, Value, decode_document, encode_document};

@@ -5,6 +5,9 @@
 //! Invariant: `WriteRequest::validate` is the single gate for user input;
 //! anything it accepts can be encoded by every codec in this crate.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::error::{FormatError, Result};
@@ -188,6 +191,38 @@ impl WriteRequest {
     /// Validates every op against `limits`, naming the first bad field as
     /// `ops[i].<field>`. Returns the request's encoded size in bytes.
     pub fn validate(&self, limits: &Limits) -> Result<usize> {
+        self.encode_docs(limits).map(|(_, bytes)| bytes)
+    }
+
+    /// Validates the request and encodes each document once, for the
+    /// write path to carry (fingerprint, resolution, WAL record) instead
+    /// of encoding again at each step. Errors as `validate`.
+    ///
+    /// ```
+    /// use reef_format::{Document, Limits, Op, WriteRequest};
+    /// let checked = WriteRequest::new([Op::upsert("a", Document::new())])
+    ///     .check(&Limits::default())?;
+    /// assert_eq!(checked.fingerprint(), checked.request().fingerprint());
+    /// # Ok::<(), reef_format::FormatError>(())
+    /// ```
+    pub fn check(self, limits: &Limits) -> Result<CheckedRequest> {
+        let (docs, bytes) = self.encode_docs(limits)?;
+        let fingerprint = fingerprint_of(
+            self.ops.len(),
+            self.ops.iter().zip(docs.iter().map(Option::as_deref)),
+        );
+        Ok(CheckedRequest(Arc::new(Checked {
+            request: self,
+            docs,
+            bytes,
+            fingerprint,
+            limits: limits.clone(),
+        })))
+    }
+
+    /// Each op's encoded document (`None` for a delete) and the request's
+    /// size: ids plus encoded documents.
+    fn encode_docs(&self, limits: &Limits) -> Result<(Vec<Option<Bytes>>, usize)> {
         if self.ops.is_empty() {
             return Err(FormatError::invalid(
                 "ops",
@@ -217,11 +252,12 @@ impl WriteRequest {
             ));
         }
         let mut total = 0usize;
+        let mut docs = Vec::with_capacity(self.ops.len());
         for (i, op) in self.ops.iter().enumerate() {
             validate_id(&op.id, &format!("ops[{i}].id"), limits)?;
             total += op.id.len();
             match (op.kind, &op.doc) {
-                (OpKind::Delete, None) => {}
+                (OpKind::Delete, None) => docs.push(None),
                 (OpKind::Delete, Some(_)) => {
                     return Err(FormatError::invalid(
                         format!("ops[{i}].doc"),
@@ -235,9 +271,10 @@ impl WriteRequest {
                     ));
                 }
                 (_, Some(doc)) => {
-                    total += encode_document(doc, limits)
-                        .map_err(|e| relabel(e, &format!("ops[{i}].doc")))?
-                        .len();
+                    let bytes = encode_document(doc, limits)
+                        .map_err(|e| relabel(e, &format!("ops[{i}].doc")))?;
+                    total += bytes.len();
+                    docs.push(Some(Bytes::from(bytes)));
                 }
             }
             if total > limits.request_bytes_max {
@@ -250,7 +287,7 @@ impl WriteRequest {
                 ));
             }
         }
-        Ok(total)
+        Ok((docs, total))
     }
 
     /// A 128-bit fingerprint of the ops (not the key): two requests with the
@@ -259,40 +296,107 @@ impl WriteRequest {
     /// Hashes, per op: kind tag, id, precondition, and the canonical
     /// document encoding (see docs/format.md, "Request fingerprint"). Call
     /// `validate` first: an unencodable document hashes as its error text.
+    /// `CheckedRequest::fingerprint` is the same value, computed from the
+    /// documents it already encoded.
     pub fn fingerprint(&self) -> u128 {
-        let mut h = Xxh3::new();
-        h.update(&(self.ops.len() as u64).to_le_bytes());
         // Fingerprints only need encodable documents; the limit here is the
-        // codec's own, so validation limits do not change fingerprints.
+        // codec's own, so validation limits do not change fingerprints
+        // (encoding is canonical: a limit only refuses, never reshapes).
         let unbounded = Limits {
             doc_bytes_max: crate::limits::DOC_BYTES_HARD_MAX,
             ..Limits::default()
         };
-        for op in &self.ops {
-            h.update(&[op.kind.tag()]);
-            h.update(&(op.id.len() as u64).to_le_bytes());
-            h.update(op.id.as_bytes());
-            match op.precondition {
-                None => h.update(&[0]),
-                Some(Precondition::Absent) => h.update(&[1]),
-                Some(Precondition::Exists) => h.update(&[2]),
-                Some(Precondition::Version(v)) => {
-                    h.update(&[3]);
-                    h.update(&v.to_le_bytes());
-                }
-            }
-            match &op.doc {
-                None => h.update(&[0]),
-                Some(doc) => {
-                    h.update(&[1]);
-                    let bytes = encode_document(doc, &unbounded)
-                        .unwrap_or_else(|e| e.to_string().into_bytes());
-                    h.update(&(bytes.len() as u64).to_le_bytes());
-                    h.update(&bytes);
-                }
+        let docs: Vec<Option<Vec<u8>>> = self
+            .ops
+            .iter()
+            .map(|op| {
+                op.doc.as_ref().map(|doc| {
+                    encode_document(doc, &unbounded).unwrap_or_else(|e| e.to_string().into_bytes())
+                })
+            })
+            .collect();
+        fingerprint_of(
+            self.ops.len(),
+            self.ops.iter().zip(docs.iter().map(Option::as_deref)),
+        )
+    }
+}
+
+/// The fingerprint of `n` ops, each with its encoded document.
+fn fingerprint_of<'a>(n: usize, ops: impl Iterator<Item = (&'a Op, Option<&'a [u8]>)>) -> u128 {
+    let mut h = Xxh3::new();
+    h.update(&(n as u64).to_le_bytes());
+    for (op, doc) in ops {
+        h.update(&[op.kind.tag()]);
+        h.update(&(op.id.len() as u64).to_le_bytes());
+        h.update(op.id.as_bytes());
+        match op.precondition {
+            None => h.update(&[0]),
+            Some(Precondition::Absent) => h.update(&[1]),
+            Some(Precondition::Exists) => h.update(&[2]),
+            Some(Precondition::Version(v)) => {
+                h.update(&[3]);
+                h.update(&v.to_le_bytes());
             }
         }
-        h.digest128()
+        match doc {
+            None => h.update(&[0]),
+            Some(bytes) => {
+                h.update(&[1]);
+                h.update(&(bytes.len() as u64).to_le_bytes());
+                h.update(bytes);
+            }
+        }
+    }
+    h.digest128()
+}
+
+/// A request that passed `WriteRequest::check`: its documents encoded once
+/// (an upsert's bytes are the WAL entry's), its size and its fingerprint.
+/// Cheap to clone (shared), so a caller can retry it without copying.
+#[derive(Clone, Debug)]
+pub struct CheckedRequest(Arc<Checked>);
+
+#[derive(Debug)]
+struct Checked {
+    request: WriteRequest,
+    docs: Vec<Option<Bytes>>,
+    bytes: usize,
+    fingerprint: u128,
+    limits: Limits,
+}
+
+/// Equal when the requests and limits are: the rest is derived from them.
+impl PartialEq for CheckedRequest {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.request == other.0.request && self.0.limits == other.0.limits
+    }
+}
+
+impl CheckedRequest {
+    /// The request as written.
+    pub fn request(&self) -> &WriteRequest {
+        &self.0.request
+    }
+
+    /// Op `i`'s document, encoded (`None` for a delete or past the end).
+    pub fn doc(&self, i: usize) -> Option<&Bytes> {
+        self.0.docs.get(i).and_then(Option::as_ref)
+    }
+
+    /// Encoded size: ids plus documents.
+    pub fn bytes(&self) -> usize {
+        self.0.bytes
+    }
+
+    /// Same as `WriteRequest::fingerprint`.
+    pub fn fingerprint(&self) -> u128 {
+        self.0.fingerprint
+    }
+
+    /// The limits it was checked against.
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
     }
 }
 
@@ -398,5 +502,33 @@ mod tests {
         assert_eq!(a.fingerprint(), b.fingerprint());
         assert_ne!(a.fingerprint(), c.fingerprint());
         assert_ne!(a.fingerprint(), d.fingerprint());
+    }
+
+    #[test]
+    fn a_checked_request_carries_what_validation_encoded() {
+        let limits = Limits::default();
+        let mut patch = upsert("b", 7);
+        patch.kind = OpKind::Patch;
+        patch.precondition = Some(Precondition::Exists);
+        let req = WriteRequest {
+            ops: vec![upsert("a", 1), patch, Op::delete("c").if_version(3)],
+            idempotency_key: Some("k".into()),
+        };
+        let size = req.validate(&limits).unwrap();
+        let checked = req.clone().check(&limits).unwrap();
+        assert_eq!(checked.fingerprint(), req.fingerprint());
+        assert_eq!(checked.bytes(), size);
+        for (i, op) in req.ops.iter().enumerate() {
+            let expected = op
+                .doc
+                .as_ref()
+                .map(|d| encode_document(d, &limits).unwrap());
+            assert_eq!(checked.doc(i).map(|b| b.to_vec()), expected, "op {i}");
+        }
+        assert_eq!(checked.request(), &req);
+
+        let bad = WriteRequest::new([Op::delete("")]);
+        let err = bad.check(&limits).unwrap_err().to_string();
+        assert!(err.contains("ops[0].id"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use reef_engine::{Engine, Error};
-use reef_format::{Op, OpKind, WriteRequest, document_from_json, parse_json};
+use reef_format::{FormatError, Op, OpKind, WriteRequest, document_from_json, parse_json};
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::Value as Json;
 use serde_json::value::RawValue;
@@ -190,9 +190,25 @@ async fn write_batch(
         ops,
         idempotency_key: Some(hasher.key()),
     };
+    let ops_len = request.ops.len() as u64;
+    let invalid = |field: String, reason: String, documents: u64| {
+        InputError(format!(
+            "batch {} (documents {}..): {field}: {reason}",
+            summary.batches + 1,
+            documents + 1 - ops_len
+        ))
+    };
+    // Checked (documents encoded) once; a retry clones a pointer.
+    let request = match request.check(engine.limits()) {
+        Ok(checked) => checked,
+        Err(FormatError::Invalid { field, reason }) => {
+            return Err(invalid(field, reason, summary.documents).into());
+        }
+        Err(e) => return Err(Error::Format(e).into()),
+    };
     let mut attempt = 1;
     let result = loop {
-        match engine.write(ns, request.clone()).await {
+        match engine.write_checked(ns, request.clone()).await {
             Ok(r) => break r,
             // Temporary: wait and retry (the key makes it safe).
             Err(e) if e.kind() == reef_engine::ErrorKind::Transient && attempt < 8 => {
@@ -200,12 +216,7 @@ async fn write_batch(
                 attempt += 1;
             }
             Err(Error::Invalid { field, reason, .. }) => {
-                return Err(InputError(format!(
-                    "batch {} (documents {}..): {field}: {reason}",
-                    summary.batches + 1,
-                    summary.documents + 1 - request.ops.len() as u64
-                ))
-                .into());
+                return Err(invalid(field, reason, summary.documents).into());
             }
             Err(e) => return Err(e.into()),
         }

@@ -22,7 +22,8 @@
 use std::io::BufRead;
 
 use reef_format::{
-    FormatError, Limits, Op, OpKind, Precondition, WriteRequest, document_from_json, parse_json,
+    CheckedRequest, FormatError, Limits, Op, OpKind, Precondition, WriteRequest,
+    document_from_json, parse_json,
 };
 use serde_json::{Map, Value as Json};
 
@@ -31,8 +32,9 @@ use super::exit::InputError;
 /// A request parsed from input, with the input line of each op.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParsedRequest {
-    /// The request, validated against the limits it was parsed with.
-    pub request: WriteRequest,
+    /// The request, checked (and its documents encoded) against the
+    /// limits it was parsed with.
+    pub request: CheckedRequest,
     /// `lines[i]` is the 1-based input line of `request.ops[i]`.
     pub lines: Vec<usize>,
 }
@@ -140,16 +142,12 @@ pub fn parse_request(
                 .to_owned(),
         ));
     }
-    let parsed = ParsedRequest {
-        request: WriteRequest {
-            ops,
-            idempotency_key,
-        },
-        lines,
+    let request = WriteRequest {
+        ops,
+        idempotency_key,
     };
-    if let Err(e) = parsed.request.validate(limits) {
-        return Err(explain(e, &parsed));
-    }
+    let request = request.check(limits).map_err(|e| explain(e, &lines))?;
+    let parsed = ParsedRequest { request, lines };
     Ok(parsed)
 }
 
@@ -270,7 +268,8 @@ fn at_line(line: usize, e: FormatError) -> InputError {
 
 /// Turns a `WriteRequest::validate` refusal (fields like `ops[3].doc.f`)
 /// into one naming the input line.
-fn explain(e: FormatError, parsed: &ParsedRequest) -> InputError {
+fn explain(e: FormatError, lines: &[usize]) -> InputError {
+    let line_of = |i: usize| lines.get(i).copied();
     let FormatError::Invalid { field, reason } = e else {
         return InputError(format!("input: {e}"));
     };
@@ -278,7 +277,7 @@ fn explain(e: FormatError, parsed: &ParsedRequest) -> InputError {
         return InputError(format!("--idempotency-key: {reason}"));
     }
     match split_op_field(&field) {
-        Some((index, rest)) => match parsed.line_of(index) {
+        Some((index, rest)) => match line_of(index) {
             Some(line) => at_line(
                 line,
                 FormatError::Invalid {
@@ -293,7 +292,7 @@ fn explain(e: FormatError, parsed: &ParsedRequest) -> InputError {
             let reason = match reason.rsplit_once(" at ops[") {
                 Some((head, tail)) => {
                     let index = tail.trim_end_matches(']').parse::<usize>().ok();
-                    match index.and_then(|i| parsed.line_of(i)) {
+                    match index.and_then(line_of) {
                         Some(line) => format!("{head} at line {line}"),
                         None => reason.clone(),
                     }
@@ -328,7 +327,7 @@ mod tests {
                     {\"op\":\"delete\",\"id\":\"u2\",\"if\":\"exists\"}\n";
         let parsed = parse(text).unwrap();
         assert_eq!(parsed.lines, vec![2, 4, 5]);
-        let ops = &parsed.request.ops;
+        let ops = &parsed.request.request().ops;
         assert_eq!(ops[0].kind, OpKind::Upsert);
         assert_eq!(ops[0].precondition, Some(Precondition::Absent));
         assert_eq!(ops[1].precondition, Some(Precondition::Version(7)));

@@ -33,7 +33,10 @@ pub async fn write(
 ) -> Result<()> {
     let mut attempt = 1;
     let result = loop {
-        match engine.write(namespace, parsed.request.clone()).await {
+        match engine
+            .write_checked(namespace, parsed.request.clone())
+            .await
+        {
             Ok(result) => break result,
             Err(Error::Contention { .. }) if attempt < CONTENTION_ATTEMPTS_MAX => {
                 tokio::time::sleep(jittered(CONTENTION_BACKOFF_BASE, attempt)).await;
