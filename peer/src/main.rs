@@ -11,7 +11,10 @@
 //!   `Engine::write` returns after its WAL object is put-if-absent with
 //!   fsync; SlateDB: `put(..).await_durable()`, `flush_interval` 1 ms);
 //! - point gets of written keys after a flush, from 1 and 16 tasks;
-//! - a full scan.
+//! - a full scan;
+//! - the floor under a durable write: one put-if-absent of a WAL-sized
+//!   object at a time on Reef's `LocalStore` (fsync of the file, link,
+//!   fsync of the directory), measured just before Reef's single writer.
 //!
 //! Both stores are local directories on the same file system (Reef's
 //! `LocalStore`, SlateDB's `object_store::local::LocalFileSystem`).
@@ -25,7 +28,7 @@ use futures_util::TryStreamExt;
 use hdrhistogram::Histogram;
 use reef_engine::{Engine, EngineOptions, ScanRange};
 use reef_format::{Document, Op, Value, WriteRequest};
-use reef_manifest::store::{DynStore, LocalStore};
+use reef_manifest::store::{DynStore, LocalStore, ObjectStore};
 use slatedb::Db;
 use slatedb::config::Settings;
 use slatedb::object_store::local::LocalFileSystem;
@@ -145,6 +148,23 @@ async fn writes(store: &Store, writers: usize, seconds: f64) -> Result<WriteRun,
     })
 }
 
+/// The p50 (ms) of one put-if-absent of `bytes`, one at a time, for
+/// `seconds`, on a `LocalStore` under `dir`.
+async fn put_if_absent_p50(dir: &std::path::Path, bytes: usize, seconds: f64) -> Result<f64, Error> {
+    let store = LocalStore::new(dir);
+    let body = bytes::Bytes::from(vec![b'x'; bytes]);
+    let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let t = Instant::now();
+        store.put_if_absent(&format!("floor/{n:020}"), body.clone()).await?;
+        h.saturating_record(t.elapsed().as_micros() as u64);
+        n += 1;
+    }
+    Ok(h.value_at_quantile(0.5) as f64 / 1000.0)
+}
+
 /// Point gets of keys written by the 16-writer run, from `tasks` tasks.
 async fn gets(store: &Store, tasks_n: usize, keys: u64, seconds: f64) -> Result<f64, Error> {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
@@ -206,8 +226,20 @@ async fn main() -> Result<(), Error> {
     );
     println!("|---:|---|---:|---|---|");
     let mut keys16 = (0, 0);
+    // (put-if-absent p50, Reef's single-writer p50), in ms.
+    let mut floor = (0.0, 0.0);
     for writers in [1usize, 16, 64, 256] {
+        if writers == 1 {
+            // A single 100-byte upsert's WAL object is about this size.
+            floor.0 = put_if_absent_p50(&dir.join("floor"), 200, seconds).await?;
+        }
         let r = writes(&reef, writers, seconds).await?;
+        if writers == 1 {
+            // Again after: the lower floor of the two is the ratio's
+            // denominator (disk state drifts; this favours the floor).
+            let after = put_if_absent_p50(&dir.join("floor2"), 200, seconds).await?;
+            floor = (floor.0.min(after), r.p50);
+        }
         let s = writes(&slate, writers, seconds).await?;
         if writers == 16 {
             keys16 = (r.keys, s.keys);
@@ -223,6 +255,14 @@ async fn main() -> Result<(), Error> {
             s.p99
         );
     }
+    println!();
+    println!(
+        "Single-writer p50 ack {:.3} ms; one put-if-absent of 200 bytes on the same \
+         disk, the lower p50 of a run just before and one just after: {:.3} ms; ratio {:.2}×.",
+        floor.1,
+        floor.0,
+        floor.1 / floor.0
+    );
     println!();
     for store in [&reef, &slate] {
         store.flush().await?;
