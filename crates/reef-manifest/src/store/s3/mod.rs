@@ -206,8 +206,15 @@ impl S3Store {
             200 => {
                 let size = reply.body.len() as u64;
                 check_range(key, &range, size)?;
+                // A copy, not a slice: the block cache would otherwise
+                // keep the whole object alive per cached block.
                 Ok((
-                    reply.body.slice(range.start as usize..range.end as usize),
+                    Bytes::copy_from_slice(
+                        reply
+                            .body
+                            .get(range.start as usize..range.end as usize)
+                            .unwrap_or_default(),
+                    ),
                     size,
                 ))
             }

@@ -1,0 +1,67 @@
+//! Full-scan throughput through the library's `Stream` (issue #13: ≥ 2M
+//! documents/s). Workload: 200,000 documents `{"v": <100 bytes>}` under
+//! ids `k<9 digits>`, written in requests of 1,000, folded and compacted
+//! into level 1, on the in-memory store, so the figure is Reef's own cost
+//! (block decode, merge, document decode), not the disk's.
+//!
+//! `cargo bench -p reef-engine --bench scan`; without `--bench` (the CI
+//! smoke run) it scans 2,000 documents once so the code cannot rot.
+#![allow(clippy::disallowed_methods, reason = "benchmarks measure real time")]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::TryStreamExt;
+use reef_engine::{Engine, EngineOptions, ScanRange};
+use reef_format::{Document, Op, Value, WriteRequest};
+use reef_manifest::store::{DynStore, MemoryStore};
+
+const NS: &str = "scan";
+
+async fn fill(docs: usize) -> Engine {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let engine = Engine::open(store, EngineOptions::default()).await.unwrap();
+    let value = "v".repeat(100);
+    for start in (0..docs).step_by(1_000) {
+        let ops = (start..(start + 1_000).min(docs)).map(|i| {
+            let doc = Document::from_iter([("v".to_owned(), Value::String(value.clone()))]);
+            Op::upsert(format!("k{i:09}"), doc)
+        });
+        engine.write(NS, WriteRequest::new(ops)).await.unwrap();
+    }
+    engine.flush(NS).await.unwrap();
+    engine.compact(NS, true).await.unwrap();
+    engine
+}
+
+fn scan(c: &mut Criterion) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let docs = if full { 200_000 } else { 2_000 };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = rt.block_on(fill(docs));
+    let mut g = c.benchmark_group("scan");
+    g.throughput(Throughput::Elements(docs as u64));
+    g.sample_size(10);
+    g.bench_function("full_scan_stream", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut stream = engine.scan_stream(NS, &ScanRange::default()).await.unwrap();
+                let mut n = 0usize;
+                while let Some(doc) = stream.try_next().await.unwrap() {
+                    black_box(&doc);
+                    n += 1;
+                }
+                assert_eq!(n, docs);
+            })
+        })
+    });
+    g.finish();
+    rt.block_on(engine.close()).unwrap();
+}
+
+criterion_group!(benches, scan);
+criterion_main!(benches);
