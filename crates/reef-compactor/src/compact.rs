@@ -107,7 +107,7 @@ pub async fn compact(
     // reader) and the output segment being built, never the inputs'
     // contents. Every version of an id falls in one step, so each step's
     // merge decides exactly as a merge of everything would.
-    let mut steps = RangeSteps::new(readers, Bound::Unbounded);
+    let mut steps = RangeSteps::new(readers, Bound::Unbounded, Bound::Unbounded);
     let mut dropped = (Setsum::EMPTY, 0u64);
     let mut outputs = Vec::new();
     let mut builder = SegmentBuilder::new(opts.segment.clone());

@@ -2,7 +2,9 @@
 //! documents/s). Workload: 200,000 documents `{"v": <100 bytes>}` under
 //! ids `k<9 digits>`, written in requests of 1,000, folded and compacted
 //! into level 1, on the in-memory store, so the figure is Reef's own cost
-//! (block decode, merge, document decode), not the disk's.
+//! (block decode, merge, document decode), not the disk's; and the same
+//! on the local disk (`LocalStore` in a temporary directory, page cache
+//! warm after the first pass), as the peer harness scans.
 //!
 //! `cargo bench -p reef-engine --bench scan`; without `--bench` (the CI
 //! smoke run) it scans 2,000 documents once so the code cannot rot.
@@ -15,12 +17,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::TryStreamExt;
 use reef_engine::{Engine, EngineOptions, ScanRange};
 use reef_format::{Document, Op, Value, WriteRequest};
-use reef_manifest::store::{DynStore, MemoryStore};
+use reef_manifest::store::{DynStore, LocalStore, MemoryStore};
+use reef_manifest::testing::TempDir;
 
 const NS: &str = "scan";
 
-async fn fill(docs: usize) -> Engine {
-    let store: DynStore = Arc::new(MemoryStore::new());
+async fn fill(store: DynStore, docs: usize) -> Engine {
     let engine = Engine::open(store, EngineOptions::default()).await.unwrap();
     let value = "v".repeat(100);
     for start in (0..docs).step_by(1_000) {
@@ -42,13 +44,38 @@ fn scan(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let engine = rt.block_on(fill(docs));
+    let dir = TempDir::new("scan-bench");
+    let stores: [(&str, DynStore); 2] = [
+        ("memory", Arc::new(MemoryStore::new())),
+        ("local", Arc::new(LocalStore::new(dir.path()))),
+    ];
     let mut g = c.benchmark_group("scan");
     g.throughput(Throughput::Elements(docs as u64));
     g.sample_size(10);
-    g.bench_function("full_scan_stream", |b| {
+    for (name, store) in stores {
+        let engine = rt.block_on(fill(store, docs));
+        g.bench_function(format!("full_scan_stream_{name}"), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut stream = engine.scan_stream(NS, &ScanRange::default()).await.unwrap();
+                    let mut n = 0usize;
+                    while let Some(doc) = stream.try_next().await.unwrap() {
+                        black_box(&doc);
+                        n += 1;
+                    }
+                    assert_eq!(n, docs);
+                })
+            })
+        });
+        rt.block_on(engine.close()).unwrap();
+    }
+    // Cold: a fresh engine per pass (empty block cache, as a one-shot
+    // `reef scan` starts), opening the namespace included.
+    g.bench_function("full_scan_stream_local_cold", |b| {
         b.iter(|| {
             rt.block_on(async {
+                let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+                let engine = Engine::open(store, EngineOptions::default()).await.unwrap();
                 let mut stream = engine.scan_stream(NS, &ScanRange::default()).await.unwrap();
                 let mut n = 0usize;
                 while let Some(doc) = stream.try_next().await.unwrap() {
@@ -56,11 +83,11 @@ fn scan(c: &mut Criterion) {
                     n += 1;
                 }
                 assert_eq!(n, docs);
+                engine.close().await.unwrap();
             })
         })
     });
     g.finish();
-    rt.block_on(engine.close()).unwrap();
 }
 
 criterion_group!(benches, scan);

@@ -7,9 +7,10 @@
 //! out before the next step starts after that id.
 //!
 //! Invariants:
-//! - A step holds at most one block per segment (the one `range_step`
-//!   keeps), a block's continuation when one id's versions straddle two
-//!   blocks, and `MEMTABLE_IDS_PER_STEP` memtable ids with their versions:
+//! - A step holds at most `READ_AHEAD_BYTES_MAX` (1 MiB) of blocks per
+//!   segment (what `range_step` read ahead, starting at one block and
+//!   doubling per fetch, never past the range's end), and
+//!   `MEMTABLE_IDS_PER_STEP` memtable ids with their versions:
 //!   memory is bounded by the view's segment count and block size, never
 //!   by the range.
 //! - Every version of an id lies within one step (a step ends *at* an id,
@@ -71,12 +72,13 @@ impl Scanner {
             .collect::<Vec<_>>();
         let lower = lower.map_or(Bound::Unbounded, |l| Bound::Included(l.clone()));
         let wanted = range.limit.unwrap_or(usize::MAX);
+        let upper = range.to.clone().map_or(Bound::Unbounded, Bound::Excluded);
         Scanner {
             namespace: namespace.to_owned(),
             prefix: range.prefix.clone(),
-            upper: range.to.clone().map_or(Bound::Unbounded, Bound::Excluded),
             wanted,
-            steps: RangeSteps::new(visible, lower),
+            steps: RangeSteps::new(visible, lower, upper.clone()),
+            upper,
             ready: VecDeque::new(),
             finished: wanted == 0,
             view,

@@ -84,6 +84,12 @@ impl BlockCache {
         Some(block)
     }
 
+    /// Whether the block is cached (counts neither a hit nor a miss, and
+    /// does not mark it used).
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        self.lock().entries.contains_key(key)
+    }
+
     /// Caches a block of `bytes` encoded bytes, evicting the least
     /// recently used blocks to stay within budget.
     pub fn insert(&self, key: BlockKey, block: Arc<Block>, bytes: usize) {

@@ -9,6 +9,7 @@
 //! (`PointLookup`, `SegmentIndex::seek`/`decode_block`); this module only
 //! fetches.
 
+use std::collections::VecDeque;
 use std::ops::{Bound, Range};
 use std::sync::Arc;
 
@@ -142,14 +143,7 @@ impl SegmentReader {
         if let Some(b) = self.cache.get(&cache_key) {
             return Ok(b);
         }
-        let h = self.index.blocks().get(n).ok_or_else(|| {
-            Error::Format(FormatError::Corrupt {
-                kind: ObjectKind::Segment,
-                object: self.key.to_string(),
-                offset: 0,
-                reason: format!("no block {n}"),
-            })
-        })?;
+        let h = self.index.blocks().get(n).ok_or_else(|| self.no_block(n))?;
         let bytes: Bytes = self
             .store
             .get_range(&self.key, h.offset..h.offset + u64::from(h.len))
@@ -190,33 +184,31 @@ impl SegmentReader {
     }
 
     /// Every entry (all versions, segment order) with an id within the
-    /// bounds, fetching only blocks that can hold one. `held` keeps the
-    /// last block fetched: a caller walking a range in steps, each
-    /// starting where the last ended, fetches every block once and holds
-    /// one block at a time.
+    /// bounds, fetching only blocks that can hold one. `ahead` keeps the
+    /// blocks fetched but not yet passed: a caller walking a range in
+    /// steps, each starting where the last ended, fetches every block once,
+    /// in GETs that grow from one block to `READ_AHEAD_BYTES_MAX` (never
+    /// past `ahead`'s limit).
     pub async fn range_step(
         &self,
         from: Bound<&str>,
         to: Bound<&str>,
-        held: &mut Option<(usize, Arc<Block>)>,
+        ahead: &mut ReadAhead,
     ) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut n = self.first_block(from);
         while n < self.index.blocks().len() {
-            // Block n starts at or after the previous block's last id.
-            let starts_at_or_after = match n.checked_sub(1) {
-                None => self.footer.min_id.as_str(),
-                Some(prev) => self.block_last_id(prev).unwrap_or_default(),
-            };
-            if !before_to(starts_at_or_after, to) {
+            if !before_to(self.block_first_bound(n), to) {
                 break;
             }
-            let block = match held {
-                Some((m, b)) if *m == n => Arc::clone(b),
-                _ => {
-                    let b = self.block(n).await?;
-                    *held = Some((n, Arc::clone(&b)));
-                    b
+            let block = match ahead.get(n) {
+                Some(b) => b,
+                None => {
+                    let count = ahead.window(self, n);
+                    let blocks = self.blocks(n, count).await?;
+                    let first = blocks.first().cloned().ok_or_else(|| self.no_block(n))?;
+                    ahead.refill(n, blocks);
+                    first
                 }
             };
             for e in block.entries() {
@@ -230,6 +222,81 @@ impl SegmentReader {
             n += 1;
         }
         Ok(out)
+    }
+
+    /// An id no entry of block `n` is before: the previous block's last id
+    /// (or the segment's first id).
+    fn block_first_bound(&self, n: usize) -> &str {
+        match n.checked_sub(1) {
+            None => self.footer.min_id.as_str(),
+            Some(prev) => self.block_last_id(prev).unwrap_or_default(),
+        }
+    }
+
+    /// Blocks `first..first + count` (fewer at the segment's end), each
+    /// from the cache or fetched: a run of uncached blocks adjacent in the
+    /// object costs one ranged GET. Each block is copied out of the
+    /// run's bytes before it is decoded and cached, so a cached block
+    /// holds its own bytes, never the whole run's.
+    pub async fn blocks(&self, first: usize, count: usize) -> Result<Vec<Arc<Block>>> {
+        let handles = self.index.blocks();
+        let end = first.saturating_add(count).min(handles.len());
+        let mut out = Vec::with_capacity(end.saturating_sub(first));
+        let mut n = first;
+        while n < end {
+            let cache_key = (Arc::clone(&self.key), self.identity, n);
+            if let Some(b) = self.cache.get(&cache_key) {
+                out.push(b);
+                n += 1;
+                continue;
+            }
+            // The run: uncached blocks, each starting where the last ended.
+            let mut run_end = n + 1;
+            while run_end < end
+                && handles.get(run_end).map(|h| h.offset)
+                    == handles
+                        .get(run_end - 1)
+                        .map(|h| h.offset + u64::from(h.len))
+                && !self
+                    .cache
+                    .contains(&(Arc::clone(&self.key), self.identity, run_end))
+            {
+                run_end += 1;
+            }
+            if run_end == n + 1 {
+                out.push(self.block(n).await?);
+                n += 1;
+                continue;
+            }
+            let (start, stop) = match (handles.get(n), handles.get(run_end - 1)) {
+                (Some(a), Some(b)) => (a.offset, b.offset + u64::from(b.len)),
+                _ => break,
+            };
+            let bytes = self.store.get_range(&self.key, start..stop).await?;
+            for m in n..run_end {
+                let h = handles.get(m).ok_or_else(|| self.no_block(m))?;
+                let at = (h.offset - start) as usize;
+                let part = bytes
+                    .get(at..at + h.len as usize)
+                    .map(Bytes::copy_from_slice)
+                    .ok_or_else(|| self.no_block(m))?;
+                let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
+                let cache_key = (Arc::clone(&self.key), self.identity, m);
+                self.cache.insert(cache_key, Arc::clone(&block), part.len());
+                out.push(block);
+            }
+            n = run_end;
+        }
+        Ok(out)
+    }
+
+    fn no_block(&self, n: usize) -> Error {
+        Error::Format(FormatError::Corrupt {
+            kind: ObjectKind::Segment,
+            object: self.key.to_string(),
+            offset: 0,
+            reason: format!("no block {n}"),
+        })
     }
 
     /// Up to `limit` entries (all versions, segment order) with ids within
@@ -259,5 +326,76 @@ impl SegmentReader {
             }
         }
         Ok(out)
+    }
+}
+
+/// The most a walker reads ahead of where it is in one segment, in bytes
+/// of blocks: a scan of a segment costs about `segment / 1 MiB` GETs once
+/// the window has grown, and holds at most this much of each segment.
+pub const READ_AHEAD_BYTES_MAX: u64 = 1 << 20;
+
+/// A walker's place in one segment (`SegmentReader::range_step`): blocks
+/// fetched ahead and not yet passed, and how many to fetch next. The
+/// window starts at one block and doubles with each fetch, so a scan that
+/// stops early (a limit, a prefix) reads little more than it uses, and a
+/// long one reads `READ_AHEAD_BYTES_MAX` at a time. It never reads a block
+/// that starts past `limit` (the walk's end).
+#[derive(Debug)]
+pub struct ReadAhead {
+    blocks: VecDeque<(usize, Arc<Block>)>,
+    window: usize,
+    limit: Bound<String>,
+}
+
+impl ReadAhead {
+    /// Reading ahead no further than `limit` (the walk's upper bound).
+    pub fn new(limit: Bound<String>) -> ReadAhead {
+        ReadAhead {
+            blocks: VecDeque::new(),
+            window: 1,
+            limit,
+        }
+    }
+
+    /// Block `n` if held; blocks before `n` are dropped (walks only go
+    /// forward).
+    fn get(&mut self, n: usize) -> Option<Arc<Block>> {
+        while self.blocks.front().is_some_and(|(m, _)| *m < n) {
+            self.blocks.pop_front();
+        }
+        match self.blocks.front() {
+            Some((m, b)) if *m == n => Some(Arc::clone(b)),
+            _ => None,
+        }
+    }
+
+    /// How many blocks from `n` the next fetch takes: the window, cut at
+    /// `READ_AHEAD_BYTES_MAX` and at the first block past the limit (at
+    /// least one).
+    fn window(&mut self, segment: &SegmentReader, n: usize) -> usize {
+        let limit = crate::steps::as_str(&self.limit);
+        let handles = segment.index.blocks();
+        let mut count = 1;
+        let mut bytes = handles.get(n).map_or(0, |h| u64::from(h.len));
+        while count < self.window {
+            let Some(h) = handles.get(n + count) else {
+                break;
+            };
+            if bytes + u64::from(h.len) > READ_AHEAD_BYTES_MAX
+                || !before_to(segment.block_first_bound(n + count), limit)
+            {
+                break;
+            }
+            bytes += u64::from(h.len);
+            count += 1;
+        }
+        self.window = self.window.saturating_mul(2).min(1 << 16);
+        count
+    }
+
+    fn refill(&mut self, first: usize, blocks: Vec<Arc<Block>>) {
+        self.blocks.clear();
+        self.blocks
+            .extend(blocks.into_iter().enumerate().map(|(i, b)| (first + i, b)));
     }
 }

@@ -12,9 +12,10 @@
 //!   of one step's runs sees all of an id's versions together.
 //! - Every step makes progress: each candidate end is the last id of a
 //!   block that ends after the previous step's end.
-//! - Memory: one block per segment (`SegmentReader::range_step`'s held
-//!   block), plus the continuation blocks of an id whose versions straddle
-//!   blocks, plus what `read` returns for the step, on top of what each
+//! - Memory: at most `READ_AHEAD_BYTES_MAX` (1 MiB) of blocks per segment
+//!   (`SegmentReader::range_step`'s read-ahead, which starts at one block
+//!   and doubles per fetch), plus what `read` returns for the step, on top
+//!   of what each
 //!   open `SegmentReader` keeps: its index (one entry per ~32 KiB block)
 //!   and bloom filter (10 bits per id), about 0.3% of a segment of 1 KiB
 //!   documents. So the walk's memory grows with the number of segments
@@ -24,15 +25,14 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use reef_format::Entry;
-use reef_format::segment::Block;
 
 use crate::error::Result;
-use crate::segments::SegmentReader;
+use crate::segments::{ReadAhead, SegmentReader};
 
-/// One segment's place: the reader and the block it holds.
+/// One segment's place: the reader and the blocks it read ahead.
 struct Cursor {
     segment: Arc<SegmentReader>,
-    held: Option<(usize, Arc<Block>)>,
+    ahead: ReadAhead,
 }
 
 /// The walk over several segments; see the module docs.
@@ -42,17 +42,19 @@ pub struct RangeSteps {
 }
 
 impl RangeSteps {
-    /// A walk over `segments` from `lower` on.
+    /// A walk over `segments` from `lower` on, reading ahead no further
+    /// than `upper` (the walk's end).
     pub fn new(
         segments: impl IntoIterator<Item = Arc<SegmentReader>>,
         lower: Bound<String>,
+        upper: Bound<String>,
     ) -> Self {
         RangeSteps {
             cursors: segments
                 .into_iter()
                 .map(|segment| Cursor {
                     segment,
-                    held: None,
+                    ahead: ReadAhead::new(upper.clone()),
                 })
                 .collect(),
             lower,
@@ -92,7 +94,7 @@ impl RangeSteps {
         let mut runs = Vec::with_capacity(self.cursors.len());
         let lower = as_str(&self.lower);
         for c in &mut self.cursors {
-            runs.push(c.segment.range_step(lower, to, &mut c.held).await?);
+            runs.push(c.segment.range_step(lower, to, &mut c.ahead).await?);
         }
         if let Bound::Included(id) = to {
             self.lower = Bound::Excluded(id.to_owned());
