@@ -43,8 +43,8 @@ pub struct FoldReport {
     pub head_error: Option<String>,
 }
 
-/// Folds the namespace's unfolded WAL (up to `fold_records_max` records,
-/// and none after `up_to_lsn` when given: an engine folds only what it has
+/// Folds the namespace's unfolded WAL (up to `fold_records_max` records
+/// and about `fold_bytes_max` bytes, and none after `up_to_lsn` when given: an engine folds only what it has
 /// itself confirmed, so its own in-flight WAL record is never folded before
 /// its writer decides whether to acknowledge it).
 #[tracing::instrument(name = "fold", skip_all, fields(namespace = layout.namespace()))]
@@ -60,9 +60,13 @@ pub async fn fold(
     let cap = up_to_lsn.map_or(usize::MAX, |u| {
         usize::try_from(u.saturating_sub(base.last_applied_lsn)).unwrap_or(usize::MAX)
     });
-    let run = objects
-        .read_wal_after(base.last_applied_lsn, opts.fold_records_max.min(cap))
-        .await?;
+    let run = read_bounded(
+        &objects,
+        base.last_applied_lsn,
+        opts.fold_records_max.min(cap),
+        opts.fold_bytes_max,
+    )
+    .await?;
     if let Some(missing) = run.missing {
         // Folded by someone else and collected since we listed, or a hole.
         let current = manifests.load_current().await?.unwrap_or_default();
@@ -95,6 +99,56 @@ pub async fn fold(
         Outcome::Abandoned(why) => report.abandoned = Some(why),
     }
     Ok(report)
+}
+
+/// Records read per batch while the fold's byte budget is far off; near
+/// it, a batch shrinks so the fold overshoots by at most one record.
+const FOLD_READ_BATCH_MAX: usize = 64;
+
+/// The unfolded WAL after `after`, in LSN order: at most `records_max`
+/// records, and no more once `bytes_max` bytes of ids and documents are
+/// read (at least one record, however large). Stops at a missing LSN, as
+/// `Objects::read_wal_after` does. This is what bounds a fold's memory by
+/// configuration: the records, and the segment built from them.
+async fn read_bounded(
+    objects: &Objects,
+    after: u64,
+    records_max: usize,
+    bytes_max: usize,
+) -> Result<reef_manifest::WalRun> {
+    let mut cursor = objects.wal_after(after).await?;
+    let mut out = reef_manifest::WalRun::default();
+    let mut bytes = 0usize;
+    while out.records.len() < records_max && bytes < bytes_max {
+        // Size the batch from the records read so far: one at first, then
+        // as many as the remaining budget holds at their mean size.
+        let mean = if out.records.is_empty() {
+            bytes_max
+        } else {
+            (bytes / out.records.len()).max(1)
+        };
+        let batch = ((bytes_max - bytes) / mean)
+            .clamp(1, FOLD_READ_BATCH_MAX)
+            .min(records_max - out.records.len());
+        let run = cursor.next(batch).await?;
+        if run.records.is_empty() && run.missing.is_none() {
+            break;
+        }
+        bytes += run.records.iter().map(record_bytes).sum::<usize>();
+        out.records.extend(run.records);
+        if run.missing.is_some() {
+            out.missing = run.missing;
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Bytes of ids and documents in a record (what memtables count).
+fn record_bytes(r: &WalRecord) -> usize {
+    r.entries()
+        .map(|e| e.id.len() + e.doc().map_or(0, |d| d.len()))
+        .sum()
 }
 
 /// Folds `records` (consecutive, the first right after

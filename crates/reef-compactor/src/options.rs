@@ -14,6 +14,11 @@ pub struct CompactorOptions {
     pub segment: SegmentOptions,
     /// Most WAL records one fold takes (the rest wait for the next).
     pub fold_records_max: usize,
+    /// Most bytes (ids and documents) of WAL one fold takes, past the
+    /// first record (the rest wait for the next fold). A fold holds what it
+    /// read and the level-0 segment it builds from it, so this bounds its
+    /// memory: about twice this, whatever the unfolded WAL's size.
+    pub fold_bytes_max: usize,
     /// Compact when this many level-0 segments exist.
     pub compaction_l0_trigger: usize,
     /// Level-1 segments are cut at about this size.
@@ -43,6 +48,7 @@ impl Default for CompactorOptions {
         CompactorOptions {
             segment: SegmentOptions::default(),
             fold_records_max: 100_000,
+            fold_bytes_max: 64 << 20,
             compaction_l0_trigger: 4,
             l1_segment_bytes_target: 64 << 20,
             gc_grace_ms: 10 * 60 * 1000,

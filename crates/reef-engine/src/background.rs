@@ -146,22 +146,42 @@ pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
 /// means another committer made progress.
 const FLUSH_ATTEMPTS_MAX: u32 = 8;
 
-/// Folds everything this engine has applied, then adopts the result. A
-/// fold that loses to a concurrent one (a background fold that started
-/// earlier and stopped short) is run again until the target is folded.
+/// Folds everything this engine has applied, then adopts the result: one
+/// fold after another while each takes the next `fold_bytes_max` of WAL,
+/// and again after one that loses to a concurrent fold (a background fold
+/// that started earlier and stopped short), until the target is folded or
+/// `FLUSH_ATTEMPTS_MAX` folds in a row made no progress. The report adds
+/// up the folds; its segment and manifest are the last fold's.
 pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldReport> {
     // Only what this engine has confirmed (applied): its own WAL record
     // in flight is never folded before its writer runs the fence.
     let target = ns.lock_state().last_lsn;
-    let mut report = FoldReport::default();
-    for _ in 0..FLUSH_ATTEMPTS_MAX {
-        report = reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(target)).await?;
+    let mut total = FoldReport::default();
+    let mut stalled = 0;
+    while stalled < FLUSH_ATTEMPTS_MAX {
+        let before = ns.lock_state().manifest.last_applied_lsn;
+        let report =
+            reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(target)).await?;
         adopt(ns).await?;
-        if ns.lock_state().manifest.last_applied_lsn >= target {
+        let folded = ns.lock_state().manifest.last_applied_lsn;
+        total = FoldReport {
+            records: total.records + report.records,
+            entries_in: total.entries_in + report.entries_in,
+            entries_out: total.entries_out + report.entries_out,
+            segment_bytes: total.segment_bytes + report.segment_bytes,
+            segment: report.segment.or(total.segment),
+            manifest_version: report.manifest_version.or(total.manifest_version),
+            abandoned: report.abandoned,
+            head_error: report.head_error.or(total.head_error),
+        };
+        if folded >= target {
             break;
         }
+        if folded <= before {
+            stalled += 1;
+        }
     }
-    Ok(report)
+    Ok(total)
 }
 
 /// Compacts (if level 0 is full, or `force`), then adopts the result. A

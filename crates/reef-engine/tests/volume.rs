@@ -85,3 +85,52 @@ async fn a_million_upserts_over_100k_ids_stay_bounded() {
         assert_eq!(d.version, last + 1);
     }
 }
+
+/// A fold takes about `fold_bytes_max` of WAL (issue #13: fold memory
+/// bounded by configuration, not by how much WAL waits), and `flush` folds
+/// one such piece after another until everything it applied is folded.
+#[tokio::test]
+async fn folds_take_at_most_fold_bytes_max_and_flush_takes_them_all() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let mut opts = EngineOptions {
+        background: false,
+        ..EngineOptions::default()
+    };
+    opts.compactor.fold_bytes_max = 20_000;
+    let e = Engine::open(Arc::clone(&store), opts.clone())
+        .await
+        .unwrap();
+    let pad = "p".repeat(1_000);
+    for r in 0..100u64 {
+        let ops = (0..2u64).map(|k| Op {
+            kind: OpKind::Upsert,
+            id: format!("id{:04}", r * 2 + k),
+            doc: Some([("pad".to_owned(), Value::String(pad.clone()))].into()),
+            precondition: None,
+        });
+        e.write("ns", WriteRequest::new(ops)).await.unwrap();
+    }
+    // One fold, as a standalone compactor runs it: about 20 KB of the
+    // ~200 KB waiting, at most one record (2 KB) past the budget.
+    let layout = reef_manifest::Layout::new("ns").unwrap();
+    let one = reef_compactor::fold(&store, &layout, &opts.compactor, None)
+        .await
+        .unwrap();
+    assert!(
+        (9..=11).contains(&one.records),
+        "one fold took {} records of ~2 KB",
+        one.records
+    );
+    let all = e.flush("ns").await.unwrap();
+    assert_eq!(all.records + one.records, 100, "flush folds the rest");
+    let stats = e.stats("ns").await.unwrap();
+    assert_eq!(stats.last_applied_lsn, stats.last_lsn);
+    assert!(
+        stats.segments.get(&0).copied().unwrap_or(0) >= 10,
+        "one level-0 segment per fold: {:?}",
+        stats.segments
+    );
+    let docs = e.scan("ns", &ScanRange::default()).await.unwrap();
+    assert_eq!(docs.len(), 200);
+    e.close().await.unwrap();
+}

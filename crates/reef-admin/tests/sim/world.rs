@@ -254,6 +254,9 @@ impl World {
     fn compactor_options(&self, actor: usize) -> CompactorOptions {
         let mut o = CompactorOptions {
             compaction_l0_trigger: 2 + (actor % 3),
+            // Folds of a few records, of a few more, and of everything
+            // waiting: partial folds, and processes that disagree on size.
+            fold_bytes_max: [300, 2 << 10, 64 << 20][actor % 3],
             gc_grace_ms: self.gc_grace_ms,
             idempotency_retention_ms: 365 * DAY_MS,
             clock: self.actors[actor].clock.clone(),
