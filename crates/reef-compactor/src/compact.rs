@@ -102,8 +102,8 @@ pub async fn compact(
         }
         report.bytes_in += meta.object_bytes;
     }
-    // The merge runs in steps (`RangeSteps`): one block per input in
-    // memory, plus each input's index and bloom filter (kept by its
+    // The merge runs in steps (`RangeSteps`): at most 1 MiB of read-ahead
+    // blocks per input in memory, plus each input's index and bloom filter (kept by its
     // reader) and the output segment being built, never the inputs'
     // contents. Every version of an id falls in one step, so each step's
     // merge decides exactly as a merge of everything would.

@@ -101,54 +101,21 @@ pub async fn fold(
     Ok(report)
 }
 
-/// Records read per batch while the fold's byte budget is far off; near
-/// it, a batch shrinks so the fold overshoots by at most one record.
-const FOLD_READ_BATCH_MAX: usize = 64;
-
 /// The unfolded WAL after `after`, in LSN order: at most `records_max`
-/// records, and no more once `bytes_max` bytes of ids and documents are
-/// read (at least one record, however large). Stops at a missing LSN, as
-/// `Objects::read_wal_after` does. This is what bounds a fold's memory by
-/// configuration: the records, and the segment built from them.
+/// records whose objects' listed sizes add up to at most `bytes_max` (at
+/// least one record, however large), cut before anything is read. Stops
+/// at a missing LSN, as `Objects::read_wal_after` does. This is what
+/// bounds a fold's memory by configuration: the records, and the segment
+/// built from them.
 async fn read_bounded(
     objects: &Objects,
     after: u64,
     records_max: usize,
     bytes_max: usize,
 ) -> Result<reef_manifest::WalRun> {
+    let bytes_max = u64::try_from(bytes_max).unwrap_or(u64::MAX);
     let mut cursor = objects.wal_after(after).await?;
-    let mut out = reef_manifest::WalRun::default();
-    let mut bytes = 0usize;
-    while out.records.len() < records_max && bytes < bytes_max {
-        // Size the batch from the records read so far: one at first, then
-        // as many as the remaining budget holds at their mean size.
-        let mean = if out.records.is_empty() {
-            bytes_max
-        } else {
-            (bytes / out.records.len()).max(1)
-        };
-        let batch = ((bytes_max - bytes) / mean)
-            .clamp(1, FOLD_READ_BATCH_MAX)
-            .min(records_max - out.records.len());
-        let run = cursor.next(batch).await?;
-        if run.records.is_empty() && run.missing.is_none() {
-            break;
-        }
-        bytes += run.records.iter().map(record_bytes).sum::<usize>();
-        out.records.extend(run.records);
-        if run.missing.is_some() {
-            out.missing = run.missing;
-            break;
-        }
-    }
-    Ok(out)
-}
-
-/// Bytes of ids and documents in a record (what memtables count).
-fn record_bytes(r: &WalRecord) -> usize {
-    r.entries()
-        .map(|e| e.id.len() + e.doc().map_or(0, |d| d.len()))
-        .sum()
+    Ok(cursor.next_within(records_max, bytes_max).await?)
 }
 
 /// Folds `records` (consecutive, the first right after

@@ -14,8 +14,9 @@ pub struct CompactorOptions {
     pub segment: SegmentOptions,
     /// Most WAL records one fold takes (the rest wait for the next).
     pub fold_records_max: usize,
-    /// Most bytes (ids and documents) of WAL one fold takes, past the
-    /// first record (the rest wait for the next fold). A fold holds what it
+    /// Most bytes of WAL objects one fold takes, past the first record
+    /// (the rest wait for the next fold), counted from the listing before
+    /// any is read. A fold holds what it
     /// read and the level-0 segment it builds from it, so this bounds its
     /// memory: about twice this, whatever the unfolded WAL's size.
     pub fold_bytes_max: usize,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use reef_compactor::{CompactReport, FoldReport, GcReport};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namespace::Namespace;
 use crate::options::EngineOptions;
 use crate::sync::read_lock;
@@ -120,7 +120,11 @@ pub(crate) fn folding(ns: &Namespace) -> bool {
 /// on, and `stats` says why).
 async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<Option<String>> {
     let mut warning = None;
-    let folded = flush(ns, opts).await?;
+    // One fold per cycle: the cycle's loop runs the next while a trigger
+    // still fires, so `close` and level 0's trigger are looked at between
+    // folds, however much WAL waits.
+    let target = ns.lock_state().last_lsn;
+    let folded = fold_once(ns, opts, target).await?;
     if folded.manifest_version.is_some() {
         let compacted = compact(ns, opts, false).await?;
         if let Some(why) = folded.head_error.as_ref().or(compacted.head_error.as_ref()) {
@@ -129,9 +133,6 @@ async fn cycle(ns: &Namespace, opts: &EngineOptions) -> Result<Option<String>> {
         if compacted.manifest_version.is_some() {
             gc(ns, opts).await?;
         }
-    } else if folded.records == 0 || folded.abandoned.is_some() {
-        // Someone else folded: pick up their manifest so the triggers see it.
-        adopt(ns).await?;
     }
     Ok(warning)
 }
@@ -146,42 +147,62 @@ pub(crate) async fn adopt(ns: &Namespace) -> Result<()> {
 /// means another committer made progress.
 const FLUSH_ATTEMPTS_MAX: u32 = 8;
 
+/// One fold of what this engine has applied up to `target` (at most
+/// `fold_bytes_max` of it), then adopts the newest manifest, whoever
+/// committed it: after a fold that lost to another, the triggers and the
+/// next fold see the winner's.
+async fn fold_once(ns: &Namespace, opts: &EngineOptions, target: u64) -> Result<FoldReport> {
+    let report = reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(target)).await?;
+    adopt(ns).await?;
+    Ok(report)
+}
+
 /// Folds everything this engine has applied, then adopts the result: one
 /// fold after another while each takes the next `fold_bytes_max` of WAL,
 /// and again after one that loses to a concurrent fold (a background fold
-/// that started earlier and stopped short), until the target is folded or
-/// `FLUSH_ATTEMPTS_MAX` folds in a row made no progress. The report adds
-/// up the folds; its segment and manifest are the last fold's.
+/// that started earlier and stopped short), until the target is folded.
+/// `FLUSH_ATTEMPTS_MAX` folds in a row that move nothing end it with
+/// `FlushStalled`: a flush that returns `Ok` has folded every write this
+/// engine acknowledged before it began. The report adds up the folds this
+/// flush committed; its segment and manifest are the last of them.
 pub(crate) async fn flush(ns: &Namespace, opts: &EngineOptions) -> Result<FoldReport> {
     // Only what this engine has confirmed (applied): its own WAL record
     // in flight is never folded before its writer runs the fence.
     let target = ns.lock_state().last_lsn;
     let mut total = FoldReport::default();
     let mut stalled = 0;
-    while stalled < FLUSH_ATTEMPTS_MAX {
+    loop {
         let before = ns.lock_state().manifest.last_applied_lsn;
-        let report =
-            reef_compactor::fold(&ns.store, &ns.layout, &opts.compactor, Some(target)).await?;
-        adopt(ns).await?;
-        let folded = ns.lock_state().manifest.last_applied_lsn;
-        total = FoldReport {
-            records: total.records + report.records,
-            entries_in: total.entries_in + report.entries_in,
-            entries_out: total.entries_out + report.entries_out,
-            segment_bytes: total.segment_bytes + report.segment_bytes,
-            segment: report.segment.or(total.segment),
-            manifest_version: report.manifest_version.or(total.manifest_version),
-            abandoned: report.abandoned,
-            head_error: report.head_error.or(total.head_error),
-        };
-        if folded >= target {
-            break;
+        if before >= target {
+            return Ok(total);
         }
-        if folded <= before {
+        if stalled == FLUSH_ATTEMPTS_MAX {
+            return Err(Error::FlushStalled {
+                namespace: ns.name.clone(),
+                folded: before,
+                target,
+                attempts: stalled,
+            });
+        }
+        let report = fold_once(ns, opts, target).await?;
+        if report.manifest_version.is_some() {
+            total = FoldReport {
+                records: total.records + report.records,
+                entries_in: total.entries_in + report.entries_in,
+                entries_out: total.entries_out + report.entries_out,
+                segment_bytes: total.segment_bytes + report.segment_bytes,
+                segment: report.segment,
+                manifest_version: report.manifest_version,
+                abandoned: None,
+                head_error: report.head_error.or(total.head_error),
+            };
+        }
+        if ns.lock_state().manifest.last_applied_lsn > before {
+            stalled = 0;
+        } else {
             stalled += 1;
         }
     }
-    Ok(total)
 }
 
 /// Compacts (if level 0 is full, or `force`), then adopts the result. A

@@ -108,6 +108,23 @@ pub enum Error {
         /// The folded position it found.
         last_applied_lsn: u64,
     },
+    /// A flush ended before folding everything this engine had
+    /// acknowledged: its folds kept moving nothing (each lost to another
+    /// committer, or found its WAL already taken). Nothing is lost; the
+    /// WAL is still there. Retryable.
+    #[error(
+        "namespace {namespace}: flush stalled at last_applied_lsn {folded} of {target} after {attempts} folds in a row moved nothing; retry"
+    )]
+    FlushStalled {
+        /// The namespace.
+        namespace: String,
+        /// The folded position reached.
+        folded: u64,
+        /// The position the flush had to reach.
+        target: u64,
+        /// Folds in a row that moved nothing.
+        attempts: u32,
+    },
     /// A fold, compaction or GC failed.
     #[error(transparent)]
     Compactor(#[from] reef_compactor::Error),
@@ -165,6 +182,7 @@ impl Error {
                 ErrorKind::Conflict
             }
             Error::Contention { .. }
+            | Error::FlushStalled { .. }
             | Error::Overloaded { .. }
             | Error::Fenced { .. }
             | Error::SnapshotExpired { .. } => ErrorKind::Transient,

@@ -72,7 +72,15 @@ impl Scanner {
             .collect::<Vec<_>>();
         let lower = lower.map_or(Bound::Unbounded, |l| Bound::Included(l.clone()));
         let wanted = range.limit.unwrap_or(usize::MAX);
-        let upper = range.to.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        // The effective upper bound is the earlier of `to` and the first id
+        // past every id under `prefix`, so no step (and no read-ahead)
+        // goes past the prefix's ids.
+        let upper = match (&range.to, range.prefix.as_deref().and_then(prefix_end)) {
+            (Some(t), Some(p)) => Bound::Excluded(if *t <= p { t.clone() } else { p }),
+            (Some(t), None) => Bound::Excluded(t.clone()),
+            (None, Some(p)) => Bound::Excluded(p),
+            (None, None) => Bound::Unbounded,
+        };
         Scanner {
             namespace: namespace.to_owned(),
             prefix: range.prefix.clone(),
@@ -116,16 +124,6 @@ impl Scanner {
             step_end = Bound::Included(id);
         }
         self.finished = step_end == self.upper;
-        // Ids under a prefix are one contiguous run: once a step ends past
-        // it, nothing after the step can match (and blocks beyond it, say
-        // of tombstones, are never fetched).
-        if let (Some(p), Bound::Included(id)) = (&self.prefix, &step_end)
-            && id.as_str() > p.as_str()
-            && !id.starts_with(p.as_str())
-        {
-            step_end = Bound::Excluded(id.clone());
-            self.finished = true;
-        }
         let mut runs = Vec::with_capacity(self.view.segments.len() + 1);
         runs.push(mem);
         runs.extend(self.steps.read(as_str(&step_end)).await?);
@@ -182,6 +180,20 @@ pub(crate) async fn collect(view: View, namespace: &str, range: &ScanRange) -> R
         out.push(doc);
     }
     Ok(out)
+}
+
+/// The least id greater than every id that starts with `prefix` (its last
+/// character that has a successor, raised by one, and cut there), or
+/// `None` when there is none (empty, or all `char::MAX`).
+fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(c) = chars.pop() {
+        if let Some(next) = (u32::from(c) + 1..=u32::from(char::MAX)).find_map(char::from_u32) {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -291,5 +303,61 @@ mod tests {
         let docs = collect(view, "t", &range).await.unwrap();
         assert_eq!(docs.len(), 1);
         assert_eq!(counting.counts().since(&before).get_range, 1);
+    }
+
+    #[test]
+    fn the_prefix_end_is_the_least_id_past_the_prefix() {
+        assert_eq!(prefix_end("a").as_deref(), Some("b"));
+        assert_eq!(prefix_end("user/").as_deref(), Some("user0"));
+        let max = char::MAX.to_string();
+        assert_eq!(prefix_end(&format!("a{max}")).as_deref(), Some("b"));
+        assert_eq!(prefix_end(&max), None);
+        assert_eq!(prefix_end(""), None);
+        // Surrogates are not chars: the successor of U+D7FF is U+E000.
+        assert_eq!(prefix_end("\u{d7ff}").as_deref(), Some("\u{e000}"));
+    }
+
+    /// Read-ahead stops at the prefix's end too: a prefix whose ids fill
+    /// a few blocks, followed by many blocks of other ids, fetches about
+    /// the prefix's blocks, not a grown read-ahead window past them.
+    #[tokio::test]
+    async fn a_prefix_scan_reads_ahead_no_further_than_the_prefix() {
+        let store = Arc::new(CountingStore::new(MemoryStore::new()));
+        let mut b = SegmentBuilder::new(SegmentOptions {
+            block_bytes_target: 4096,
+            ..SegmentOptions::default()
+        });
+        let ids = (0..2_000).map(|n| format!("{}{n:04}", if n < 300 { 'a' } else { 'b' }));
+        for (v, id) in ids.enumerate() {
+            b.add(&Entry::put(id, v as u64 + 1, doc(v as i64))).unwrap();
+        }
+        let built = b.finish().unwrap();
+        store.put("seg", built.bytes.clone()).await.unwrap();
+        let cache = Arc::new(BlockCache::new(16 << 20));
+        let len = built.bytes.len() as u64;
+        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache)
+            .await
+            .unwrap();
+        let blocks_of_a = seg.first_block(Bound::Excluded("a0299")) as u64 + 1;
+        let blocks = seg.first_block(Bound::Excluded("b1999")) as u64 + 1;
+        let view = View {
+            manifest_version: 1,
+            segments: Arc::new(vec![Arc::new(seg)]),
+            memtable: Arc::new(RwLock::new(Memtable::default())),
+            at: u64::MAX,
+        };
+        let before = store.counts();
+        let range = ScanRange {
+            prefix: Some("a".to_owned()),
+            ..ScanRange::default()
+        };
+        assert_eq!(collect(view, "t", &range).await.unwrap().len(), 300);
+        let read = store.counts().since(&before).bytes_read;
+        // The blocks holding "a" ids, and the next: the walk's end is in it.
+        let allowed = (blocks_of_a + 1) * len / blocks;
+        assert!(
+            read <= allowed,
+            "read {read} bytes for {blocks_of_a} of {blocks} blocks holding \"a\" ids (allowed {allowed})"
+        );
     }
 }

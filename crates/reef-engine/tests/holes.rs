@@ -60,3 +60,29 @@ async fn a_true_hole_is_an_error_naming_the_object() {
         "{err}"
     );
 }
+
+/// A flush that cannot fold what this engine acknowledged says so: here
+/// the only WAL object is left out of every listing after the write, so
+/// every fold finds nothing to take. The flush ends with `FlushStalled`
+/// (retryable), not `Ok` with the write unfolded, which `reef checkpoint
+/// create` would have pinned without it.
+#[tokio::test]
+async fn a_flush_that_folds_nothing_is_an_error_not_ok() {
+    let mem: DynStore = Arc::new(MemoryStore::new());
+    let gappy = Arc::new(GateStore::new(Arc::clone(&mem)));
+    let store: DynStore = gappy.clone();
+    let e = Engine::open(store, options()).await.unwrap();
+    e.write(
+        "h",
+        common::request(vec![common::upsert("a", common::doc(&[("v", 1)]))]),
+    )
+    .await
+    .unwrap();
+    gappy.hide_from_listings("ns/h/wal/00000000000000000001.wal");
+    let err = e.flush("h").await.unwrap_err();
+    assert_eq!(err.kind(), reef_engine::ErrorKind::Transient, "{err}");
+    assert!(err.to_string().contains("flush stalled"), "{err}");
+    // Once the listing shows it again, the flush folds it.
+    gappy.hide_from_listings("nothing");
+    assert_eq!(e.flush("h").await.unwrap().records, 1);
+}

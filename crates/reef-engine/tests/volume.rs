@@ -134,3 +134,49 @@ async fn folds_take_at_most_fold_bytes_max_and_flush_takes_them_all() {
     assert_eq!(docs.len(), 200);
     e.close().await.unwrap();
 }
+
+/// A fold's budget holds when record sizes vary: one small record
+/// followed by large ones must not make the fold read a batch of large
+/// ones sized from the small one (it read 65 records, ~650 KB, against a
+/// 50 KB budget). The batch is cut from the listing's sizes before it is
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_record_first_does_not_stretch_the_fold_budget() {
+    let store: DynStore = Arc::new(MemoryStore::new());
+    let mut opts = EngineOptions {
+        background: false,
+        ..EngineOptions::default()
+    };
+    opts.compactor.fold_bytes_max = 50_000;
+    let e = Engine::open(Arc::clone(&store), opts.clone())
+        .await
+        .unwrap();
+    let upsert = |id: String, pad: usize| Op {
+        kind: OpKind::Upsert,
+        id,
+        doc: Some([("pad".to_owned(), Value::String("p".repeat(pad)))].into()),
+        precondition: None,
+    };
+    e.write("ns", WriteRequest::new([upsert("small".into(), 1)]))
+        .await
+        .unwrap();
+    for r in 0..80u64 {
+        let req = WriteRequest::new([upsert(format!("big{r:03}"), 10_000)]);
+        e.write("ns", req).await.unwrap();
+    }
+    let layout = reef_manifest::Layout::new("ns").unwrap();
+    let one = reef_compactor::fold(&store, &layout, &opts.compactor, None)
+        .await
+        .unwrap();
+    // The small record and four or five large ones fit in 50 KB.
+    assert!(
+        (2..=6).contains(&one.records),
+        "one fold took {} records ({} bytes of segment) against a 50 KB budget",
+        one.records,
+        one.segment_bytes
+    );
+    let all = e.flush("ns").await.unwrap();
+    assert_eq!(all.records + one.records, 81, "flush folds the rest");
+    assert_eq!(e.scan("ns", &ScanRange::default()).await.unwrap().len(), 81);
+    e.close().await.unwrap();
+}

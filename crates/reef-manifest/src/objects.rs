@@ -82,8 +82,19 @@ impl Objects {
 
     /// LSNs of the WAL objects in the bucket with `lsn > after`, ascending.
     pub async fn list_wal(&self, after: u64) -> Result<Vec<u64>> {
+        Ok(self
+            .list_wal_sized(after)
+            .await?
+            .into_iter()
+            .map(|(lsn, _)| lsn)
+            .collect())
+    }
+
+    /// `(lsn, object size)` of the WAL objects with `lsn > after`,
+    /// ascending.
+    async fn list_wal_sized(&self, after: u64) -> Result<Vec<(u64, u64)>> {
         let start = self.layout.wal_key(after);
-        let mut lsns = Vec::new();
+        let mut listed = Vec::new();
         let mut cursor = Some(start);
         // Keys are zero-padded, so starting after `wal/<after>` lists
         // exactly the newer LSNs, in order, page by page.
@@ -96,14 +107,14 @@ impl Objects {
                     self.store.list_page_max(),
                 )
                 .await?;
-            lsns.extend(
+            listed.extend(
                 page.objects
                     .iter()
-                    .filter_map(|o| self.layout.parse_wal_key(&o.key)),
+                    .filter_map(|o| Some((self.layout.parse_wal_key(&o.key)?, o.size))),
             );
             cursor = page.next;
         }
-        Ok(lsns)
+        Ok(listed)
     }
 
     /// Up to `max` WAL records after `after`, contiguous, in LSN order.
@@ -121,13 +132,16 @@ impl Objects {
     /// batches (`WalCursor::next`), so a reader that applies each batch
     /// before asking for the next holds one batch, not the whole WAL.
     pub async fn wal_after(&self, after: u64) -> Result<WalCursor<'_>> {
-        let newest = self.list_wal(after).await?.last().copied();
+        let listed = self.list_wal_sized(after).await?;
+        let newest = listed.last().map(|&(lsn, _)| lsn);
         Ok(WalCursor {
             objects: self,
             next: after.saturating_add(1),
             end: newest.unwrap_or(after),
             // Nothing listed: an empty walk.
             ended: newest.is_none(),
+            listed,
+            listed_pos: 0,
         })
     }
 
@@ -178,6 +192,11 @@ pub struct WalCursor<'a> {
     next: u64,
     end: u64,
     ended: bool,
+    /// The listing's `(lsn, size)`, ascending: what `next_within` cuts a
+    /// batch by before reading it.
+    listed: Vec<(u64, u64)>,
+    /// The first entry of `listed` not before `next`.
+    listed_pos: usize,
 }
 
 impl WalCursor<'_> {
@@ -186,12 +205,22 @@ impl WalCursor<'_> {
     /// it, if one was absent. After an error the cursor has not moved: the
     /// same call may be made again.
     pub async fn next(&mut self, max: usize) -> Result<WalRun> {
+        self.next_within(max, u64::MAX).await
+    }
+
+    /// As `next`, and no more records once their objects' listed sizes
+    /// add up to `bytes_max` (the first record is read whatever its size,
+    /// so a walk always moves). The batch is cut before anything is read,
+    /// so a caller holds at most `bytes_max` bytes of WAL objects, or one
+    /// record. An LSN the listing did not name counts as `bytes_max`
+    /// (its size is unknown): it is read only as a batch's first.
+    pub async fn next_within(&mut self, max: usize, bytes_max: u64) -> Result<WalRun> {
         let mut run = WalRun::default();
         if self.ended || max == 0 || self.next > self.end {
             return Ok(run);
         }
         let span = u64::try_from(max - 1).unwrap_or(u64::MAX);
-        let stop = self.end.min(self.next.saturating_add(span));
+        let stop = self.cut(self.end.min(self.next.saturating_add(span)), bytes_max);
         let mut first = self.next;
         loop {
             let last = stop.min(first.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
@@ -232,6 +261,35 @@ impl WalCursor<'_> {
                 return Ok(run);
             }
             first = last + 1;
+        }
+    }
+
+    /// The last LSN, from `next` up to `stop`, of a batch whose listed
+    /// sizes stay within `bytes_max` (at least `next` itself).
+    fn cut(&mut self, stop: u64, bytes_max: u64) -> u64 {
+        while self
+            .listed
+            .get(self.listed_pos)
+            .is_some_and(|&(lsn, _)| lsn < self.next)
+        {
+            self.listed_pos += 1;
+        }
+        let mut listed = self.listed[self.listed_pos..].iter().peekable();
+        let mut bytes = 0u64;
+        let mut lsn = self.next;
+        loop {
+            let size = match listed.next_if(|&&(l, _)| l == lsn) {
+                Some(&(_, size)) => size,
+                None => bytes_max,
+            };
+            bytes = bytes.saturating_add(size);
+            if lsn > self.next && bytes > bytes_max {
+                return lsn - 1;
+            }
+            if lsn >= stop {
+                return stop;
+            }
+            lsn += 1;
         }
     }
 }

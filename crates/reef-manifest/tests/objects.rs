@@ -115,3 +115,34 @@ async fn the_wal_cursor_reads_in_batches_and_stops_at_a_gap() {
         assert_eq!(objects.read_wal_after(0, 5).await.unwrap().records.len(), 5);
     }
 }
+
+/// `next_within` cuts a batch by the listed sizes before reading it: the
+/// records returned fit in the budget, except a first record that alone
+/// exceeds it, which is read so the walk moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_cursor_cuts_batches_by_listed_bytes() {
+    let backends = common::backends("wal-bytes");
+    for (name, store) in &backends.stores {
+        let objects = Objects::new(Arc::clone(store), Layout::new("cut").unwrap());
+        let mut sizes = Vec::new();
+        for lsn in 1..=20 {
+            let r = record(lsn);
+            sizes.push(r.encode().unwrap().len() as u64);
+            objects.put_wal(&r).await.unwrap();
+        }
+        let budget = sizes[0] * 3 + sizes[0] / 2;
+        let mut wal = objects.wal_after(0).await.unwrap();
+        let a = wal.next_within(usize::MAX, budget).await.unwrap();
+        let taken: u64 = sizes[..a.records.len()].iter().sum();
+        assert!(taken <= budget, "{name}: {taken} > {budget}");
+        assert_eq!(a.records.len(), 3, "{name}");
+        // A budget smaller than one record still reads one.
+        let b = wal.next_within(usize::MAX, 1).await.unwrap();
+        assert_eq!(b.records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [4]);
+        // The count still bounds it; the rest comes whole.
+        assert_eq!(wal.next_within(2, u64::MAX).await.unwrap().records.len(), 2);
+        let rest = wal.next_within(usize::MAX, u64::MAX).await.unwrap();
+        assert_eq!(rest.records.first().map(|r| r.lsn), Some(7), "{name}");
+        assert_eq!(rest.records.len(), 14, "{name}");
+    }
+}
