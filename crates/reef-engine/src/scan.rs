@@ -127,14 +127,12 @@ impl Scanner {
         let mut runs = Vec::with_capacity(self.view.segments.len() + 1);
         runs.push(mem);
         runs.extend(self.steps.read(as_str(&step_end)).await?);
+        // Each run as it is: wrapping entries in `Ok` lazily, not into a
+        // second vector per run and step.
+        let ok: fn(Entry) -> std::result::Result<Entry, FormatError> = Ok;
         let runs: Vec<_> = runs
             .into_iter()
-            .map(|run| {
-                run.into_iter()
-                    .map(Ok::<Entry, FormatError>)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-            })
+            .map(|run| run.into_iter().map(ok))
             .collect();
         for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
             let e = e?;

@@ -211,13 +211,18 @@ impl SegmentReader {
                     first
                 }
             };
-            for e in block.entries() {
+            // Entries are in id order (checked when the block was
+            // decoded): skip those before `from` by binary search. A walk
+            // over overlapping segments starts many steps inside one
+            // block; skipping one by one made each step cost the block.
+            let entries = block.entries();
+            let start = entries.partition_point(|e| !after_from(&e.id, from));
+            out.reserve(entries.len() - start);
+            for e in entries.get(start..).unwrap_or_default() {
                 if !before_to(&e.id, to) {
                     return Ok(out);
                 }
-                if after_from(&e.id, from) {
-                    out.push(e.clone());
-                }
+                out.push(e.clone());
             }
             n += 1;
         }
