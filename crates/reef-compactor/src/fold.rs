@@ -114,7 +114,7 @@ async fn read_bounded(
     bytes_max: usize,
 ) -> Result<reef_manifest::WalRun> {
     let bytes_max = u64::try_from(bytes_max).unwrap_or(u64::MAX);
-    let mut cursor = objects.wal_after(after).await?;
+    let mut cursor = objects.wal_after_sized(after).await?;
     Ok(cursor.next_within(records_max, bytes_max).await?)
 }
 

@@ -81,13 +81,27 @@ impl Objects {
     }
 
     /// LSNs of the WAL objects in the bucket with `lsn > after`, ascending.
+    /// (Keys only: a local directory lists without a `statx` per object.)
     pub async fn list_wal(&self, after: u64) -> Result<Vec<u64>> {
-        Ok(self
-            .list_wal_sized(after)
-            .await?
-            .into_iter()
-            .map(|(lsn, _)| lsn)
-            .collect())
+        let mut lsns = Vec::new();
+        let mut cursor = Some(self.layout.wal_key(after));
+        while let Some(after_key) = cursor {
+            let page = self
+                .store
+                .list_keys(
+                    &self.layout.wal_prefix(),
+                    Some(&after_key),
+                    self.store.list_page_max(),
+                )
+                .await?;
+            lsns.extend(
+                page.keys
+                    .iter()
+                    .filter_map(|k| self.layout.parse_wal_key(k)),
+            );
+            cursor = page.next;
+        }
+        Ok(lsns)
     }
 
     /// `(lsn, object size)` of the WAL objects with `lsn > after`,
@@ -131,7 +145,26 @@ impl Objects {
     /// A walk over the WAL after `after`: listed once, then read in
     /// batches (`WalCursor::next`), so a reader that applies each batch
     /// before asking for the next holds one batch, not the whole WAL.
+    ///
+    /// The listing is of keys only (cheaper on a local directory), so
+    /// `next_within` on this cursor knows no sizes and reads one record
+    /// per call; a walk cut by bytes uses `wal_after_sized`.
     pub async fn wal_after(&self, after: u64) -> Result<WalCursor<'_>> {
+        let newest = self.list_wal(after).await?.last().copied();
+        Ok(WalCursor {
+            objects: self,
+            next: after.saturating_add(1),
+            end: newest.unwrap_or(after),
+            // Nothing listed: an empty walk.
+            ended: newest.is_none(),
+            listed: Vec::new(),
+            listed_pos: 0,
+        })
+    }
+
+    /// As `wal_after`, listing the objects' sizes too, for
+    /// `WalCursor::next_within` to cut batches by.
+    pub async fn wal_after_sized(&self, after: u64) -> Result<WalCursor<'_>> {
         let listed = self.list_wal_sized(after).await?;
         let newest = listed.last().map(|&(lsn, _)| lsn);
         Ok(WalCursor {

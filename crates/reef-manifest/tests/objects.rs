@@ -131,7 +131,7 @@ async fn the_wal_cursor_cuts_batches_by_listed_bytes() {
             objects.put_wal(&r).await.unwrap();
         }
         let budget = sizes[0] * 3 + sizes[0] / 2;
-        let mut wal = objects.wal_after(0).await.unwrap();
+        let mut wal = objects.wal_after_sized(0).await.unwrap();
         let a = wal.next_within(usize::MAX, budget).await.unwrap();
         let taken: u64 = sizes[..a.records.len()].iter().sum();
         assert!(taken <= budget, "{name}: {taken} > {budget}");

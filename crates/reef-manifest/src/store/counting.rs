@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
+use super::{KeyPage, ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
 use crate::error::Result;
 
 /// A snapshot of the counters.
@@ -187,6 +187,16 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
     ) -> Result<ListPage> {
         bump(&self.counters.list, 1);
         self.inner.list(prefix, start_after, limit).await
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage> {
+        bump(&self.counters.list, 1);
+        self.inner.list_keys(prefix, start_after, limit).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -36,8 +36,8 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::{
-    ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range, page_of,
-    validate_key, validate_prefix,
+    KeyPage, ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range,
+    page_of, validate_key, validate_prefix,
 };
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -109,6 +109,47 @@ impl LocalStore {
                 transient: false,
             })?
             .map_err(|e| Error::io(op, &owned_key, e))
+    }
+
+    /// The objects under `prefix` after `start_after`, one more than a
+    /// page (whether another page follows), with sizes if `sized`.
+    async fn walk_prefix(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        sized: bool,
+    ) -> Result<Vec<Listed>> {
+        validate_prefix(prefix)?;
+        let root = self.root.clone();
+        let owned = prefix.to_owned();
+        let start_dir = match prefix.rfind('/') {
+            Some(i) => root.join(&prefix[..i]),
+            None => root.clone(),
+        };
+        let after = start_after.map(str::to_owned);
+        let want = limit.clamp(1, LOCAL_LIST_PAGE_MAX) + 1;
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            walk(
+                &root,
+                &start_dir,
+                &owned,
+                after.as_deref(),
+                want,
+                sized,
+                &mut out,
+            )
+            .map(|()| out)
+        })
+        .await
+        .map_err(|e| Error::Backend {
+            op: "list",
+            key: prefix.to_owned(),
+            message: format!("blocking task failed: {e}"),
+            transient: false,
+        })?
+        .map_err(|e| Error::io("list", prefix, e))
     }
 
     /// Makes `dir` exist and be durable: created if missing, and the whole
@@ -212,8 +253,40 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 /// Blocking calls one `get_many` spreads its keys over.
 const GET_MANY_THREADS: usize = 2;
 
+/// What `read_whole` reads before it asks the file's size.
+const READ_GUESS_BYTES: usize = 16 << 10;
+
+/// Reads a file whole. Most objects read whole are small (WAL records,
+/// manifests, HEAD): they are read into a scratch buffer of
+/// `READ_GUESS_BYTES` and copied out at their size, without asking their
+/// size first, which spares a `statx` per object (`fs::read` sizes its
+/// buffer with one; opening a namespace reads thousands of WAL objects).
+/// A file that fills the scratch is sized then, and read on.
+fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut scratch = [0u8; READ_GUESS_BYTES];
+    let mut filled = 0;
+    while filled < READ_GUESS_BYTES {
+        match f.read(scratch.get_mut(filled..).unwrap_or_default()) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let head = scratch.get(..filled).unwrap_or_default();
+    if filled < READ_GUESS_BYTES {
+        return Ok(head.to_vec());
+    }
+    let size = usize::try_from(f.metadata()?.len()).unwrap_or(0);
+    let mut buf = Vec::with_capacity(size.max(filled));
+    buf.extend_from_slice(head);
+    f.read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
+    match read_whole(path) {
         Ok(b) => Ok(Some(b)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         // A directory where a file is expected: no such object.
@@ -233,12 +306,16 @@ fn read_opt(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// which orders it exactly as the keys inside it), and a directory whose
 /// keys all sort at or before `after` is skipped unread: a page costs the
 /// directories it touches, not the whole prefix.
+///
+/// Without `sized`, every size is 0 and no file is `statx`ed: the entry's
+/// type comes from the directory itself (`d_type`).
 fn walk(
     root: &Path,
     dir: &Path,
     prefix: &str,
     after: Option<&str>,
     want: usize,
+    sized: bool,
     out: &mut Vec<Listed>,
 ) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
@@ -259,16 +336,17 @@ fn walk(
             continue;
         };
         let key = key.replace(std::path::MAIN_SEPARATOR, "/");
-        let is_dir = entry.file_type()?.is_dir();
+        let file_type = entry.file_type()?;
+        let is_dir = file_type.is_dir();
         let order = if is_dir {
             format!("{key}/")
         } else {
             key.clone()
         };
-        sorted.push((order, key, is_dir, entry));
+        sorted.push((order, key, is_dir, file_type.is_file(), entry));
     }
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    for (order, key, is_dir, entry) in sorted {
+    for (order, key, is_dir, is_file, entry) in sorted {
         if out.len() >= want {
             break;
         }
@@ -277,9 +355,15 @@ fn walk(
             let relevant = order.starts_with(prefix) || prefix.starts_with(&order);
             let all_before = after.is_some_and(|a| a > order.as_str() && !a.starts_with(&order));
             if relevant && !all_before {
-                walk(root, &entry.path(), prefix, after, want, out)?;
+                walk(root, &entry.path(), prefix, after, want, sized, out)?;
             }
         } else if key.starts_with(prefix) && after.is_none_or(|a| key.as_str() > a) {
+            if !sized {
+                if is_file {
+                    out.push(Listed { key, size: 0 });
+                }
+                continue;
+            }
             // A file deleted between read_dir and metadata is just gone.
             match entry.metadata() {
                 Ok(m) if m.is_file() => out.push(Listed { key, size: m.len() }),
@@ -457,29 +541,22 @@ impl ObjectStore for LocalStore {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<ListPage> {
-        validate_prefix(prefix)?;
-        let root = self.root.clone();
-        let owned = prefix.to_owned();
-        let start_dir = match prefix.rfind('/') {
-            Some(i) => root.join(&prefix[..i]),
-            None => root.clone(),
-        };
-        let after = start_after.map(str::to_owned);
-        // One more than a page: whether another page follows.
-        let want = limit.clamp(1, LOCAL_LIST_PAGE_MAX) + 1;
-        let all = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            walk(&root, &start_dir, &owned, after.as_deref(), want, &mut out).map(|()| out)
-        })
-        .await
-        .map_err(|e| Error::Backend {
-            op: "list",
-            key: prefix.to_owned(),
-            message: format!("blocking task failed: {e}"),
-            transient: false,
-        })?
-        .map_err(|e| Error::io("list", prefix, e))?;
+        let all = self.walk_prefix(prefix, start_after, limit, true).await?;
         Ok(page_of(all, start_after, limit, LOCAL_LIST_PAGE_MAX))
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage> {
+        let all = self.walk_prefix(prefix, start_after, limit, false).await?;
+        let page = page_of(all, start_after, limit, LOCAL_LIST_PAGE_MAX);
+        Ok(KeyPage {
+            keys: page.objects.into_iter().map(|o| o.key).collect(),
+            next: page.next,
+        })
     }
 
     fn list_page_max(&self) -> usize {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
+use super::{KeyPage, ListPage, Object, ObjectMeta, ObjectStore, PutOutcome, Tag};
 use crate::error::Result;
 
 /// Wraps a store and retries its transient failures.
@@ -123,6 +123,19 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         limit: usize,
     ) -> Result<ListPage> {
         retry!(self, prefix, self.inner.list(prefix, start_after, limit))
+    }
+
+    async fn list_keys(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<KeyPage> {
+        retry!(
+            self,
+            prefix,
+            self.inner.list_keys(prefix, start_after, limit)
+        )
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
