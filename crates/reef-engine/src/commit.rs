@@ -31,7 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use reef_format::{CheckedRequest, WalRecord, WalRequest, WriteSummary};
-use reef_manifest::store::PutOutcome;
+use reef_manifest::store::{Object, PutOutcome};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -190,14 +190,14 @@ async fn commit_batch(
             timestamp_ms: opts.clock.now_ms(),
             requests: wal_requests,
         };
-        let ours = match put_durably(ns, &record).await {
-            Ok(ours) => ours,
+        let (ours, head) = match put_durably(ns, &record).await {
+            Ok(put) => put,
             Err(e) => return fail_all(reqs.len(), &e),
         };
         let fence = if opts.compactor.sabotage.skip_fence {
             Ok(Fence::Unfolded)
         } else {
-            ns.fence(&record).await
+            ns.fence(&record, head).await
         };
         match (ours, fence) {
             (_, Err(e)) => return fail_all(reqs.len(), &e),
@@ -303,13 +303,22 @@ async fn plan(ns: &Namespace, reqs: &[&CheckedRequest]) -> Result<(Vec<Outcome>,
     Ok((outcomes, wal))
 }
 
-/// Writes the record; `Ok(true)` once it is durable as ours, `Ok(false)`
-/// if the slot holds another record or none (then only the fence, which
-/// always follows, can tell whether an earlier attempt of ours landed and
-/// was folded). Transient failures were already retried by the engine's
+/// Writes the record; `true` once it is durable as ours, `false` if the
+/// slot holds another record or none (then only the fence, which always
+/// follows, can tell whether an earlier attempt of ours landed and was
+/// folded). Transient failures were already retried by the engine's
 /// `RetryingStore`.
-async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
-    match ns.objects.put_wal(record).await? {
+///
+/// With the answer comes HEAD as read after the moment the slot was seen
+/// holding the record it reports, for the fence. When this put wrote, HEAD
+/// is read in the same store call (`put_wal_then_head`). When the slot was
+/// taken, HEAD is read again after the read-back: the read that came with
+/// the put may predate an earlier attempt of ours landing late (a lost
+/// response, a timed-out request still in flight), and a fence on it could
+/// miss a fold that took another writer's record at this LSN in between.
+async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<(bool, Option<Object>)> {
+    let (outcome, head) = ns.objects.put_wal_then_head(record).await?;
+    match outcome {
         PutOutcome::Written(_) => {
             tracing::debug!(
                 namespace = %ns.name,
@@ -317,13 +326,14 @@ async fn put_durably(ns: &Namespace, record: &WalRecord) -> Result<bool> {
                 requests = record.requests.len(),
                 "WAL record written"
             );
-            Ok(true)
+            Ok((true, head))
         }
         // Ours if an earlier attempt landed and only its response was
         // lost; the record's bytes (with our writer id) say whose it is.
         PutOutcome::ConditionFailed => {
             let stored = ns.objects.get_wal(record.lsn).await?;
-            Ok(stored.as_ref() == Some(record))
+            let head = ns.manifests.get_head().await?;
+            Ok((stored.as_ref() == Some(record), head))
         }
     }
 }

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use reef_format::{Manifest, WalRecord, WriteSummary};
-use reef_manifest::store::DynStore;
+use reef_manifest::store::{DynStore, Object};
 use reef_manifest::{BlockCache, Layout, ManifestStore, Objects, SegmentReader};
 
 use crate::error::{Error, Result};
@@ -227,11 +227,19 @@ impl Namespace {
     /// our put and this read: it is durable) or another writer's (we were
     /// stale; ours is a stray nobody applies). Beyond that window the
     /// outcome is unknown: `Fenced`. No clock, pause bound or shared
-    /// setting is involved. Cost: one small GET per group commit (plus a
-    /// manifest load when HEAD moved, which adopting needs anyway).
-    pub async fn fence(&self, record: &WalRecord) -> Result<Fence> {
+    /// setting is involved.
+    ///
+    /// `head` is HEAD (`None`: absent) as read after the slot was seen
+    /// holding the record the put reported: after a put that wrote, in the
+    /// same store call (`Objects::put_wal_then_head`); after one that found
+    /// the slot taken, read again after the read-back (`put_durably`).
+    /// Cost: no request of its own when the put wrote, one small GET when
+    /// it did not (plus a manifest load when HEAD moved, which adopting
+    /// needs anyway).
+    pub async fn fence(&self, record: &WalRecord, head: Option<Object>) -> Result<Fence> {
         let lsn = record.lsn;
-        self.adopt_if_head_moved().await?;
+        let head = self.manifests.head_version_of(head).await?;
+        self.adopt_if_past(head).await?;
         let s = self.lock_state();
         let last_applied_lsn = s.manifest.last_applied_lsn;
         if lsn > last_applied_lsn {
@@ -252,6 +260,12 @@ impl Namespace {
     /// than ours (one small GET when nothing changed).
     async fn adopt_if_head_moved(&self) -> Result<()> {
         let head = self.manifests.head_version().await?;
+        self.adopt_if_past(head).await
+    }
+
+    /// Adopts the newest manifest if `head` (a version HEAD named) is
+    /// newer than ours.
+    async fn adopt_if_past(&self, head: Option<u64>) -> Result<()> {
         if head.is_some_and(|h| h > self.lock_state().manifest.version) {
             self.adopt_newer_manifest().await?;
         }

@@ -16,7 +16,7 @@ use reef_format::{Head, Manifest};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::store::{DynStore, PutOutcome, Tag, list_all};
+use crate::store::{DynStore, Object, PutOutcome, Tag, list_all};
 
 /// Most CAS attempts to advance HEAD before giving up (the commit itself
 /// is already durable; readers roll forward past a lagging HEAD).
@@ -96,7 +96,24 @@ impl ManifestStore {
     /// every completed put (DESIGN §5). Reads and writes go on; `reef
     /// verify` still reports the object and `reef repair` rewrites it.
     pub async fn head(&self) -> Result<Option<(u64, Tag)>> {
-        match self.read_head().await? {
+        let read = self.read_head().await?;
+        self.head_of(read).await
+    }
+
+    /// HEAD's object as stored (`None`: absent), for `head_version_of`.
+    pub async fn get_head(&self) -> Result<Option<Object>> {
+        self.store.get(&self.layout.head_key()).await
+    }
+
+    /// What HEAD names, from HEAD as read by the caller (`obj`, `None`
+    /// when absent), e.g. in the same store call as a WAL put.
+    pub async fn head_version_of(&self, obj: Option<Object>) -> Result<Option<u64>> {
+        let read = self.decode_head(obj)?;
+        Ok(self.head_of(read).await?.map(|(v, _)| v))
+    }
+
+    async fn head_of(&self, read: HeadRead) -> Result<Option<(u64, Tag)>> {
+        match read {
             HeadRead::Missing => Ok(None),
             HeadRead::Names(version, tag) => Ok(Some((version, tag))),
             HeadRead::Unreadable(tag) => match Box::pin(self.list_versions()).await?.last() {
@@ -112,8 +129,13 @@ impl ManifestStore {
     }
 
     async fn read_head(&self) -> Result<HeadRead> {
+        let obj = self.get_head().await?;
+        self.decode_head(obj)
+    }
+
+    fn decode_head(&self, obj: Option<Object>) -> Result<HeadRead> {
         let key = self.layout.head_key();
-        let Some(obj) = self.store.get(&key).await? else {
+        let Some(obj) = obj else {
             return Ok(HeadRead::Missing);
         };
         match Head::decode(&obj.bytes, &key) {

@@ -12,7 +12,7 @@ use reef_format::{BuiltSegment, WalRecord};
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::store::{DynStore, PutOutcome, list_all};
+use crate::store::{DynStore, Object, PutOutcome, list_all};
 
 /// WAL objects a `WalCursor` asks the store for in one `get_many`.
 const WAL_READS_IN_FLIGHT: usize = 64;
@@ -54,9 +54,29 @@ impl Objects {
     /// was lost: compare with `get_wal`).
     pub async fn put_wal(&self, record: &WalRecord) -> Result<PutOutcome> {
         let key = self.layout.wal_key(record.lsn);
-        let bytes = Bytes::from(record.encode()?);
-        WalRecord::decode(&bytes, &key)?;
+        let bytes = self.encode_wal(&key, record)?;
         self.store.put_if_absent(&key, bytes).await
+    }
+
+    /// `put_wal`, then (once it has returned) a read of HEAD, in one store
+    /// call where the backend can (`ObjectStore::put_if_absent_then_get`):
+    /// the stale-writer fence reads HEAD after every WAL put.
+    pub async fn put_wal_then_head(
+        &self,
+        record: &WalRecord,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        let key = self.layout.wal_key(record.lsn);
+        let bytes = self.encode_wal(&key, record)?;
+        self.store
+            .put_if_absent_then_get(&key, bytes, &self.layout.head_key())
+            .await
+    }
+
+    /// The record's bytes, checked to decode back before they are put.
+    fn encode_wal(&self, key: &str, record: &WalRecord) -> Result<Bytes> {
+        let bytes = Bytes::from(record.encode()?);
+        WalRecord::decode(&bytes, key)?;
+        Ok(bytes)
     }
 
     /// The WAL record at `lsn`, or `None` if there is none.

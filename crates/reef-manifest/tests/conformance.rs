@@ -69,6 +69,35 @@ async fn conditional_puts(s: &DynStore) {
         "loser wrote nothing"
     );
 
+    // A put then a get, as one call: the get sees the store after the put
+    // (here, the put's own object), whether the put won or lost, and a
+    // missing object reads as `None`.
+    let (won, read) = s
+        .put_if_absent_then_get("c/w1", Bytes::from_static(b"w"), "c/w1")
+        .await
+        .unwrap();
+    assert!(matches!(won, PutOutcome::Written(_)));
+    assert_eq!(read.unwrap().bytes.as_ref(), b"w");
+    let (lost, read) = s
+        .put_if_absent_then_get("c/w1", Bytes::from_static(b"x"), "c/k")
+        .await
+        .unwrap();
+    assert_eq!(lost, PutOutcome::ConditionFailed);
+    assert_eq!(read.unwrap().bytes.as_ref(), b"v1");
+    let (_, read) = s
+        .put_if_absent_then_get("c/w2", Bytes::from_static(b"w"), "c/none")
+        .await
+        .unwrap();
+    assert!(read.is_none());
+    assert_eq!(s.get("c/w1").await.unwrap().unwrap().bytes.as_ref(), b"w");
+    let bad = s
+        .put_if_absent_then_get("c/w3", Bytes::from_static(b"w"), "bad key")
+        .await;
+    assert!(matches!(bad, Err(Error::InvalidKey { .. })), "{bad:?}");
+    assert!(s.get("c/w3").await.unwrap().is_none(), "nothing written");
+    s.delete("c/w1").await.unwrap();
+    s.delete("c/w2").await.unwrap();
+
     let PutOutcome::Written(tag2) = s
         .put_if_match("c/k", Bytes::from_static(b"v3"), &tag1)
         .await

@@ -134,6 +134,16 @@ struct Config {
     knob: Option<Knob>,
 }
 
+/// Seeds past the CI slice that once found a bug, run with it (at 500
+/// steps or more) so the schedule they found stays covered while the
+/// traces they produce still reach it.
+/// - 6359, 10463, 15695, 16349 (2026-12-05): the fence used HEAD as read
+///   with a put-if-absent that found its slot taken, before the read-back
+///   saw our own earlier attempt there, landed late; a fold of another
+///   writer's record at that LSN in between went unseen (replays answered
+///   as such, a lost acknowledged version).
+const REGRESSION_SEEDS: [u64; 4] = [6359, 10463, 15695, 16349];
+
 struct Args {
     seeds: u64,
     first_seed: u64,
@@ -248,7 +258,14 @@ fn main() -> ExitCode {
     }
     let seeds: Vec<u64> = match args.one {
         Some(s) => vec![s],
-        None => (args.first_seed..args.first_seed + args.seeds).collect(),
+        None => (args.first_seed..args.first_seed + args.seeds)
+            .chain(
+                REGRESSION_SEEDS
+                    .iter()
+                    .copied()
+                    .filter(|&s| args.first_seed == 0 && s >= args.seeds && args.steps >= 500),
+            )
+            .collect(),
     };
     // One seed, one run: the same seed twice gives the same trace.
     if args.one.is_none() {

@@ -173,6 +173,23 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         self.inner.put_if_absent(key, bytes).await
     }
 
+    /// Counted as the two requests it stands for.
+    async fn put_if_absent_then_get(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        then: &str,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        bump(&self.counters.put_if_absent, 1);
+        bump(&self.counters.bytes_written, bytes.len() as u64);
+        let (outcome, got) = self.inner.put_if_absent_then_get(key, bytes, then).await?;
+        bump(&self.counters.get, 1);
+        if let Some(o) = &got {
+            bump(&self.counters.bytes_read, o.bytes.len() as u64);
+        }
+        Ok((outcome, got))
+    }
+
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
         bump(&self.counters.put_if_match, 1);
         bump(&self.counters.bytes_written, bytes.len() as u64);

@@ -152,6 +152,25 @@ impl LocalStore {
         .map_err(|e| Error::io("list", prefix, e))
     }
 
+    /// `put_if_absent`'s work: a fsynced temporary file published with
+    /// `link(2)` (which fails if the name exists), then the directory
+    /// fsynced, by the loser too: it may act on the winner's object
+    /// (e.g. roll forward to it), which must then be durable.
+    fn link_new(&self, path: &Path, bytes: &[u8]) -> io::Result<PutOutcome> {
+        let tmp = self.write_temp(path, bytes)?;
+        let linked = fs::hard_link(&tmp, path);
+        // The temporary name goes either way. Failing to remove it
+        // leaves an invisible `.tmp-*` file, never a wrong answer.
+        let _ = fs::remove_file(&tmp);
+        let outcome = match linked {
+            Ok(()) => PutOutcome::Written(tag_of(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::ConditionFailed,
+            Err(e) => return Err(e),
+        };
+        sync_dir(parent_of(path)?)?;
+        Ok(outcome)
+    }
+
     /// Makes `dir` exist and be durable: created if missing, and the whole
     /// chain from it up to the root fsynced once per process. Another
     /// process (or a crashed one) may have created a directory without
@@ -495,22 +514,35 @@ impl ObjectStore for LocalStore {
 
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
         self.blocking("put_if_absent", key, move |this, path| {
-            let tmp = this.write_temp(path, &bytes)?;
-            let linked = fs::hard_link(&tmp, path);
-            // The temporary name goes either way. Failing to remove it
-            // leaves an invisible `.tmp-*` file, never a wrong answer.
-            let _ = fs::remove_file(&tmp);
-            let outcome = match linked {
-                Ok(()) => PutOutcome::Written(tag_of(&bytes)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::ConditionFailed,
-                Err(e) => return Err(e),
-            };
-            // The loser fsyncs too: it may act on the winner's object
-            // (e.g. roll forward to it), which must then be durable.
-            sync_dir(parent_of(path)?)?;
-            Ok(outcome)
+            this.link_new(path, &bytes)
         })
         .await
+    }
+
+    async fn put_if_absent_then_get(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        then: &str,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        validate_key(then)?;
+        let then_path = self.root.join(then);
+        let then_key = then.to_owned();
+        let (outcome, read) = self
+            .blocking("put_if_absent", key, move |this, path| {
+                let outcome = this.link_new(path, &bytes)?;
+                // Only after the put is durable, as a second call would.
+                Ok((outcome, read_opt(&then_path)))
+            })
+            .await?;
+        let read = read.map_err(|e| Error::io("get", &then_key, e))?;
+        Ok((
+            outcome,
+            read.map(|b| Object {
+                tag: tag_of(&b),
+                bytes: Bytes::from(b),
+            }),
+        ))
     }
 
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {

@@ -147,6 +147,24 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Writes the object durably only if the key is free.
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome>;
 
+    /// `put_if_absent(key, bytes)` and then, once it has succeeded,
+    /// `get(then)`: for a writer that must read a pointer after its put
+    /// has landed (the stale-writer fence reads HEAD after each WAL put).
+    /// The get starts only after the put returned, as two calls in turn
+    /// would; a local directory makes both in one blocking call, sparing
+    /// a commit two thread hops (each a wake-up of an idle core).
+    async fn put_if_absent_then_get(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        then: &str,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        // A bad key for the get must not leave the put done.
+        validate_key(then)?;
+        let outcome = self.put_if_absent(key, bytes).await?;
+        Ok((outcome, self.get(then).await?))
+    }
+
     /// Replaces the object only if its current tag is `expected`.
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome>;
 
@@ -226,6 +244,14 @@ impl ObjectStore for DynStore {
     }
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
         self.as_ref().put_if_absent(key, bytes).await
+    }
+    async fn put_if_absent_then_get(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        then: &str,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        self.as_ref().put_if_absent_then_get(key, bytes, then).await
     }
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
         self.as_ref().put_if_match(key, bytes, expected).await

@@ -108,6 +108,22 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         retry!(self, key, self.inner.put_if_absent(key, bytes.clone()))
     }
 
+    // Retried whole: after a put that landed and a get that failed, the
+    // retry's put reports `ConditionFailed`, as a retried put whose
+    // response was lost does; callers read the object back either way.
+    async fn put_if_absent_then_get(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        then: &str,
+    ) -> Result<(PutOutcome, Option<Object>)> {
+        retry!(
+            self,
+            key,
+            self.inner.put_if_absent_then_get(key, bytes.clone(), then)
+        )
+    }
+
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
         retry!(
             self,
