@@ -137,12 +137,19 @@ impl Http {
                 .collect();
             url = format!("{url}?{}", q.join("&"));
         }
+        let uploads = method == Method::PUT || method == Method::POST;
         let mut builder = Request::builder().method(method).uri(&url);
         let hash: String = Sha256::digest(&body)
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
         builder = builder.header("x-amz-content-sha256", hash);
+        // Stated for every upload, even an empty one: the HTTP client
+        // leaves it out for an empty body, and S3 answers a PUT without it
+        // with 411 MissingContentLength.
+        if uploads {
+            builder = builder.header("content-length", body.len());
+        }
         for (name, value) in headers {
             let value = HeaderValue::from_str(&value)
                 .map_err(|e| fail(format!("header {name}: {e}"), false))?;
