@@ -719,8 +719,19 @@ impl Engine {
     pub async fn exists(&self, namespace: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         let layout = reef_manifest::Layout::new(namespace)?;
-        let page = self.store.list(layout.root(), None, 1).await?;
-        Ok(!page.objects.is_empty())
+        // Keys only: a local directory walk that stats each file skipped
+        // one deleted meanwhile, so a listing made while a fold's GC swept
+        // the WAL it had just read could come back empty. A listing is not
+        // a snapshot, so an empty one is asked once more: a namespace that
+        // exists keeps objects through every fold, and a second look
+        // starts from the directory as it is now.
+        for _ in 0..2 {
+            let page = self.store.list_keys(layout.root(), None, 1).await?;
+            if !page.keys.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Names of the namespaces in the bucket, sorted.
