@@ -19,6 +19,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::collections::binary_heap::PeekMut;
 
 use crate::entry::Entry;
 use crate::error::{FormatError, ObjectKind};
@@ -76,10 +77,13 @@ impl Ord for Head {
 
 /// The merge iterator. `E` is the runs' error type.
 pub struct MergeIter<I, E> {
-    runs: Vec<I>,
-    last_key: Vec<Option<(String, u64)>>,
+    /// The runs, each with the key it last yielded (for the order check).
+    runs: Vec<Run<I>>,
     heap: BinaryHeap<Head>,
     policy: Policy,
+    /// The versions of the id being resolved; kept between ids so that a
+    /// merge allocates no vector per id.
+    group: Vec<Entry>,
     pending: std::vec::IntoIter<Entry>,
     dropped: Setsum,
     dropped_count: u64,
@@ -96,10 +100,13 @@ where
     fn new(runs: Vec<I>, policy: Policy) -> Self {
         let n = runs.len();
         MergeIter {
-            runs,
-            last_key: vec![None; n],
+            runs: runs
+                .into_iter()
+                .map(|iter| Run { iter, last: None })
+                .collect(),
             heap: BinaryHeap::with_capacity(n),
             policy,
+            group: Vec::new(),
             pending: Vec::new().into_iter(),
             dropped: Setsum::EMPTY,
             dropped_count: 0,
@@ -133,59 +140,37 @@ where
         (self.dropped, self.dropped_count)
     }
 
-    /// Pulls the next entry of `run` into the heap, checking run order.
-    fn advance(&mut self, run: usize) -> Result<(), E> {
-        let Some(iter) = self.runs.get_mut(run) else {
-            return Ok(());
-        };
-        let Some(next) = iter.next() else {
-            return Ok(());
-        };
-        let entry = next?;
-        let slot = self.last_key.get_mut(run);
-        if let Some(Some((id, version))) = slot.as_deref() {
-            let in_order = match entry.id.as_bytes().cmp(id.as_bytes()) {
-                Ordering::Greater => true,
-                Ordering::Equal => entry.version < *version,
-                Ordering::Less => false,
-            };
-            if !in_order {
-                return Err(E::from(FormatError::Corrupt {
-                    kind: ObjectKind::Segment,
-                    object: format!("merge run {run}"),
-                    offset: 0,
-                    reason: format!(
-                        "({:?}, v{}) out of order after ({id:?}, v{version})",
-                        entry.id, entry.version
-                    ),
-                }));
-            }
-        }
-        if let Some(slot) = self.last_key.get_mut(run) {
-            *slot = Some((entry.id.clone(), entry.version));
-        }
-        self.heap.push(Head { entry, run });
-        Ok(())
-    }
-
-    /// All versions of the next id, newest first, duplicates removed.
-    fn next_group(&mut self) -> Result<Vec<Entry>, E> {
+    /// All versions of the next id, newest first, duplicates removed, into
+    /// `self.group` (empty at the end).
+    fn next_group(&mut self) -> Result<(), E> {
+        self.group.clear();
         if !self.primed {
             self.primed = true;
             for run in 0..self.runs.len() {
-                self.advance(run)?;
+                if let Some(entry) = pull(&mut self.runs, run)? {
+                    self.heap.push(Head { entry, run });
+                }
             }
         }
-        let mut group: Vec<Entry> = Vec::new();
-        while let Some(top) = self.heap.peek() {
-            if group.first().is_some_and(|g| g.id != top.entry.id) {
-                break;
-            }
-            let Some(Head { entry, run }) = self.heap.pop() else {
+        loop {
+            let Some(mut top) = self.heap.peek_mut() else {
                 break;
             };
-            self.advance(run)?;
-            if let Some(same) = group.last().filter(|g| g.version == entry.version) {
+            if self.group.first().is_some_and(|g| g.id != top.entry.id) {
+                break;
+            }
+            // The top's successor in its run replaces it in place (one
+            // sift), rather than a pop and a push (two).
+            let run = top.run;
+            let entry = match pull(&mut self.runs, run)? {
+                Some(next) => {
+                    let entry = std::mem::replace(&mut top.entry, next);
+                    drop(top);
+                    entry
+                }
+                None => PeekMut::pop(top).entry,
+            };
+            if let Some(same) = self.group.last().filter(|g| g.version == entry.version) {
                 // The same write seen twice is fine; two different writes
                 // claiming one (id, version) mean a run is damaged.
                 if *same != entry {
@@ -201,10 +186,10 @@ where
                 }
                 self.drop_entry(&entry);
             } else {
-                group.push(entry);
+                self.group.push(entry);
             }
         }
-        Ok(group)
+        Ok(())
     }
 
     fn drop_entry(&mut self, e: &Entry) {
@@ -212,19 +197,12 @@ where
         self.dropped_count += 1;
     }
 
-    /// Applies the policy to one id's versions; returns what to yield.
-    fn resolve(&mut self, group: Vec<Entry>) -> Vec<Entry> {
+    /// Applies the compacting policy to one id's versions; returns what to
+    /// yield.
+    fn resolve_compacting(&mut self, group: Vec<Entry>) -> Vec<Entry> {
         match &self.policy {
-            Policy::Visible { at, tombstones } => {
-                let at = *at;
-                let hide = *tombstones == Tombstones::Hide;
-                group
-                    .into_iter()
-                    .find(|e| e.version <= at)
-                    .filter(|e| !(hide && e.is_tombstone()))
-                    .into_iter()
-                    .collect()
-            }
+            // Resolved in `next`, without taking the group.
+            Policy::Visible { .. } => Vec::new(),
             Policy::Compacting {
                 snapshots,
                 drop_tombstones,
@@ -285,19 +263,84 @@ where
             if self.failed {
                 return None;
             }
-            let group = match self.next_group() {
-                Ok(g) => g,
-                Err(e) => {
-                    self.failed = true;
-                    return Some(Err(e));
-                }
-            };
-            if group.is_empty() {
+            if let Err(e) = self.next_group() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+            if self.group.is_empty() {
                 return None;
             }
-            self.pending = self.resolve(group).into_iter();
+            match &self.policy {
+                Policy::Visible { at, tombstones } => {
+                    // The newest version at or below `at` (the group is
+                    // newest first); hidden if it is a tombstone and
+                    // tombstones are hidden.
+                    let hide = *tombstones == Tombstones::Hide;
+                    let shown = self
+                        .group
+                        .iter()
+                        .position(|e| e.version <= *at)
+                        .filter(|&i| !(hide && self.group.get(i).is_some_and(Entry::is_tombstone)));
+                    if let Some(i) = shown {
+                        return Some(Ok(self.group.swap_remove(i)));
+                    }
+                }
+                Policy::Compacting { .. } => {
+                    let group = std::mem::take(&mut self.group);
+                    self.pending = self.resolve_compacting(group).into_iter();
+                }
+            }
         }
     }
+}
+
+/// One input run and the key it last yielded.
+struct Run<I> {
+    iter: I,
+    /// (id, version) of the last entry pulled; the id's buffer is reused.
+    last: Option<(String, u64)>,
+}
+
+/// The next entry of run `run`, checked to follow the last one in segment
+/// order (id ascending, version descending).
+fn pull<I, E>(runs: &mut [Run<I>], run: usize) -> Result<Option<Entry>, E>
+where
+    I: Iterator<Item = Result<Entry, E>>,
+    E: From<FormatError>,
+{
+    let Some(r) = runs.get_mut(run) else {
+        return Ok(None);
+    };
+    let Some(next) = r.iter.next() else {
+        return Ok(None);
+    };
+    let entry = next?;
+    match &mut r.last {
+        Some((id, version)) => {
+            let in_order = match entry.id.as_bytes().cmp(id.as_bytes()) {
+                Ordering::Greater => true,
+                Ordering::Equal => entry.version < *version,
+                Ordering::Less => false,
+            };
+            if !in_order {
+                return Err(E::from(FormatError::Corrupt {
+                    kind: ObjectKind::Segment,
+                    object: format!("merge run {run}"),
+                    offset: 0,
+                    reason: format!(
+                        "({:?}, v{}) out of order after ({id:?}, v{version})",
+                        entry.id, entry.version
+                    ),
+                }));
+            }
+            // Reusing the buffer: no allocation per entry.
+            id.clear();
+            id.push_str(&entry.id);
+            *version = entry.version;
+        }
+        None => r.last = Some((entry.id.clone(), entry.version)),
+    }
+    Ok(Some(entry))
 }
 
 #[cfg(test)]

@@ -90,6 +90,12 @@ impl BlockCache {
         self.lock().entries.contains_key(key)
     }
 
+    /// Whether a block of `bytes` fits beside what is cached, with no
+    /// eviction (a walk's read-ahead fills free room only).
+    pub fn has_room(&self, bytes: usize) -> bool {
+        self.lock().stats.used_bytes.saturating_add(bytes) <= self.budget_bytes
+    }
+
     /// Caches a block of `bytes` encoded bytes, evicting the least
     /// recently used blocks to stay within budget.
     pub fn insert(&self, key: BlockKey, block: Arc<Block>, bytes: usize) {

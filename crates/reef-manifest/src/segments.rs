@@ -238,11 +238,18 @@ impl SegmentReader {
         }
     }
 
-    /// Blocks `first..first + count` (fewer at the segment's end), each
-    /// from the cache or fetched: a run of uncached blocks adjacent in the
-    /// object costs one ranged GET. Each block is copied out of the
-    /// run's bytes before it is decoded and cached, so a cached block
-    /// holds its own bytes, never the whole run's.
+    /// Blocks `first..first + count` (fewer at the segment's end), for a
+    /// walk's read-ahead, each from the cache or fetched: a run of uncached
+    /// blocks adjacent in the object costs one ranged GET.
+    ///
+    /// The blocks of a run of several fill the cache's free room but never
+    /// evict: a long scan or a compaction reads far more than the cache
+    /// holds, and evicting for it would only push out the blocks point
+    /// reads use, while data that fits stays cached for the next scan. A
+    /// block cached is copied out of the run (so it does not pin the run's
+    /// bytes); one not cached shares them (at most `READ_AHEAD_BYTES_MAX`)
+    /// and is dropped once the walk passes it. A lone uncached block, such
+    /// as the first of a walk, is cached as a point read's is.
     pub async fn blocks(&self, first: usize, count: usize) -> Result<Vec<Arc<Block>>> {
         let handles = self.index.blocks();
         let end = first.saturating_add(count).min(handles.len());
@@ -281,14 +288,22 @@ impl SegmentReader {
             for m in n..run_end {
                 let h = handles.get(m).ok_or_else(|| self.no_block(m))?;
                 let at = (h.offset - start) as usize;
-                let part = bytes
-                    .get(at..at + h.len as usize)
-                    .map(Bytes::copy_from_slice)
-                    .ok_or_else(|| self.no_block(m))?;
-                let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
-                let cache_key = (Arc::clone(&self.key), self.identity, m);
-                self.cache.insert(cache_key, Arc::clone(&block), part.len());
-                out.push(block);
+                let block_end = at + h.len as usize;
+                if block_end > bytes.len() {
+                    return Err(self.no_block(m));
+                }
+                let len = block_end - at;
+                if self.cache.has_room(len) {
+                    let part = bytes.get(at..block_end).map(Bytes::copy_from_slice);
+                    let part = part.ok_or_else(|| self.no_block(m))?;
+                    let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
+                    let cache_key = (Arc::clone(&self.key), self.identity, m);
+                    self.cache.insert(cache_key, Arc::clone(&block), len);
+                    out.push(block);
+                } else {
+                    let part = bytes.slice(at..block_end);
+                    out.push(Arc::new(self.index.decode_block(m, &part, &self.key)?));
+                }
             }
             n = run_end;
         }
