@@ -407,10 +407,11 @@ mod tests {
         }
         let built = b.finish().unwrap();
         store.put("seg", built.bytes.clone()).await.unwrap();
-        // Room for about four blocks; the segment has over a hundred.
-        let cache = Arc::new(BlockCache::new(4 * 4096 + 2048));
+        // Room for four of its blocks (about 3.3 KiB each), not five; the
+        // segment has over a hundred.
+        let cache = Arc::new(BlockCache::new(4 * 3_400));
         let len = built.bytes.len() as u64;
-        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache)
+        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache.clone())
             .await
             .unwrap();
         assert!(seg.first_block(Bound::Excluded("k03999")) > 100);
@@ -420,18 +421,27 @@ mod tests {
             memtable: Arc::new(RwLock::new(Memtable::default())),
             at: u64::MAX,
         };
-        let hot = "k02000";
-        assert!(crate::read::get(&view, "t", hot).await.unwrap().is_some());
+        // Point reads cache three blocks spread over the segment, so the
+        // scan's read-ahead is cut into runs around them, some of them
+        // single blocks.
+        let hot = ["k00130", "k01000", "k02000", "k03999"];
+        for id in hot {
+            assert!(crate::read::get(&view, "t", id).await.unwrap().is_some());
+        }
+        assert_eq!(cache.stats().blocks, 4);
+        assert!(!cache.has_room(3_000), "{cache:?}");
         let docs = collect(view.clone(), "t", &ScanRange::default())
             .await
             .unwrap();
         assert_eq!(docs.len(), 4_000);
         let before = store.counts();
-        assert!(crate::read::get(&view, "t", hot).await.unwrap().is_some());
+        for id in hot {
+            assert!(crate::read::get(&view, "t", id).await.unwrap().is_some());
+        }
         assert_eq!(
             store.counts().since(&before).get_range,
             0,
-            "the scan evicted the point read's block"
+            "the scan evicted a point read's block"
         );
     }
 }

@@ -91,7 +91,9 @@ impl BlockCache {
     }
 
     /// Whether a block of `bytes` fits beside what is cached, with no
-    /// eviction (a walk's read-ahead fills free room only).
+    /// eviction (a walk's read-ahead fills free room only). Advisory: a
+    /// concurrent insert between this and the caller's may still evict,
+    /// at most about a block per concurrent walk.
     pub fn has_room(&self, bytes: usize) -> bool {
         self.lock().stats.used_bytes.saturating_add(bytes) <= self.budget_bytes
     }

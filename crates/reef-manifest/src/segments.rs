@@ -242,14 +242,13 @@ impl SegmentReader {
     /// walk's read-ahead, each from the cache or fetched: a run of uncached
     /// blocks adjacent in the object costs one ranged GET.
     ///
-    /// The blocks of a run of several fill the cache's free room but never
-    /// evict: a long scan or a compaction reads far more than the cache
-    /// holds, and evicting for it would only push out the blocks point
-    /// reads use, while data that fits stays cached for the next scan. A
-    /// block cached is copied out of the run (so it does not pin the run's
-    /// bytes); one not cached shares them (at most `READ_AHEAD_BYTES_MAX`)
-    /// and is dropped once the walk passes it. A lone uncached block, such
-    /// as the first of a walk, is cached as a point read's is.
+    /// The blocks fetched fill the cache's free room but never evict: a
+    /// long scan or a compaction reads far more than the cache holds, and
+    /// evicting for it would only push out the blocks point reads use,
+    /// while data that fits stays cached for the next scan. A block cached
+    /// is copied out of its run (so it does not pin the run's bytes); one
+    /// not cached shares them (at most `READ_AHEAD_BYTES_MAX`) and is
+    /// dropped once the walk passes it.
     pub async fn blocks(&self, first: usize, count: usize) -> Result<Vec<Arc<Block>>> {
         let handles = self.index.blocks();
         let end = first.saturating_add(count).min(handles.len());
@@ -275,11 +274,6 @@ impl SegmentReader {
             {
                 run_end += 1;
             }
-            if run_end == n + 1 {
-                out.push(self.block(n).await?);
-                n += 1;
-                continue;
-            }
             let (start, stop) = match (handles.get(n), handles.get(run_end - 1)) {
                 (Some(a), Some(b)) => (a.offset, b.offset + u64::from(b.len)),
                 _ => break,
@@ -294,8 +288,12 @@ impl SegmentReader {
                 }
                 let len = block_end - at;
                 if self.cache.has_room(len) {
-                    let part = bytes.get(at..block_end).map(Bytes::copy_from_slice);
-                    let part = part.ok_or_else(|| self.no_block(m))?;
+                    // A block alone in its run is the run: no copy needed.
+                    let part = if run_end == n + 1 {
+                        bytes.clone()
+                    } else {
+                        Bytes::copy_from_slice(bytes.get(at..block_end).unwrap_or_default())
+                    };
                     let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
                     let cache_key = (Arc::clone(&self.key), self.identity, m);
                     self.cache.insert(cache_key, Arc::clone(&block), len);

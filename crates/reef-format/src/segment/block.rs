@@ -182,9 +182,14 @@ impl Block {
 
 /// Segment order: id ascending, then version descending (newest first).
 pub(crate) fn order(a: &Entry, b: &Entry) -> Ordering {
-    a.id.as_bytes()
-        .cmp(b.id.as_bytes())
-        .then_with(|| b.version.cmp(&a.version))
+    key_order(&a.id, a.version, &b.id, b.version)
+}
+
+/// Segment order of two (id, version) keys.
+pub(crate) fn key_order(a_id: &str, a_version: u64, b_id: &str, b_version: u64) -> Ordering {
+    a_id.as_bytes()
+        .cmp(b_id.as_bytes())
+        .then_with(|| b_version.cmp(&a_version))
 }
 
 fn decode_entry(r: &mut Reader<'_>, whole: &Bytes) -> Result<Entry> {

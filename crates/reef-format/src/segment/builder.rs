@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::entry::Entry;
 use crate::error::{FormatError, Result};
-use crate::segment::block::{BlockBuilder, order};
+use crate::segment::block::{BlockBuilder, key_order};
 use crate::segment::bloom::{Bloom, key_hash};
 use crate::segment::index::{BlockHandle, SEGMENT_FORMAT_VERSION, SegmentFooter, SegmentIndex};
 use crate::segment::reader::Segment;
@@ -51,8 +51,12 @@ pub struct SegmentBuilder {
     block: BlockBuilder,
     handles: Vec<BlockHandle>,
     id_hashes: Vec<u64>,
-    first: Option<Entry>,
-    last: Option<Entry>,
+    /// The first id added (the footer's `min_id`).
+    first: Option<String>,
+    /// The last (id, version) added: only keys are kept, never the entry,
+    /// whose value may share a large buffer (a compaction's read-ahead
+    /// run) the builder must not pin. The id's buffer is reused.
+    last: Option<(String, u64)>,
     entry_count: u64,
     tombstone_count: u64,
     min_version: u64,
@@ -93,14 +97,14 @@ impl SegmentBuilder {
     pub fn add(&mut self, e: &Entry) -> Result<()> {
         e.check_storable()
             .map_err(|reason| FormatError::invalid(format!("segment entry {:?}", e.id), reason))?;
-        if let Some(prev) = &self.last
-            && order(prev, e) != std::cmp::Ordering::Less
+        if let Some((prev_id, prev_version)) = &self.last
+            && key_order(prev_id, *prev_version, &e.id, e.version) != std::cmp::Ordering::Less
         {
             return Err(FormatError::invalid(
                 "segment entry",
                 format!(
-                    "({:?}, v{}) does not sort after ({:?}, v{})",
-                    e.id, e.version, prev.id, prev.version
+                    "({:?}, v{}) does not sort after ({prev_id:?}, v{prev_version})",
+                    e.id, e.version
                 ),
             ));
         }
@@ -112,7 +116,7 @@ impl SegmentBuilder {
         {
             self.flush_block()?;
         }
-        if self.last.as_ref().is_none_or(|prev| prev.id != e.id) {
+        if self.last.as_ref().is_none_or(|(prev, _)| *prev != e.id) {
             self.id_hashes.push(key_hash(&e.id));
         }
         self.block.add(e)?;
@@ -122,9 +126,16 @@ impl SegmentBuilder {
         self.max_version = self.max_version.max(e.version);
         self.setsum = self.setsum.add(&e.setsum());
         if self.first.is_none() {
-            self.first = Some(e.clone());
+            self.first = Some(e.id.clone());
         }
-        self.last = Some(e.clone());
+        match &mut self.last {
+            Some((id, version)) => {
+                id.clear();
+                id.push_str(&e.id);
+                *version = e.version;
+            }
+            None => self.last = Some((e.id.clone(), e.version)),
+        }
         if self.block.estimated_bytes() >= self.opts.block_bytes_target {
             self.flush_block()?;
         }
@@ -132,7 +143,7 @@ impl SegmentBuilder {
     }
 
     fn flush_block(&mut self) -> Result<()> {
-        let (Some(last), false) = (&self.last, self.block.is_empty()) else {
+        let (Some((last_id, last_version)), false) = (&self.last, self.block.is_empty()) else {
             return Ok(());
         };
         let entries = self.block.entries() as u32;
@@ -143,8 +154,8 @@ impl SegmentBuilder {
             offset: self.out.len() as u64,
             len,
             entries,
-            last_id: last.id.clone(),
-            last_version: last.version,
+            last_id: last_id.clone(),
+            last_version: *last_version,
         });
         self.out.extend_from_slice(&bytes);
         Ok(())
@@ -178,8 +189,8 @@ impl SegmentBuilder {
             min_version: self.min_version,
             max_version: self.max_version,
             setsum: self.setsum,
-            min_id: first.id,
-            max_id: last.id,
+            min_id: first,
+            max_id: last.0,
         };
         let mut out = self.out;
         out.extend_from_slice(&index);
