@@ -472,8 +472,18 @@ impl ObjectStore for LocalStore {
                     return Ok(Some(Err(size)));
                 }
                 f.seek(SeekFrom::Start(r.start))?;
-                let mut buf = vec![0u8; (r.end - r.start) as usize];
-                f.read_exact(&mut buf)?;
+                // Read into spare capacity: zeroing a buffer the read then
+                // overwrites cost 3% of a cold scan (a ranged read is up to
+                // 1 MiB of read-ahead).
+                let want = r.end - r.start;
+                let mut buf = Vec::with_capacity(want as usize);
+                (&mut f).take(want).read_to_end(&mut buf)?;
+                if buf.len() as u64 != want {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("read {} of {want} bytes", buf.len()),
+                    ));
+                }
                 Ok(Some(Ok((Bytes::from(buf), size))))
             })
             .await?;
