@@ -102,9 +102,10 @@ pub async fn compact(
         }
         report.bytes_in += meta.object_bytes;
     }
-    // The merge runs in steps (`RangeSteps`): at most 1 MiB of read-ahead
-    // blocks per input in memory (and the run before it, while the step's
-    // entries still share its bytes), plus each input's index and bloom
+    // The merge runs in steps (`RangeSteps`): a few 1 MiB runs of
+    // read-ahead blocks per input in memory (the one in use, the next
+    // being fetched, the one before while the step's entries share it),
+    // plus each input's index and bloom
     // filter (kept by its reader) and the output segment being built, never
     // the inputs' contents. The builder copies what it keeps. Every version of an id falls in one step, so each step's
     // merge decides exactly as a merge of everything would.

@@ -7,9 +7,10 @@
 //! out before the next step starts after that id.
 //!
 //! Invariants:
-//! - A step holds at most `READ_AHEAD_BYTES_MAX` (1 MiB) of blocks per
-//!   segment (what `range_step` read ahead, starting at one block and
-//!   doubling per fetch, never past the range's end), and
+//! - A step holds a few runs of blocks per segment, each at most
+//!   `READ_AHEAD_BYTES_MAX` (1 MiB; see `reef_manifest::steps`: what
+//!   `range_step` read ahead, starting at one block and doubling per fetch,
+//!   never past the range's end, and on a long walk the next run), and
 //!   `MEMTABLE_IDS_PER_STEP` memtable ids with their versions:
 //!   memory is bounded by the view's segment count and block size, never
 //!   by the range.
@@ -443,5 +444,71 @@ mod tests {
             0,
             "the scan evicted a point read's block"
         );
+    }
+
+    /// A walk that stops early (a limit) fetches nothing it does not use,
+    /// even when its consumer yields and a prefetch task could run: only
+    /// a long walk fetches ahead, from the middle of its fourth fetch on.
+    #[tokio::test]
+    async fn a_short_walk_fetches_nothing_ahead() {
+        let store = Arc::new(CountingStore::new(MemoryStore::new()));
+        let mut b = SegmentBuilder::new(SegmentOptions {
+            block_bytes_target: 4096,
+            ..SegmentOptions::default()
+        });
+        for n in 0..4_000u64 {
+            b.add(&Entry::put(format!("k{n:05}"), n + 1, doc(n as i64)))
+                .unwrap();
+        }
+        let built = b.finish().unwrap();
+        store.put("seg", built.bytes.clone()).await.unwrap();
+        let len = built.bytes.len() as u64;
+        let seg = SegmentReader::open(
+            store.clone(),
+            "seg",
+            Some(len),
+            Arc::new(BlockCache::new(0)),
+        )
+        .await
+        .unwrap();
+        // The number of entries before block `b`.
+        let before_block = |b: usize| {
+            (0..4_000)
+                .find(|n| seg.first_block(Bound::Included(&format!("k{n:05}"))) >= b)
+                .unwrap()
+        };
+        // Fetches take blocks 0, then 1-2, then 3-6: a walk ending in
+        // block 1 needs two, one ending in block 4 three.
+        let shapes = [(before_block(1) + 1, 2), (before_block(4) + 1, 3)];
+        let seg = Arc::new(seg);
+        for (limit, gets) in shapes {
+            let view = View {
+                manifest_version: 1,
+                segments: Arc::new(vec![Arc::clone(&seg)]),
+                memtable: Arc::new(RwLock::new(Memtable::default())),
+                at: u64::MAX,
+            };
+            let before = store.counts();
+            let range = ScanRange {
+                limit: Some(limit),
+                ..ScanRange::default()
+            };
+            let mut docs = stream(Scanner::new(view, "t", &range), ());
+            let mut n = 0;
+            while docs.try_next().await.unwrap().is_some() {
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            drop(docs);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(n, limit);
+            assert_eq!(
+                store.counts().since(&before).get_range,
+                gets,
+                "a scan of {limit} documents"
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! Walking several segments' entries over an id range in steps, so that a
 //! scan or a compaction holds a bounded read-ahead of blocks per segment
-//! (at most 1 MiB), never a segment.
+//! (a few MiB), never a segment.
 //!
 //! A step ends at the smallest last id of the blocks the segments would
 //! fetch next (a caller may end it sooner); `read` returns each segment's
@@ -13,9 +13,12 @@
 //!   of one step's runs sees all of an id's versions together.
 //! - Every step makes progress: each candidate end is the last id of a
 //!   block that ends after the previous step's end.
-//! - Memory: at most `READ_AHEAD_BYTES_MAX` (1 MiB) of blocks per segment
-//!   (`SegmentReader::range_step`'s read-ahead, which starts at one block
-//!   and doubles per fetch), plus what `read` returns for the step, on top
+//! - Memory: per segment, the run of blocks in use (at most
+//!   `READ_AHEAD_BYTES_MAX`, 1 MiB: `SegmentReader::range_step`'s
+//!   read-ahead, which starts at one block and doubles per fetch), on a
+//!   long walk the next run being fetched, and the run before while the
+//!   step's entries still share its bytes: about 3 MiB. Plus what `read`
+//!   returns for the step, on top
 //!   of what each open `SegmentReader` keeps: its index (one entry per
 //!   ~32 KiB block) and bloom filter (10 bits per id), about 0.3% of a
 //!   segment of 1 KiB documents. So the walk's memory grows with the number of segments
