@@ -392,11 +392,11 @@ mod tests {
         );
     }
 
-    /// A long scan leaves the block cache to point reads: its read-ahead
-    /// runs are not cached, so a block a point read cached survives a scan
-    /// of many times the cache's size, and reading it again costs no GET.
-    #[tokio::test]
-    async fn a_long_scan_does_not_evict_point_reads_blocks() {
+    /// A segment of 4,000 documents `k00000`..`k03999` in blocks of about
+    /// 3.3 KiB (35 entries), read through `cache`; and its counted store.
+    async fn k_segment(
+        cache: Arc<BlockCache>,
+    ) -> (Arc<CountingStore<MemoryStore>>, Arc<SegmentReader>) {
         let store = Arc::new(CountingStore::new(MemoryStore::new()));
         let mut b = SegmentBuilder::new(SegmentOptions {
             block_bytes_target: 4096,
@@ -408,20 +408,34 @@ mod tests {
         }
         let built = b.finish().unwrap();
         store.put("seg", built.bytes.clone()).await.unwrap();
+        let len = built.bytes.len() as u64;
+        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache)
+            .await
+            .unwrap();
+        (store, Arc::new(seg))
+    }
+
+    /// A view of `seg` alone, at its newest.
+    fn view_of(seg: &Arc<SegmentReader>) -> View {
+        View {
+            manifest_version: 1,
+            segments: Arc::new(vec![Arc::clone(seg)]),
+            memtable: Arc::new(RwLock::new(Memtable::default())),
+            at: u64::MAX,
+        }
+    }
+
+    /// A long scan leaves the block cache to point reads: its read-ahead
+    /// runs are not cached, so a block a point read cached survives a scan
+    /// of many times the cache's size, and reading it again costs no GET.
+    #[tokio::test]
+    async fn a_long_scan_does_not_evict_point_reads_blocks() {
         // Room for four of its blocks (about 3.3 KiB each), not five; the
         // segment has over a hundred.
         let cache = Arc::new(BlockCache::new(4 * 3_400));
-        let len = built.bytes.len() as u64;
-        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache.clone())
-            .await
-            .unwrap();
+        let (store, seg) = k_segment(cache.clone()).await;
         assert!(seg.first_block(Bound::Excluded("k03999")) > 100);
-        let view = View {
-            manifest_version: 1,
-            segments: Arc::new(vec![Arc::new(seg)]),
-            memtable: Arc::new(RwLock::new(Memtable::default())),
-            at: u64::MAX,
-        };
+        let view = view_of(&seg);
         // Point reads cache three blocks spread over the segment, so the
         // scan's read-ahead is cut into runs around them, some of them
         // single blocks.
@@ -451,26 +465,7 @@ mod tests {
     /// a long walk fetches ahead, from the middle of its fourth fetch on.
     #[tokio::test]
     async fn a_short_walk_fetches_nothing_ahead() {
-        let store = Arc::new(CountingStore::new(MemoryStore::new()));
-        let mut b = SegmentBuilder::new(SegmentOptions {
-            block_bytes_target: 4096,
-            ..SegmentOptions::default()
-        });
-        for n in 0..4_000u64 {
-            b.add(&Entry::put(format!("k{n:05}"), n + 1, doc(n as i64)))
-                .unwrap();
-        }
-        let built = b.finish().unwrap();
-        store.put("seg", built.bytes.clone()).await.unwrap();
-        let len = built.bytes.len() as u64;
-        let seg = SegmentReader::open(
-            store.clone(),
-            "seg",
-            Some(len),
-            Arc::new(BlockCache::new(0)),
-        )
-        .await
-        .unwrap();
+        let (store, seg) = k_segment(Arc::new(BlockCache::new(0))).await;
         // The number of entries before block `b`.
         let before_block = |b: usize| {
             (0..4_000)
@@ -480,14 +475,8 @@ mod tests {
         // Fetches take blocks 0, then 1-2, then 3-6: a walk ending in
         // block 1 needs two, one ending in block 4 three.
         let shapes = [(before_block(1) + 1, 2), (before_block(4) + 1, 3)];
-        let seg = Arc::new(seg);
         for (limit, gets) in shapes {
-            let view = View {
-                manifest_version: 1,
-                segments: Arc::new(vec![Arc::clone(&seg)]),
-                memtable: Arc::new(RwLock::new(Memtable::default())),
-                at: u64::MAX,
-            };
+            let view = view_of(&seg);
             let before = store.counts();
             let range = ScanRange {
                 limit: Some(limit),

@@ -23,6 +23,7 @@ use std::collections::binary_heap::PeekMut;
 
 use crate::entry::Entry;
 use crate::error::{FormatError, ObjectKind};
+use crate::segment::key_order;
 use crate::setsum::Setsum;
 
 /// Whether a read merge shows deletions.
@@ -174,15 +175,13 @@ where
                 // The same write seen twice is fine; two different writes
                 // claiming one (id, version) mean a run is damaged.
                 if *same != entry {
-                    return Err(E::from(FormatError::Corrupt {
-                        kind: ObjectKind::Segment,
-                        object: format!("merge run {run}"),
-                        offset: 0,
-                        reason: format!(
+                    return Err(E::from(run_corrupt(
+                        run,
+                        format!(
                             "two different entries for ({:?}, v{})",
                             entry.id, entry.version
                         ),
-                    }));
+                    )));
                 }
                 self.drop_entry(&entry);
             } else {
@@ -196,56 +195,39 @@ where
         self.dropped = self.dropped.add(&e.setsum());
         self.dropped_count += 1;
     }
+}
 
-    /// Applies the compacting policy to one id's versions; returns what to
-    /// yield.
-    fn resolve_compacting(&mut self, group: Vec<Entry>) -> Vec<Entry> {
-        match &self.policy {
-            // Resolved in `next`, without taking the group.
-            Policy::Visible { .. } => Vec::new(),
-            Policy::Compacting {
-                snapshots,
-                drop_tombstones,
-            } => {
-                let drop_tombstones = *drop_tombstones;
-                let mut keep = vec![false; group.len()];
-                if let Some(k) = keep.first_mut() {
-                    *k = true;
-                }
-                for s in snapshots {
-                    if let Some(i) = group.iter().position(|e| e.version <= *s)
-                        && let Some(k) = keep.get_mut(i)
-                    {
-                        *k = true;
+/// Which of one id's versions (newest first) a compaction keeps: the
+/// newest and, for each snapshot, the newest at or below it; with
+/// `drop_tombstones`, trailing tombstones of the kept set go too.
+fn compacting_keep(group: &[Entry], snapshots: &[u64], drop_tombstones: bool) -> Vec<bool> {
+    let mut keep = vec![false; group.len()];
+    if let Some(k) = keep.first_mut() {
+        *k = true;
+    }
+    for s in snapshots {
+        if let Some(i) = group.iter().position(|e| e.version <= *s)
+            && let Some(k) = keep.get_mut(i)
+        {
+            *k = true;
+        }
+    }
+    if drop_tombstones {
+        // Only the oldest kept entries may go: a tombstone with kept data
+        // below it still hides that data.
+        for i in (0..group.len()).rev() {
+            match (keep.get(i), group.get(i)) {
+                (Some(false), _) => continue,
+                (Some(true), Some(e)) if e.is_tombstone() => {
+                    if let Some(k) = keep.get_mut(i) {
+                        *k = false;
                     }
                 }
-                if drop_tombstones {
-                    // Only the oldest kept entries may go: a tombstone with
-                    // kept data below it still hides that data.
-                    for i in (0..group.len()).rev() {
-                        match (keep.get(i), group.get(i)) {
-                            (Some(false), _) => continue,
-                            (Some(true), Some(e)) if e.is_tombstone() => {
-                                if let Some(k) = keep.get_mut(i) {
-                                    *k = false;
-                                }
-                            }
-                            _ => break,
-                        }
-                    }
-                }
-                let mut out = Vec::with_capacity(group.len());
-                for (e, kept) in group.into_iter().zip(keep) {
-                    if kept {
-                        out.push(e);
-                    } else {
-                        self.drop_entry(&e);
-                    }
-                }
-                out
+                _ => break,
             }
         }
     }
+    keep
 }
 
 impl<I, E> Iterator for MergeIter<I, E>
@@ -285,12 +267,33 @@ where
                         return Some(Ok(self.group.swap_remove(i)));
                     }
                 }
-                Policy::Compacting { .. } => {
-                    let group = std::mem::take(&mut self.group);
-                    self.pending = self.resolve_compacting(group).into_iter();
+                Policy::Compacting {
+                    snapshots,
+                    drop_tombstones,
+                } => {
+                    let keep = compacting_keep(&self.group, snapshots, *drop_tombstones);
+                    let mut out = Vec::with_capacity(self.group.len());
+                    for (e, kept) in std::mem::take(&mut self.group).into_iter().zip(keep) {
+                        if kept {
+                            out.push(e);
+                        } else {
+                            self.drop_entry(&e);
+                        }
+                    }
+                    self.pending = out.into_iter();
                 }
             }
         }
+    }
+}
+
+/// A merge input found damaged.
+fn run_corrupt(run: usize, reason: String) -> FormatError {
+    FormatError::Corrupt {
+        kind: ObjectKind::Segment,
+        object: format!("merge run {run}"),
+        offset: 0,
+        reason,
     }
 }
 
@@ -317,21 +320,14 @@ where
     let entry = next?;
     match &mut r.last {
         Some((id, version)) => {
-            let in_order = match entry.id.as_bytes().cmp(id.as_bytes()) {
-                Ordering::Greater => true,
-                Ordering::Equal => entry.version < *version,
-                Ordering::Less => false,
-            };
-            if !in_order {
-                return Err(E::from(FormatError::Corrupt {
-                    kind: ObjectKind::Segment,
-                    object: format!("merge run {run}"),
-                    offset: 0,
-                    reason: format!(
+            if key_order(id, *version, &entry.id, entry.version) != Ordering::Less {
+                return Err(E::from(run_corrupt(
+                    run,
+                    format!(
                         "({:?}, v{}) out of order after ({id:?}, v{version})",
                         entry.id, entry.version
                     ),
-                }));
+                )));
             }
             // Reusing the buffer: no allocation per entry.
             id.clear();

@@ -305,21 +305,20 @@ impl SegmentReader {
                     return Err(self.no_block(m));
                 }
                 let len = block_end - at;
-                if self.cache.has_room(len) {
-                    // A block alone in its run is the run: no copy needed.
-                    let part = if run_end == n + 1 {
-                        bytes.clone()
-                    } else {
-                        Bytes::copy_from_slice(bytes.get(at..block_end).unwrap_or_default())
-                    };
-                    let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
+                let cache_it = self.cache.has_room(len);
+                // A cached block is copied out of a run of several, so as
+                // not to pin the run; otherwise it shares the run's bytes.
+                let part = if cache_it && run_end > n + 1 {
+                    Bytes::copy_from_slice(bytes.get(at..block_end).unwrap_or_default())
+                } else {
+                    bytes.slice(at..block_end)
+                };
+                let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
+                if cache_it {
                     let cache_key = (Arc::clone(&self.key), self.identity, m);
                     self.cache.insert(cache_key, Arc::clone(&block), len);
-                    out.push(block);
-                } else {
-                    let part = bytes.slice(at..block_end);
-                    out.push(Arc::new(self.index.decode_block(m, &part, &self.key)?));
                 }
+                out.push(block);
             }
             n = run_end;
         }

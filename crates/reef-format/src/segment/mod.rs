@@ -20,6 +20,7 @@ mod index;
 mod reader;
 
 pub use block::Block;
+pub(crate) use block::key_order;
 pub use bloom::Bloom;
 pub use builder::{BuiltSegment, SegmentBuilder, SegmentOptions};
 pub use index::{
