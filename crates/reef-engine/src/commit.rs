@@ -6,6 +6,9 @@
 //! record with put-if-absent at `last_lsn + 1`, applies it, and answers
 //! every request in it. Requests that arrive meanwhile wait for the next
 //! batch: batching happens while a PUT is in flight, never by sleeping.
+//! Before it cuts a batch the leader yields to the scheduler while the
+//! queue grows, so the writers it just answered join the next batch
+//! rather than the one after (`let_answered_writers_requeue`).
 //!
 //! Races and failures:
 //! - put-if-absent reports the LSN taken: the leader reads the object back.
@@ -129,6 +132,7 @@ async fn wait_for_room(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
 
 async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
     loop {
+        let_answered_writers_requeue(&ns).await;
         let Some(batch) = ns
             .queue
             .next_batch(opts.group_requests_max, opts.group_bytes_max)
@@ -143,6 +147,30 @@ async fn lead(ns: Arc<Namespace>, opts: Arc<EngineOptions>) {
             let _ = p.tx.send(r);
         }
         crate::background::maybe_schedule(&ns, &opts);
+    }
+}
+
+/// Most scheduler passes the leader gives writers before cutting a batch.
+const REQUEUE_YIELDS_MAX: usize = 8;
+
+/// Lets the writers the last batch answered (woken, but not yet run) send
+/// their next requests before the next batch is cut: yields while each
+/// pass grows the queue, at most `REQUEUE_YIELDS_MAX` times. Without it,
+/// a batch left at once with the requests that arrived during the last
+/// put, and the writers it answered waited for the batch after: the
+/// writers split into two cohorts taking turns, each riding half the
+/// puts. A yield costs no time when nothing else is runnable; it never
+/// waits on a clock, so safety does not depend on it (it only decides
+/// which batch a request rides).
+async fn let_answered_writers_requeue(ns: &Namespace) {
+    let mut queued = ns.queue.len();
+    for _ in 0..REQUEUE_YIELDS_MAX {
+        tokio::task::yield_now().await;
+        let now = ns.queue.len();
+        if now == queued {
+            return;
+        }
+        queued = now;
     }
 }
 

@@ -87,6 +87,11 @@ impl<T> GroupQueue<T> {
         Some(batch)
     }
 
+    /// Requests waiting.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().pending.len()
+    }
+
     /// Whether a leader runs or requests wait.
     pub(crate) fn busy(&self) -> bool {
         let q = self.lock();
