@@ -32,9 +32,10 @@ pub struct Stats {
     pub wal_objects: u64,
     /// Live segments per level.
     pub segments: BTreeMap<u8, usize>,
-    /// Bytes of live segments plus unfolded memtable bytes.
+    /// Bytes of live segments plus the ids and documents not yet folded.
     pub bytes: u64,
-    /// Unfolded bytes held in memory.
+    /// Memory the unfolded entries hold: ids, documents and the index
+    /// around them (what `EngineOptions::memtable_bytes_max` bounds).
     pub memtable_bytes: u64,
     /// Newest version.
     pub last_version: u64,
@@ -610,7 +611,10 @@ impl Engine {
     pub async fn stats(&self, namespace: &str) -> Result<Stats> {
         let ns = self.namespace(namespace).await?;
         let s = ns.lock_state();
-        let memtable_bytes = read_lock(&s.memtable).bytes() as u64;
+        let (memtable_bytes, memtable_payload) = {
+            let t = read_lock(&s.memtable);
+            (t.bytes() as u64, t.payload_bytes() as u64)
+        };
         let mut segments = BTreeMap::new();
         for seg in &s.manifest.segments {
             *segments.entry(seg.level).or_insert(0) += 1;
@@ -623,7 +627,7 @@ impl Engine {
             last_lsn: s.last_lsn,
             wal_objects: s.last_lsn.saturating_sub(s.manifest.last_applied_lsn),
             segments,
-            bytes: segment_bytes + memtable_bytes,
+            bytes: segment_bytes + memtable_payload,
             memtable_bytes,
             last_version: s.last_version,
             gc_floor: s.manifest.gc_floor,

@@ -13,8 +13,8 @@ use reef_manifest::{Clock, Rng, SystemClock, SystemRng};
 pub struct EngineOptions {
     /// Limits on user input (DESIGN §7).
     pub limits: Limits,
-    /// Unfolded bytes (ids + documents in memtables) per namespace before
-    /// writers wait.
+    /// Memory a namespace's unfolded entries may hold (ids, documents and
+    /// the memtable's index around them) before writers wait.
     pub memtable_bytes_max: usize,
     /// How long a writer waits for room before failing with `Overloaded`.
     pub backpressure_wait_max: Duration,
@@ -35,7 +35,8 @@ pub struct EngineOptions {
     /// Fold, compaction and GC settings, and the idempotency retention
     /// for namespaces whose manifest does not record one yet.
     pub compactor: CompactorOptions,
-    /// Fold in the background when unfolded bytes reach this.
+    /// Fold in the background when the memtable holds this many bytes
+    /// (counted as for `memtable_bytes_max`).
     pub fold_trigger_bytes: usize,
     /// Fold in the background when this many WAL objects are unfolded.
     pub fold_trigger_wal_objects: u64,

@@ -55,7 +55,11 @@ const TAG_OBJECT: u8 = 8;
 pub fn encode_document(doc: &Document, limits: &Limits) -> Result<Vec<u8>> {
     let mut w = Writer::with_capacity(64);
     encode_object(&mut w, doc, 1, "doc")?;
-    let bytes = w.into_vec();
+    let mut bytes = w.into_vec();
+    // The buffer grew by doubling: a 4 KB document can sit in 8 KB. The
+    // bytes live on in the memtable, whose budget counts their length, so
+    // give the slack back (a shrinking realloc, done in place).
+    bytes.shrink_to_fit();
     if bytes.len() > limits.doc_bytes_max {
         return Err(FormatError::invalid(
             "doc",

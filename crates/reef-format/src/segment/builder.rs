@@ -192,10 +192,16 @@ impl SegmentBuilder {
             min_id: first,
             max_id: last.0,
         };
+        let mut tail = Vec::new();
+        footer.encode_into(&mut tail)?;
         let mut out = self.out;
+        // Room for index, bloom and footer at once: growing by doubling here
+        // would give a segment of just under 64 MiB a 128 MiB buffer, kept
+        // by its bytes until the PUT is done.
+        out.reserve_exact(index.len() + bloom.len() + tail.len());
         out.extend_from_slice(&index);
         out.extend_from_slice(&bloom);
-        footer.encode_into(&mut out)?;
+        out.extend_from_slice(&tail);
         let bytes = Bytes::from(out);
         // Check twice: what we hand to the PUT must open cleanly.
         let reopened = Segment::open(bytes.clone(), "(segment being built)")?;
