@@ -82,15 +82,17 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         manifests.ensure_head_at_least(current.version).await?;
     }
 
-    for lsn in objects
+    // One batch per kind: a local directory syncs once per batch, not
+    // once per object (`ObjectStore::delete_many`).
+    let folded_wal: Vec<String> = objects
         .list_wal(0)
         .await?
         .into_iter()
         .take_while(|l| *l <= current.last_applied_lsn)
-    {
-        store.delete(&layout.wal_key(lsn)).await?;
-        report.wal += 1;
-    }
+        .map(|lsn| layout.wal_key(lsn))
+        .collect();
+    store.delete_many(&folded_wal).await?;
+    report.wal = folded_wal.len();
 
     let listed = objects.list_segments().await?;
     let mut loaded = load_range(&manifests, current.gc_floor, &current).await?;
@@ -136,22 +138,29 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         .flat_map(|m| m.segments.iter().map(|s| s.id))
         .collect();
 
-    for v in manifests.list_versions().await? {
-        if v < floor && !pinned.versions.contains(&v) {
-            store.delete(&layout.manifest_key(v)).await?;
-            report.manifests += 1;
-        }
-    }
-    for id in listed {
-        if !reachable.contains(&id) && base_version(id) < floor {
-            store.delete(&layout.segment_key(id)).await?;
-            report.segments += 1;
-        }
-    }
-    for id in &pinned.expired_leases {
-        store.delete(&layout.lease_key(id)).await?;
-        report.leases += 1;
-    }
+    let old_manifests: Vec<String> = manifests
+        .list_versions()
+        .await?
+        .into_iter()
+        .filter(|v| *v < floor && !pinned.versions.contains(v))
+        .map(|v| layout.manifest_key(v))
+        .collect();
+    store.delete_many(&old_manifests).await?;
+    report.manifests = old_manifests.len();
+    let unreachable: Vec<String> = listed
+        .into_iter()
+        .filter(|id| !reachable.contains(id) && base_version(*id) < floor)
+        .map(|id| layout.segment_key(id))
+        .collect();
+    store.delete_many(&unreachable).await?;
+    report.segments = unreachable.len();
+    let expired: Vec<String> = pinned
+        .expired_leases
+        .iter()
+        .map(|id| layout.lease_key(id))
+        .collect();
+    store.delete_many(&expired).await?;
+    report.leases = expired.len();
     // A checkpoint whose manifest is gone (a put that landed after its
     // creator withdrew or gave up) pins nothing; it is left alone: GC
     // deletes by name, and a delete that lands late could remove a newer

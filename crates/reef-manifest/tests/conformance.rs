@@ -414,8 +414,37 @@ async fn batches(s: &DynStore) {
     assert!(page.objects.len() <= max);
 }
 
+/// `delete_many` deletes what `delete` of each key would, across
+/// directories, missing keys included; a bad key stops the batch there.
+async fn batch_deletes(s: &DynStore) {
+    let kept = ["x/a/keep", "x/b/keep"];
+    let gone = ["x/a/1", "x/a/2", "x/b/1", "x/a/3"];
+    for k in kept.iter().chain(&gone) {
+        s.put(k, Bytes::from_static(b"v")).await.unwrap();
+    }
+    let mut keys: Vec<String> = gone.map(str::to_owned).to_vec();
+    keys.insert(2, "x/a/missing".to_owned());
+    s.delete_many(&keys).await.unwrap();
+    for k in gone {
+        assert!(s.get(k).await.unwrap().is_none(), "{k} was not deleted");
+    }
+    for k in kept {
+        assert!(s.get(k).await.unwrap().is_some(), "{k} was deleted");
+    }
+    s.delete_many(&[]).await.unwrap();
+    // Deleting what is already gone succeeds (a retried batch).
+    s.delete_many(&keys).await.unwrap();
+    // A bad key stops the batch there: the keys before it are deleted,
+    // the keys after it are not.
+    let bad = ["x/b/keep", "../escape", "x/a/keep"].map(str::to_owned);
+    assert!(s.delete_many(&bad).await.is_err());
+    assert!(s.get("x/b/keep").await.unwrap().is_none());
+    assert!(s.get("x/a/keep").await.unwrap().is_some());
+}
+
 async fn suite(s: DynStore) {
     batches(&s).await;
+    batch_deletes(&s).await;
     basic_semantics(&s).await;
     conditional_puts(&s).await;
     ranges(&s).await;

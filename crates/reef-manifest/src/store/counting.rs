@@ -220,4 +220,11 @@ impl<S: ObjectStore> ObjectStore for CountingStore<S> {
         bump(&self.counters.delete, 1);
         self.inner.delete(key).await
     }
+
+    // Counted per key, as the deletes one by one would have been (a batch
+    // that fails part way counts all its keys).
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        bump(&self.counters.delete, keys.len() as u64);
+        self.inner.delete_many(keys).await
+    }
 }

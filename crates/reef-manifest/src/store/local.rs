@@ -249,6 +249,56 @@ impl LocalStore {
         Ok(lock)
     }
 
+    /// `delete_many`'s work, key by key in order: each key checked and
+    /// removed under its directory's CAS lock, taken once per run of keys
+    /// in one directory, and that directory synced once before the lock is
+    /// let go, even when every key of the run was already gone (an earlier
+    /// attempt, or another GC that has not synced yet, may have removed
+    /// them: waiting for its lock and syncing makes its removals durable
+    /// before this call says they are done).
+    fn remove_all(&self, keys: &[String]) -> Result<()> {
+        // The directory whose lock is held, and the lock.
+        let mut held: Option<(PathBuf, File)> = None;
+        let sync = |held: Option<(PathBuf, File)>, key: &str| match held {
+            Some((dir, _lock)) => sync_dir(&dir).map_err(|e| Error::io("delete", key, e)),
+            None => Ok(()),
+        };
+        let mut last = "";
+        for key in keys {
+            let failed = (|| {
+                validate_key(key)?;
+                let path = self.root.join(key);
+                let dir = parent_of(&path).map_err(|e| Error::io("delete", key, e))?;
+                if held.as_ref().is_none_or(|(d, _)| d != dir) {
+                    sync(held.take(), last)?;
+                    // A directory that does not exist holds nothing to
+                    // delete (and taking its lock would create it).
+                    if !dir.exists() {
+                        return Ok(());
+                    }
+                    let lock = self
+                        .lock_dir(&path)
+                        .map_err(|e| Error::io("delete", key, e))?;
+                    held = Some((dir.to_path_buf(), lock));
+                }
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                        Err(Error::io("delete", key, e))
+                    }
+                    _ => Ok(()),
+                }
+            })();
+            if let Err(e) = failed {
+                // What went before is made durable; the first failure is
+                // the answer either way.
+                let _ = sync(held.take(), last);
+                return Err(e);
+            }
+            last = key;
+        }
+        sync(held.take(), last)
+    }
+
     /// Publishes `tmp` as `path`, replacing it; caller holds the lock. A
     /// failed rename removes the temporary file.
     fn replace(&self, tmp: &Path, path: &Path) -> io::Result<()> {
@@ -662,6 +712,21 @@ impl ObjectStore for LocalStore {
             }
         })
         .await
+    }
+
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        let Some(first) = keys.first() else {
+            return Ok(());
+        };
+        let (this, owned) = (self.clone(), keys.to_vec());
+        tokio::task::spawn_blocking(move || this.remove_all(&owned))
+            .await
+            .map_err(|e| Error::Backend {
+                op: "delete",
+                key: first.clone(),
+                message: format!("blocking task failed: {e}"),
+                transient: false,
+            })?
     }
 }
 

@@ -201,6 +201,20 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Deletes the object; deleting a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// Deletes the objects in order, as `delete` each would, and stops at
+    /// the first failure (the keys before it are deleted, though perhaps
+    /// not yet durably); `Ok` means every key is gone, durably. A backend
+    /// may do the batch in one go: a local directory removes them in one
+    /// blocking call and syncs each directory once, not once per object
+    /// (GC deletes thousands of WAL objects at a time, and every sync
+    /// flushes the disk's cache under the writers' own puts).
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
     /// The distinct names one level below `prefix` (which ends with `/`):
     /// for keys `<prefix><name>/…`, each `name`, sorted. S3 answers it
     /// with a delimiter listing (names only); this default lists every
@@ -274,6 +288,9 @@ impl ObjectStore for DynStore {
     }
     async fn delete(&self, key: &str) -> Result<()> {
         self.as_ref().delete(key).await
+    }
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        self.as_ref().delete_many(keys).await
     }
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         self.as_ref().list_dirs(prefix).await

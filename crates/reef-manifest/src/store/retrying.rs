@@ -157,4 +157,20 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
     async fn delete(&self, key: &str) -> Result<()> {
         retry!(self, key, self.inner.delete(key))
     }
+
+    // One go; after a transient failure, key by key, each with its own
+    // retries as `delete` would have had (deleting is idempotent: the keys
+    // already gone succeed at once), so one flaky request in a batch of
+    // thousands does not restart the batch on one shared budget.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        match self.inner.delete_many(keys).await {
+            Err(e) if e.is_transient() => {
+                for key in keys {
+                    self.delete(key).await?;
+                }
+                Ok(())
+            }
+            other => other,
+        }
+    }
 }
