@@ -63,6 +63,14 @@ pub struct GcReport {
     pub kept_manifests: Vec<u64>,
 }
 
+/// Deletes one kind's keys in one batch (a local directory syncs once per
+/// batch, not once per object: `ObjectStore::delete_many`); how many.
+async fn delete_batch(store: &DynStore, keys: impl Iterator<Item = String>) -> Result<usize> {
+    let keys: Vec<String> = keys.collect();
+    store.delete_many(&keys).await?;
+    Ok(keys.len())
+}
+
 /// Runs one GC pass over a namespace.
 #[tracing::instrument(name = "gc", skip_all, fields(namespace = layout.namespace()))]
 pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> Result<GcReport> {
@@ -82,17 +90,13 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         manifests.ensure_head_at_least(current.version).await?;
     }
 
-    // One batch per kind: a local directory syncs once per batch, not
-    // once per object (`ObjectStore::delete_many`).
-    let folded_wal: Vec<String> = objects
+    let folded_wal = objects
         .list_wal(0)
         .await?
         .into_iter()
         .take_while(|l| *l <= current.last_applied_lsn)
-        .map(|lsn| layout.wal_key(lsn))
-        .collect();
-    store.delete_many(&folded_wal).await?;
-    report.wal = folded_wal.len();
+        .map(|lsn| layout.wal_key(lsn));
+    report.wal = delete_batch(store, folded_wal).await?;
 
     let listed = objects.list_segments().await?;
     let mut loaded = load_range(&manifests, current.gc_floor, &current).await?;
@@ -138,29 +142,20 @@ pub async fn gc(store: &DynStore, layout: &Layout, opts: &CompactorOptions) -> R
         .flat_map(|m| m.segments.iter().map(|s| s.id))
         .collect();
 
-    let old_manifests: Vec<String> = manifests
+    let old_manifests = manifests
         .list_versions()
         .await?
         .into_iter()
         .filter(|v| *v < floor && !pinned.versions.contains(v))
-        .map(|v| layout.manifest_key(v))
-        .collect();
-    store.delete_many(&old_manifests).await?;
-    report.manifests = old_manifests.len();
-    let unreachable: Vec<String> = listed
+        .map(|v| layout.manifest_key(v));
+    report.manifests = delete_batch(store, old_manifests).await?;
+    let unreachable = listed
         .into_iter()
         .filter(|id| !reachable.contains(id) && base_version(*id) < floor)
-        .map(|id| layout.segment_key(id))
-        .collect();
-    store.delete_many(&unreachable).await?;
-    report.segments = unreachable.len();
-    let expired: Vec<String> = pinned
-        .expired_leases
-        .iter()
-        .map(|id| layout.lease_key(id))
-        .collect();
-    store.delete_many(&expired).await?;
-    report.leases = expired.len();
+        .map(|id| layout.segment_key(id));
+    report.segments = delete_batch(store, unreachable).await?;
+    let expired = pinned.expired_leases.iter().map(|id| layout.lease_key(id));
+    report.leases = delete_batch(store, expired).await?;
     // A checkpoint whose manifest is gone (a put that landed after its
     // creator withdrew or gave up) pins nothing; it is left alone: GC
     // deletes by name, and a delete that lands late could remove a newer

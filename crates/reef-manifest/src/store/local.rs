@@ -102,12 +102,7 @@ impl LocalStore {
         let owned_key = key.to_owned();
         tokio::task::spawn_blocking(move || f(&this, &path))
             .await
-            .map_err(|e| Error::Backend {
-                op,
-                key: owned_key.clone(),
-                message: format!("blocking task failed: {e}"),
-                transient: false,
-            })?
+            .map_err(|e| join_failed(op, &owned_key, e))?
             .map_err(|e| Error::io(op, &owned_key, e))
     }
 
@@ -143,12 +138,7 @@ impl LocalStore {
             .map(|()| out)
         })
         .await
-        .map_err(|e| Error::Backend {
-            op: "list",
-            key: prefix.to_owned(),
-            message: format!("blocking task failed: {e}"),
-            transient: false,
-        })?
+        .map_err(|e| join_failed("list", prefix, e))?
         .map_err(|e| Error::io("list", prefix, e))
     }
 
@@ -257,46 +247,44 @@ impl LocalStore {
     /// them: waiting for its lock and syncing makes its removals durable
     /// before this call says they are done).
     fn remove_all(&self, keys: &[String]) -> Result<()> {
-        // The directory whose lock is held, and the lock.
+        // The directory whose lock is held, the lock, and the last key
+        // handled (what a failed sync is reported as).
         let mut held: Option<(PathBuf, File)> = None;
-        let sync = |held: Option<(PathBuf, File)>, key: &str| match held {
-            Some((dir, _lock)) => sync_dir(&dir).map_err(|e| Error::io("delete", key, e)),
-            None => Ok(()),
-        };
         let mut last = "";
         for key in keys {
-            let failed = (|| {
-                validate_key(key)?;
-                let path = self.root.join(key);
-                let dir = parent_of(&path).map_err(|e| Error::io("delete", key, e))?;
-                if held.as_ref().is_none_or(|(d, _)| d != dir) {
-                    sync(held.take(), last)?;
-                    // A directory that does not exist holds nothing to
-                    // delete (and taking its lock would create it).
-                    if !dir.exists() {
-                        return Ok(());
-                    }
-                    let lock = self
-                        .lock_dir(&path)
-                        .map_err(|e| Error::io("delete", key, e))?;
-                    held = Some((dir.to_path_buf(), lock));
-                }
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                        Err(Error::io("delete", key, e))
-                    }
-                    _ => Ok(()),
-                }
-            })();
-            if let Err(e) = failed {
+            if let Err(e) = self.remove_one(key, &mut held, last) {
                 // What went before is made durable; the first failure is
                 // the answer either way.
-                let _ = sync(held.take(), last);
+                let _ = sync_held(held.take(), last);
                 return Err(e);
             }
             last = key;
         }
-        sync(held.take(), last)
+        sync_held(held.take(), last)
+    }
+
+    /// One key of `remove_all`: moves `held` to the key's directory
+    /// (syncing and releasing the one before), then removes the key.
+    fn remove_one(&self, key: &str, held: &mut Option<(PathBuf, File)>, last: &str) -> Result<()> {
+        validate_key(key)?;
+        let path = self.root.join(key);
+        let dir = parent_of(&path).map_err(|e| Error::io("delete", key, e))?;
+        if held.as_ref().is_none_or(|(d, _)| d != dir) {
+            sync_held(held.take(), last)?;
+            // A directory that does not exist holds nothing to delete (and
+            // taking its lock would create it).
+            if !dir.exists() {
+                return Ok(());
+            }
+            let lock = self
+                .lock_dir(&path)
+                .map_err(|e| Error::io("delete", key, e))?;
+            *held = Some((dir.to_path_buf(), lock));
+        }
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("delete", key, e)),
+            _ => Ok(()),
+        }
     }
 
     /// Publishes `tmp` as `path`, replacing it; caller holds the lock. A
@@ -310,6 +298,17 @@ impl LocalStore {
     }
 }
 
+/// A blocking task that panicked or was cancelled: not a storage answer,
+/// and not worth retrying.
+fn join_failed(op: &'static str, key: &str, e: tokio::task::JoinError) -> Error {
+    Error::Backend {
+        op,
+        key: key.to_owned(),
+        message: format!("blocking task failed: {e}"),
+        transient: false,
+    }
+}
+
 fn parent_of(path: &Path) -> io::Result<&Path> {
     path.parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "object path has no parent"))
@@ -317,6 +316,14 @@ fn parent_of(path: &Path) -> io::Result<&Path> {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Syncs the directory `remove_all` holds, if any, then lets its lock go.
+fn sync_held(held: Option<(PathBuf, File)>, key: &str) -> Result<()> {
+    match held {
+        Some((dir, _lock)) => sync_dir(&dir).map_err(|e| Error::io("delete", key, e)),
+        None => Ok(()),
+    }
 }
 
 /// Blocking calls one `get_many` spreads its keys over.
@@ -496,12 +503,7 @@ impl ObjectStore for LocalStore {
             Ok(names)
         })
         .await
-        .map_err(|e| Error::Backend {
-            op: "list_dirs",
-            key: prefix.to_owned(),
-            message: format!("blocking task failed: {e}"),
-            transient: false,
-        })?
+        .map_err(|e| join_failed("list_dirs", prefix, e))?
         .map_err(|e| Error::io("list_dirs", prefix, e))?;
         let mut names = names;
         names.sort();
@@ -686,14 +688,17 @@ impl ObjectStore for LocalStore {
         {
             match read {
                 Ok(part) => answers.extend(part),
-                Err(e) => answers.extend(chunk.iter().map(|key| {
-                    Err(Error::Backend {
-                        op: "get",
-                        key: key.clone(),
-                        message: format!("blocking task failed: {e}"),
-                        transient: false,
-                    })
-                })),
+                Err(e) => {
+                    let message = e.to_string();
+                    answers.extend(chunk.iter().map(|key| {
+                        Err(Error::Backend {
+                            op: "get",
+                            key: key.clone(),
+                            message: format!("blocking task failed: {message}"),
+                            transient: false,
+                        })
+                    }))
+                }
             }
         }
         answers
@@ -721,12 +726,7 @@ impl ObjectStore for LocalStore {
         let (this, owned) = (self.clone(), keys.to_vec());
         tokio::task::spawn_blocking(move || this.remove_all(&owned))
             .await
-            .map_err(|e| Error::Backend {
-                op: "delete",
-                key: first.clone(),
-                message: format!("blocking task failed: {e}"),
-                transient: false,
-            })?
+            .map_err(|e| join_failed("delete", first, e))?
     }
 }
 
