@@ -3,6 +3,9 @@
 //! current entry of every id a batch touches first, then resolves requests
 //! in order against that base plus the effects of earlier requests.
 //!
+//! Only ids some op reads (a patch, a delete, a precondition) are
+//! fetched: an upsert without a precondition never reads its id's base.
+//!
 //! Semantics (docs/semantics.md): ops apply in order and see earlier ops of
 //! the same request; a failed precondition rejects the whole request and
 //! nothing of it enters the batch; a patch or delete of a missing id is
@@ -42,7 +45,7 @@ fn describe(cur: &Current) -> String {
 }
 
 /// Resolves `req` against `base` (the latest entry of every id it
-/// touches) and `overlay` (earlier requests of the batch). On success the
+/// reads) and `overlay` (earlier requests of the batch). On success the
 /// overlay and `next_version` advance and the WAL form is returned; on
 /// failure neither changes. An upsert's entry holds the bytes `check`
 /// encoded; only a patch's result is encoded here (against the limits the

@@ -215,3 +215,81 @@ async fn answered_writers_ride_the_next_batch() {
     let wal_objects = sixty_four_writers(Arc::new(slow)).await;
     assert!(wal_objects <= 7, "{wal_objects} WAL objects for 320 writes");
 }
+
+/// Requests that share a batch see each other's effects, and a rejected
+/// one leaves none. The leader looks up only the ids some op reads (a
+/// patch, a delete, a precondition): here the first request upserts `a`
+/// and is rejected, so the second's patch must still find `a` as stored,
+/// not as absent. One thread makes the batch exactly these requests, in
+/// this order: they queue while the gate holds the put before them.
+#[tokio::test(flavor = "current_thread")]
+async fn a_batch_looks_up_what_its_ops_read() {
+    use common::gate::GateStore;
+    use common::{delete, doc, patch, request, upsert, with_if};
+    use reef_engine::ErrorKind;
+    use reef_format::Precondition;
+    use reef_manifest::store::MemoryStore;
+
+    let gated = Arc::new(GateStore::new(Arc::new(MemoryStore::new())));
+    let engine = Arc::new(
+        Engine::open(gated.clone(), EngineOptions::default())
+            .await
+            .unwrap(),
+    );
+    let seed = request(vec![
+        upsert("a", doc(&[("x", 1)])),
+        upsert("gone", doc(&[("x", 1)])),
+    ]);
+    engine.write("b", seed).await.unwrap();
+    // From a segment, as most ids are read.
+    engine.flush("b").await.unwrap();
+
+    let gate = gated.arm("/wal/");
+    let write = |req| {
+        let engine = Arc::clone(&engine);
+        tokio::spawn(async move { engine.write("b", req).await })
+    };
+    let held = write(request(vec![upsert("h", doc(&[]))]));
+    gate.reached.await.unwrap();
+    let rejected = write(request(vec![
+        upsert("a", doc(&[("x", 9)])),
+        with_if(upsert("c", doc(&[])), Precondition::Version(999)),
+    ]));
+    let patched = write(request(vec![patch("a", doc(&[("y", 2)]))]));
+    let deleted = write(request(vec![delete("gone")]));
+    let fresh = write(request(vec![
+        upsert("n", doc(&[("x", 1)])),
+        patch("n", doc(&[("y", 2)])),
+    ]));
+    // Each queues behind the held put (one thread: in spawn order).
+    for _ in 0..4 {
+        tokio::task::yield_now().await;
+    }
+    drop(gate.release);
+    held.await.unwrap().unwrap();
+
+    let err = rejected.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    let (patched, deleted, fresh) = (
+        patched.await.unwrap().unwrap(),
+        deleted.await.unwrap().unwrap(),
+        fresh.await.unwrap().unwrap(),
+    );
+    assert!(
+        patched.lsn == deleted.lsn && deleted.lsn == fresh.lsn,
+        "one batch: LSNs {} {} {}",
+        patched.lsn,
+        deleted.lsn,
+        fresh.lsn
+    );
+    assert_eq!((patched.patched, patched.skipped), (1, 0), "a was found");
+    assert_eq!((deleted.deleted, deleted.skipped), (1, 0), "gone was found");
+    assert_eq!((fresh.upserted, fresh.patched), (1, 1));
+    let a = engine.get("b", "a").await.unwrap().expect("a");
+    assert_eq!(a.doc, doc(&[("x", 1), ("y", 2)]));
+    assert!(engine.get("b", "gone").await.unwrap().is_none());
+    assert_eq!(
+        engine.get("b", "n").await.unwrap().expect("n").doc,
+        doc(&[("x", 1), ("y", 2)])
+    );
+}
