@@ -84,7 +84,8 @@ pub fn peer(seconds: u32) -> Result<()> {
     )?;
     let section = format!(
         "{PEER_BEGIN}\nMeasured {} on {cores} cores ({cpu}), local disk, {seconds} s per \
-         workload, Reef and SlateDB 0.18.0 in one process (`peer/src/main.rs`).\n\n{}\n{PEER_END}",
+         workload, Reef and SlateDB 0.18.0 in one process (`peer/src/main.rs`), both \
+         fsyncing what they put (SlateDB's `LocalFileSystem::with_fsync(true)`).\n\n{}\n{PEER_END}",
         date.trim(),
         tables.trim_end()
     );

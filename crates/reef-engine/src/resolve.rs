@@ -1,10 +1,9 @@
 //! Resolving a write request against current state: preconditions, RFC 7396
-//! patches, version assignment. Pure (no I/O): the committer fetches the
-//! current entry of every id a batch touches first, then resolves requests
-//! in order against that base plus the effects of earlier requests.
-//!
-//! Only ids some op reads (a patch, a delete, a precondition) are
-//! fetched: an upsert without a precondition never reads its id's base.
+//! patches, version assignment. Pure (no I/O): the committer first fetches
+//! the current entry of every id some op of the batch reads (a patch, a
+//! delete, a precondition; an upsert without a precondition never reads
+//! its id's base), then resolves requests in order against that base plus
+//! the effects of earlier requests.
 //!
 //! Semantics (docs/semantics.md): ops apply in order and see earlier ops of
 //! the same request; a failed precondition rejects the whole request and
