@@ -112,6 +112,14 @@ impl Store {
         Ok(())
     }
 
+    async fn close(&self) -> Result<(), Error> {
+        match self {
+            Store::Reef(e) => e.close().await?,
+            Store::Slate(db) => db.close().await?,
+        }
+        Ok(())
+    }
+
     async fn scan(&self) -> Result<u64, Error> {
         let mut n = 0;
         match self {
@@ -343,13 +351,8 @@ async fn main() -> Result<(), Error> {
         scans[1].1,
         scans[0].1 / scans[1].1
     );
-    if let Store::Reef(e) = &reef {
-        e.close().await?;
-    }
-    for store in [&slate, &slate_unsynced] {
-        if let Store::Slate(db) = store {
-            db.close().await?;
-        }
+    for store in [&reef, &slate, &slate_unsynced] {
+        store.close().await?;
     }
     Ok(())
 }
