@@ -18,7 +18,7 @@
 //! (loom-checked below).
 
 use std::cmp::Reverse;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::ops::Bound;
 
 use std::sync::Arc;
@@ -41,21 +41,23 @@ pub(crate) fn apply(table: &RwLock<Memtable>, entries: impl IntoIterator<Item = 
 /// Switches the namespace to the table a manifest that folded every
 /// version `<= folded_version` leaves: a new table, so views of the old
 /// one keep what they read. (Callers hold the state lock and install the
-/// manifest's segments in the same critical section.)
-pub(crate) fn switch(table: &mut Arc<RwLock<Memtable>>, folded_version: u64) {
-    let mut kept = Memtable::default();
-    for e in read_lock(table).range(Bound::Unbounded, Bound::Unbounded) {
-        if e.version > folded_version {
-            kept.insert(e);
-        }
-    }
+/// manifest's segments in the same critical section.) Returns the old
+/// table, for the caller to drop once the lock is released: freeing tens
+/// of thousands of entries is work no reader taking a view should wait
+/// behind.
+#[must_use = "drop the old table after releasing the state lock"]
+pub(crate) fn switch(
+    table: &mut Arc<RwLock<Memtable>>,
+    folded_version: u64,
+) -> Arc<RwLock<Memtable>> {
+    let kept = read_lock(table).newer_than(folded_version);
     #[cfg(all(test, loom))]
     if crate::sync::planted("switch-edits-in-place") {
         // Planted bug: the shared table is edited, not replaced.
         *write_lock(table) = kept;
-        return;
+        return Arc::clone(table);
     }
-    *table = Arc::new(RwLock::new(kept));
+    std::mem::replace(table, Arc::new(RwLock::new(kept)))
 }
 
 /// Heap bytes one entry costs beyond its id and document: its slot in the
@@ -66,6 +68,15 @@ pub(crate) fn switch(table: &mut Arc<RwLock<Memtable>>, folded_version: u64) {
 /// namespace of 100-byte documents held about twice its budget.
 pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 192;
 
+/// `Entry::payload_bytes` of an entry held as a key and a value.
+fn payload_bytes(id: &str, value: &EntryValue) -> usize {
+    id.len()
+        + match value {
+            EntryValue::Put(doc) => doc.len(),
+            EntryValue::Delete => 0,
+        }
+}
+
 /// Sorted, multi-version entries.
 #[derive(Debug, Default, Clone)]
 pub struct Memtable {
@@ -74,19 +85,36 @@ pub struct Memtable {
 }
 
 impl Memtable {
-    /// Adds an entry.
+    /// Adds an entry. The id moves into the map (no copy); re-inserting
+    /// an `(id, version)` already held replaces its value (replay of a
+    /// record already applied) and keeps the byte count honest.
     pub fn insert(&mut self, e: Entry) {
-        self.payload_bytes += e.payload_bytes();
-        if let Some(old) = self.map.insert((e.id.clone(), Reverse(e.version)), e.value) {
-            // Re-inserting the same (id, version) replaces it (replay of a
-            // record already applied); keep the byte count honest.
-            let old = Entry {
-                id: e.id,
-                version: e.version,
-                value: old,
-            };
-            self.payload_bytes -= old.payload_bytes();
+        let added = e.payload_bytes();
+        match self.map.entry((e.id, Reverse(e.version))) {
+            btree_map::Entry::Vacant(slot) => {
+                slot.insert(e.value);
+                self.payload_bytes += added;
+            }
+            btree_map::Entry::Occupied(mut slot) => {
+                let old = slot.insert(e.value);
+                self.payload_bytes =
+                    self.payload_bytes + added - payload_bytes(&slot.key().0, &old);
+            }
         }
+    }
+
+    /// A new table of the entries with versions above `folded_version`,
+    /// built in one pass over this one's sorted order (a bulk build, not
+    /// one search per entry), copying only what it keeps.
+    fn newer_than(&self, folded_version: u64) -> Memtable {
+        let map: BTreeMap<(String, Reverse<u64>), EntryValue> = self
+            .map
+            .iter()
+            .filter(|((_, Reverse(version)), _)| *version > folded_version)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let payload_bytes = map.iter().map(|((id, _), v)| payload_bytes(id, v)).sum();
+        Memtable { map, payload_bytes }
     }
 
     /// Memory held: ids, documents and the index around them (what
@@ -114,14 +142,10 @@ impl Memtable {
         })
     }
 
-    /// All entries with ids in `[from, to)` (or unbounded), in segment
-    /// order, all versions.
-    pub fn range(&self, from: Bound<&str>, to: Bound<&str>) -> Vec<Entry> {
-        self.range_ids(from, to, usize::MAX).0
-    }
-
-    /// As `range`, stopping after the versions of `ids_max` (at least one)
-    /// distinct ids; also returns the last id taken when it stopped early.
+    /// Entries with ids in `[from, to)` (or unbounded), in segment order,
+    /// all versions, stopping after the versions of `ids_max` (at least
+    /// one) distinct ids; also returns the last id taken when it stopped
+    /// early.
     pub fn range_ids(
         &self,
         from: Bound<&str>,
@@ -171,12 +195,18 @@ mod tests {
         assert!(m.get("a", 0).is_none());
         assert!(m.get("c", 10).is_none());
         let ids: Vec<(String, u64)> = m
-            .range(Bound::Unbounded, Bound::Unbounded)
+            .range_ids(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+            .0
             .into_iter()
             .map(|e| (e.id, e.version))
             .collect();
         assert_eq!(ids, [("a".into(), 5), ("a".into(), 1), ("b".into(), 3)]);
-        assert_eq!(m.range(Bound::Excluded("a"), Bound::Unbounded).len(), 1);
+        assert_eq!(
+            m.range_ids(Bound::Excluded("a"), Bound::Unbounded, usize::MAX)
+                .0
+                .len(),
+            1
+        );
         let before = m.bytes();
         m.insert(Entry::put("b", 3, &b"\x08\0\0\0\0"[..]));
         assert_eq!(
@@ -184,6 +214,44 @@ mod tests {
             before,
             "replaying an entry does not double-count"
         );
+    }
+
+    #[test]
+    fn switch_keeps_unfolded_versions_and_leaves_the_old_table_whole() {
+        let doc = &b"\x08\0\0\0\0"[..];
+        let mut table = Arc::new(RwLock::new(Memtable::default()));
+        apply(
+            &table,
+            [
+                Entry::put("a", 1, doc),
+                Entry::put("a", 4, doc),
+                Entry::delete("b", 2),
+                Entry::put("c", 5, doc),
+            ],
+        );
+        let view = Arc::clone(&table);
+        let old = switch(&mut table, 4);
+        assert!(
+            Arc::ptr_eq(&old, &view),
+            "switch hands back the table it replaced"
+        );
+        let all = |t: &RwLock<Memtable>| -> Vec<(String, u64)> {
+            read_lock(t)
+                .range_ids(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .0
+                .into_iter()
+                .map(|e| (e.id, e.version))
+                .collect()
+        };
+        assert_eq!(all(&table), [("c".into(), 5)]);
+        assert_eq!(
+            all(&view).len(),
+            4,
+            "a view of the old table keeps all it read"
+        );
+        let mut expected = Memtable::default();
+        expected.insert(Entry::put("c", 5, doc));
+        assert_eq!(read_lock(&table).bytes(), expected.bytes());
     }
 }
 
@@ -225,7 +293,7 @@ mod loom_models {
                         s.last_version = 2;
                     }
                     let mut s = state.lock().unwrap();
-                    switch(&mut s.table, 2);
+                    drop(switch(&mut s.table, 2));
                     s.segments = Arc::new(vec![doc(2), doc(1)]);
                 })
             };

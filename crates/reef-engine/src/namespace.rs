@@ -308,7 +308,7 @@ impl Namespace {
         let open = Arc::clone(&self.lock_state().segments);
         let segments = open_segments(&self.store, &self.layout, &newer, &self.cache, &open).await?;
         let mut s = self.lock_state();
-        memtable::switch(&mut s.memtable, newer.last_version);
+        let old_table = memtable::switch(&mut s.memtable, newer.last_version);
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
         s.last_version = s.last_version.max(newer.last_version);
         for r in &newer.idempotency {
@@ -326,6 +326,7 @@ impl Namespace {
         }
         s.manifest = Arc::new(newer);
         drop(s);
+        drop(old_table);
         self.room.notify_waiters();
         Ok(())
     }
