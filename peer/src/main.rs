@@ -256,15 +256,18 @@ async fn main() -> Result<(), Error> {
     let dir = std::path::PathBuf::from(args.get(1).ok_or("usage: reef-peer DIR [SECONDS]")?);
     let seconds: f64 = args.get(2).map_or(Ok(5.0), |s| s.parse())?;
     let _ = std::fs::remove_dir_all(&dir);
-    // ext4 passes over inodes freed in the last moments when it allocates
-    // new ones, at a cost per inode passed: right after deleting many
-    // files (a previous run's: `cargo xtask bench --peer` removes them on
-    // exit), creating one (every WAL put, every SST) took twice as long as
-    // half a minute later (single-writer p50 ack 0.97 ms 15 s after
-    // deleting ~10k files, 0.49 ms after 30 s). Neither store should pay
-    // for what ran before, so the run starts after a quiet 30 s.
-    eprintln!("waiting 30 s for the file system to settle");
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    // ext4 without a journal passes over inodes freed in the last 60 s
+    // when it allocates new ones (360 s while their inode-table block is
+    // dirty, which writeback ends within about 35 s: `RECENTCY_MIN` and
+    // `RECENTCY_DIRTY` in fs/ext4/ialloc.c), at a cost per inode passed:
+    // right after deleting many files (a previous run's: `cargo xtask
+    // bench --peer` removes them on exit), creating one (every WAL put,
+    // every SST) took twice as long as half a minute later (single-writer
+    // p50 ack 0.97 ms 15 s after deleting ~10k files, 0.49 ms after 30 s).
+    // Neither store should pay for what ran before, so the run starts
+    // after a quiet 65 s.
+    eprintln!("waiting 65 s for the file system to settle");
+    tokio::time::sleep(Duration::from_secs(65)).await;
     std::fs::create_dir_all(dir.join("reef"))?;
 
     let local: DynStore = Arc::new(LocalStore::new(dir.join("reef")));
