@@ -326,8 +326,10 @@ impl Namespace {
         }
         s.manifest = Arc::new(newer);
         drop(s);
-        drop(old_table);
+        // Writers waiting for room go first; then the old table is freed
+        // (unless a view still holds it).
         self.room.notify_waiters();
+        drop(old_table);
         Ok(())
     }
 
