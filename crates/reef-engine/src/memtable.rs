@@ -68,15 +68,6 @@ pub(crate) fn switch(
 /// namespace of 100-byte documents held about twice its budget.
 pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 192;
 
-/// `Entry::payload_bytes` of an entry held as a key and a value.
-fn payload_bytes(id: &str, value: &EntryValue) -> usize {
-    id.len()
-        + match value {
-            EntryValue::Put(doc) => doc.len(),
-            EntryValue::Delete => 0,
-        }
-}
-
 /// Sorted, multi-version entries.
 #[derive(Debug, Default, Clone)]
 pub struct Memtable {
@@ -102,7 +93,7 @@ impl Memtable {
             btree_map::Entry::Occupied(mut slot) => {
                 let old = slot.insert(e.value);
                 self.payload_bytes =
-                    self.payload_bytes + added - payload_bytes(&slot.key().0, &old);
+                    self.payload_bytes + added - (slot.key().0.len() + old.doc_bytes());
             }
         }
     }
@@ -120,7 +111,10 @@ impl Memtable {
             .filter(|((_, Reverse(version)), _)| *version > folded_version)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let payload_bytes = map.iter().map(|((id, _), v)| payload_bytes(id, v)).sum();
+        let payload_bytes = map
+            .iter()
+            .map(|((id, _), v)| id.len() + v.doc_bytes())
+            .sum();
         Memtable { map, payload_bytes }
     }
 

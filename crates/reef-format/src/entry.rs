@@ -23,6 +23,17 @@ pub enum EntryValue {
     Delete,
 }
 
+impl EntryValue {
+    /// Encoded document bytes (0 for a tombstone): the value's share of
+    /// `Entry::payload_bytes`, for holders that keep the id apart.
+    pub fn doc_bytes(&self) -> usize {
+        match self {
+            EntryValue::Put(doc) => doc.len(),
+            EntryValue::Delete => 0,
+        }
+    }
+}
+
 /// One version of one document id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Entry {
@@ -72,7 +83,7 @@ impl Entry {
     /// Bytes of id plus document: what this entry costs in memory budgets
     /// and segment size estimates.
     pub fn payload_bytes(&self) -> usize {
-        self.id.len() + self.doc().map_or(0, Bytes::len)
+        self.id.len() + self.value.doc_bytes()
     }
 
     /// The 256-bit digest of this entry (docs/format.md, "Entry digest"):
