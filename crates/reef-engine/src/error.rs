@@ -159,6 +159,14 @@ pub enum Error {
         /// What is wrong, naming the object.
         reason: String,
     },
+    /// A scan stream's reading task ended without finishing the scan (it
+    /// panicked, or its runtime shut down): the stream ends with this
+    /// rather than pass a cut scan off as a whole one.
+    #[error("namespace {namespace}: the scan's reading task ended before the scan did")]
+    ScanTaskFailed {
+        /// The namespace.
+        namespace: String,
+    },
     /// No flush hook is installed (folding is the compactor's job).
     #[error("namespace {namespace}: no flush hook installed")]
     NoFlushHook {

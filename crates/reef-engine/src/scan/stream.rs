@@ -1,0 +1,280 @@
+//! A scan as a stream of documents, in bounded memory.
+//!
+//! With a tokio runtime at hand the work runs on two cores: a spawned task
+//! walks the `Scanner` (block fetch and decode, the merge, the visibility
+//! rule) and hands its visible entries over in batches; the stream's
+//! consumer decodes the documents. Without one (another executor) the
+//! steps are read in line.
+//!
+//! Invariants:
+//! - At most `BATCHES_IN_FLIGHT` batches wait between the two halves, so
+//!   memory is a few batches (each at least `BATCH_ENTRIES_MIN` entries,
+//!   at most that plus one step's, and the blocks they point into),
+//!   whatever the range.
+//! - Dropping the stream stops the task: its next send fails, and the
+//!   handle aborts it at its next await, so no block is fetched for a
+//!   scan given up.
+//! - The stream ends only at the task's announced end or after an error:
+//!   a task that vanishes (a panic, its runtime shut down) ends the stream
+//!   with `ScanTaskFailed`, never with a silently short scan.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use reef_format::Entry;
+
+use super::Scanner;
+use crate::error::{Error, Result};
+use crate::read::{Doc, to_doc};
+
+/// Batches a stream's reading task may be ahead of its consumer:
+/// one waits while the consumer decodes another and the task merges a
+/// third. One is enough to keep both cores busy; more would only hold
+/// more memory.
+const BATCHES_IN_FLIGHT: usize = 1;
+
+/// A scan's documents, in id order, as a stream; see `Engine::scan_stream`.
+pub type DocStream = futures_util::stream::BoxStream<'static, Result<Doc>>;
+
+/// The scan as a stream that owns its state (and `keep`, e.g. a snapshot's
+/// lease, for as long as steps are read).
+///
+/// The state moves once per batch, not per document: a document is then
+/// one pop from the batch and one decode (moving the scanner per document
+/// was 8% of a full scan). Steps are read on a spawned task when
+/// a tokio runtime is at hand (see the module doc), in line otherwise.
+pub(crate) fn stream<K: Send + 'static>(scanner: Scanner, keep: K) -> DocStream {
+    let namespace: Arc<str> = Arc::from(scanner.namespace.as_str());
+    let batches = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => read_ahead(&runtime, scanner, keep),
+        Err(_) => in_line(scanner, keep),
+    };
+    Box::pin(
+        batches
+            .map_ok(move |batch| {
+                let namespace = Arc::clone(&namespace);
+                futures_util::stream::iter(batch)
+                    .map(move |e| to_doc(e, &namespace))
+                    .try_filter_map(|doc| std::future::ready(Ok(doc)))
+            })
+            .try_flatten(),
+    )
+}
+
+type Batches = BoxStream<'static, Result<VecDeque<Entry>>>;
+
+/// The steps, read when the consumer asks for them.
+fn in_line<K: Send + 'static>(scanner: Scanner, keep: K) -> Batches {
+    Box::pin(futures_util::stream::try_unfold(
+        (scanner, keep),
+        |(mut scanner, keep)| async move {
+            let batch = scanner.next_batch().await?;
+            Ok(batch.map(|batch| (batch, (scanner, keep))))
+        },
+    ))
+}
+
+/// What the reading task sends: a batch's entries, its error, or the end.
+enum Sent {
+    Batch(Result<VecDeque<Entry>>),
+    End,
+}
+
+/// The steps, read on a spawned task up to `BATCHES_IN_FLIGHT` batches
+/// ahead of the consumer. The task ends after the scan's end or its first
+/// error, or when the stream is dropped (its send fails, and the handle
+/// aborts it at its next await).
+fn read_ahead<K: Send + 'static>(
+    runtime: &tokio::runtime::Handle,
+    mut scanner: Scanner,
+    keep: K,
+) -> Batches {
+    let namespace = scanner.namespace.clone();
+    let (tx, rx) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+    let task = runtime.spawn(async move {
+        let _keep = keep;
+        loop {
+            let sent = match scanner.next_batch().await {
+                Ok(Some(batch)) => Sent::Batch(Ok(batch)),
+                Ok(None) => Sent::End,
+                Err(e) => Sent::Batch(Err(e)),
+            };
+            let last = !matches!(sent, Sent::Batch(Ok(_)));
+            if tx.send(sent).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    received(rx, AbortOnDrop(task), namespace)
+}
+
+/// The consumer's side of `read_ahead`: what `rx` brings, ended by the
+/// task's `End`, its first error, or an error if the task vanished.
+fn received(
+    rx: tokio::sync::mpsc::Receiver<Sent>,
+    task: AbortOnDrop,
+    namespace: String,
+) -> Batches {
+    let reader = Reader {
+        rx,
+        _task: task,
+        namespace,
+        done: false,
+    };
+    Box::pin(futures_util::stream::unfold(reader, |mut r| async move {
+        if r.done {
+            return None;
+        }
+        match r.rx.recv().await {
+            Some(Sent::Batch(batch)) => {
+                r.done = batch.is_err();
+                Some((batch, r))
+            }
+            Some(Sent::End) => None,
+            // The task is gone without saying it finished: it panicked
+            // (or its runtime shut down). Ending here would pass a cut
+            // scan off as a whole one.
+            None => {
+                r.done = true;
+                let e = Error::ScanTaskFailed {
+                    namespace: r.namespace.clone(),
+                };
+                Some((Err(e), r))
+            }
+        }
+    }))
+}
+
+/// The consumer's side of `read_ahead`.
+struct Reader {
+    rx: tokio::sync::mpsc::Receiver<Sent>,
+    _task: AbortOnDrop,
+    namespace: String,
+    /// An error was handed out: the stream ends after it.
+    done: bool,
+}
+
+/// Aborts the reading task when the stream is dropped, so a scan given
+/// up does not go on fetching blocks.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use futures_util::{StreamExt, TryStreamExt};
+    use reef_format::Entry;
+    use reef_manifest::BlockCache;
+
+    use super::*;
+    use crate::read::ScanRange;
+    use crate::scan::collect;
+    use crate::scan::tests::{doc, k_segment_of, view_of};
+
+    /// The ids of a stream's documents, or its first error.
+    async fn ids_of(mut docs: DocStream) -> Result<Vec<String>> {
+        let mut ids = Vec::new();
+        while let Some(doc) = docs.try_next().await? {
+            ids.push(doc.id);
+        }
+        Ok(ids)
+    }
+
+    /// Read ahead on a task or in line, a stream hands out what the
+    /// scan's own walk does, batches spanning steps and all, for whole
+    /// ranges, limits that end inside a batch and prefixes.
+    #[tokio::test]
+    async fn read_ahead_and_in_line_streams_agree_with_the_walk() {
+        let (_, seg) = k_segment_of(4_000, Arc::new(BlockCache::new(1 << 20))).await;
+        let ranges = [
+            ScanRange::default(),
+            ScanRange {
+                limit: Some(1_500),
+                ..ScanRange::default()
+            },
+            ScanRange {
+                prefix: Some("k01".to_owned()),
+                ..ScanRange::default()
+            },
+            ScanRange {
+                from: Some("k00500".to_owned()),
+                to: Some("k03000".to_owned()),
+                limit: Some(2_047),
+                ..ScanRange::default()
+            },
+        ];
+        let runtime = tokio::runtime::Handle::current();
+        for range in ranges {
+            let walked: Vec<String> = collect(view_of(&seg), "t", &range)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id)
+                .collect();
+            assert!(!walked.is_empty());
+            let ahead = read_ahead(&runtime, Scanner::new(view_of(&seg), "t", &range), ());
+            let line = in_line(Scanner::new(view_of(&seg), "t", &range), ());
+            for batches in [ahead, line] {
+                let docs: DocStream = Box::pin(
+                    batches
+                        .map_ok(|b| futures_util::stream::iter(b).map(|e| to_doc(e, "t")))
+                        .try_flatten()
+                        .try_filter_map(|d| std::future::ready(Ok(d))),
+                );
+                assert_eq!(ids_of(docs).await.unwrap(), walked, "{range:?}");
+            }
+        }
+    }
+
+    /// Dropping a stream stops its reading task: it fetches no more
+    /// blocks, and lets go of what the stream keeps (a snapshot's lease)
+    /// at once, not at the scan's end.
+    #[tokio::test]
+    async fn dropping_a_stream_stops_its_reading_task() {
+        // About 4 MiB: read-ahead (at most 1 MiB a fetch) is far from its
+        // end when the stream is dropped.
+        let (store, seg) = k_segment_of(40_000, Arc::new(BlockCache::new(0))).await;
+        let keep = Arc::new(());
+        let range = ScanRange::default();
+        let mut docs = stream(Scanner::new(view_of(&seg), "t", &range), Arc::clone(&keep));
+        assert!(docs.try_next().await.unwrap().is_some());
+        assert_eq!(Arc::strong_count(&keep), 2, "the task holds it");
+        let before = store.counts();
+        drop(docs);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(Arc::strong_count(&keep), 1, "the task still runs");
+        // The task may have had one fetch under way.
+        let fetched = store.counts().since(&before).get_range;
+        assert!(fetched <= 1, "{fetched} fetches after the drop");
+    }
+
+    /// A reading task that vanishes without announcing the end (it
+    /// panicked) ends the stream with an error, not as if the scan were
+    /// complete.
+    #[tokio::test]
+    async fn a_reading_task_that_vanishes_ends_the_stream_in_an_error() {
+        let (tx, rx) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+        let entry = Entry::put("a", 1, doc(1));
+        tx.send(Sent::Batch(Ok(VecDeque::from([entry]))))
+            .await
+            .unwrap();
+        drop(tx);
+        let task = AbortOnDrop(tokio::spawn(async {}));
+        let mut batches = received(rx, task, "t".to_owned());
+        assert_eq!(batches.try_next().await.unwrap().unwrap().len(), 1);
+        let e = batches.try_next().await.unwrap_err();
+        assert!(matches!(e, Error::ScanTaskFailed { .. }), "{e}");
+        assert!(batches.next().await.is_none(), "nothing after the error");
+    }
+}
