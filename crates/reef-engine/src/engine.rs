@@ -110,7 +110,8 @@ impl Snapshot {
 
     /// Documents in the range as of the snapshot, as a stream read in
     /// bounded memory (see [`Engine::scan_stream`]). The stream keeps the
-    /// snapshot's lease alive while it lives, so it may outlive `self`.
+    /// snapshot's lease alive until it has read its last step (what it
+    /// still holds then needs no segment), so it may outlive `self`.
     pub fn scan_stream(&self, range: &ScanRange) -> DocStream {
         let (namespace, version) = (self.namespace.clone(), self.view.manifest_version);
         let scanner = scan::Scanner::new(self.view.clone(), &self.namespace, range);
@@ -400,9 +401,13 @@ impl Engine {
     }
 
     /// Documents in id order within the range, as a stream read in
-    /// bounded memory: a step of the scan holds one block per segment and
-    /// at most a thousand memtable ids, whatever the range's size, so
-    /// `limit` and dropping the stream early both stop the reading.
+    /// bounded memory: a step of the scan holds a few runs of blocks per
+    /// segment and at most a thousand memtable ids, and at most three
+    /// batches of steps (each at most 1,024 documents, 1 MiB or 64 steps,
+    /// plus one step) are alive at once, whatever the range's size. On a
+    /// multi-threaded tokio runtime a task of its own reads the steps
+    /// while the caller decodes documents; `limit` and dropping the stream
+    /// early both stop the reading.
     ///
     /// The stream reads the namespace as it is now. If a scan outlives
     /// maintenance (fold, compaction and GC's grace period), a segment it

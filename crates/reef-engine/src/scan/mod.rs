@@ -3,17 +3,20 @@
 //! A scan walks its range in steps. Each step ends at the smallest of the
 //! last ids of the blocks the segments would fetch next, and after at most
 //! `MEMTABLE_IDS_PER_STEP` memtable ids; it reads only entries up to there,
-//! merges them with `MergeIter::visible` and hands the visible documents
-//! out before the next step starts after that id.
+//! merges them with `MergeIter::visible` and keeps the visible entries
+//! for the next batch before the next step starts after that id.
 //!
 //! Invariants:
 //! - A step holds a few runs of blocks per segment, each at most
 //!   `READ_AHEAD_BYTES_MAX` (1 MiB; see `reef_manifest::steps`: what
 //!   `range_step` read ahead, starting at one block and doubling per fetch,
 //!   never past the range's end, and on a long walk the next run), and
-//!   `MEMTABLE_IDS_PER_STEP` memtable ids with their versions:
-//!   memory is bounded by the view's segment count and block size, never
-//!   by the range.
+//!   `MEMTABLE_IDS_PER_STEP` memtable ids with their versions. A batch
+//!   (`next_batch`) gathers steps up to `BATCH_ENTRIES_MAX` entries,
+//!   `BATCH_BYTES_MAX` bytes or `BATCH_STEPS_MAX` steps, and its entries
+//!   point into the blocks those steps read; a stream has at most three
+//!   batches alive (`stream.rs`). Memory is bounded by these settings,
+//!   the view's segment count and block size, never by the range.
 //! - Every version of an id lies within one step (a step ends *at* an id,
 //!   inclusive, and the next starts strictly after it), so the merge sees
 //!   all of an id's versions together and picks the same one a whole-range
@@ -46,12 +49,26 @@ use crate::sync::read_lock;
 /// Memtable ids one step takes at most.
 const MEMTABLE_IDS_PER_STEP: usize = 1024;
 
-/// Entries a batch gathers from consecutive steps before it is handed
-/// on. Where segments overlap, a step ends at the first block end of any
-/// of them and holds a few dozen entries; handing each to the consumer
-/// on its own (a cross-thread wake per step) made an 8-way merge 18%
-/// slower than reading in line.
-const BATCH_ENTRIES_MIN: usize = 1024;
+/// Entries a batch gathers from consecutive steps, at most, before it is
+/// handed on (a batch ends sooner at `BATCH_BYTES_MAX` or
+/// `BATCH_STEPS_MAX`). Where segments overlap, a step ends at the first
+/// block end of any of them and holds a few dozen entries; handing each
+/// step on its own (a cross-thread wake per step) made an 8-way merge 18%
+/// slower than reading in line. The first batch is one step, and each
+/// next one may hold twice as many entries up to this, so the first
+/// documents come as soon as before and a scan given up early has read
+/// little ahead.
+const BATCH_ENTRIES_MAX: usize = 1024;
+
+/// Bytes of ids and documents after which a batch ends: with large
+/// documents, a batch is a few of them, not a thousand.
+const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// Steps after which a batch ends, however few entries they gave: the
+/// entries point into the blocks their steps read, so in a range that is
+/// mostly tombstones a batch would otherwise hold the blocks of many
+/// steps for a handful of documents.
+const BATCH_STEPS_MAX: usize = 64;
 
 /// The state of one scan.
 pub(crate) struct Scanner {
@@ -66,6 +83,12 @@ pub(crate) struct Scanner {
     steps: RangeSteps,
     /// Visible entries (each with a document) merged but not handed out.
     ready: VecDeque<Entry>,
+    /// Entries the next batch may gather (doubling up to
+    /// `BATCH_ENTRIES_MAX`).
+    batch_entries: usize,
+    /// A step failed after the batch had gathered entries: they go out
+    /// first, the error with the next batch.
+    failed: Option<crate::Error>,
     /// No step is left: what is in `ready` is the rest.
     finished: bool,
 }
@@ -105,6 +128,8 @@ impl Scanner {
             steps: RangeSteps::new(visible, lower, upper.clone()),
             upper,
             ready: VecDeque::new(),
+            batch_entries: 1,
+            failed: None,
             finished: wanted == 0,
             view,
         }
@@ -126,12 +151,19 @@ impl Scanner {
         }
     }
 
-    /// The visible entries of the next steps, at least `BATCH_ENTRIES_MIN`
-    /// of them unless the scan ends first, in id order, or `None` at the
-    /// scan's end.
+    /// The visible entries of the next steps, in id order (see
+    /// `BATCH_ENTRIES_MAX` for how many), or `None` at the scan's end.
     async fn next_batch(&mut self) -> Result<Option<VecDeque<Entry>>> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let (mut bytes, mut steps) = (0, 0);
         loop {
-            if self.ready.len() >= BATCH_ENTRIES_MIN || self.finished && !self.ready.is_empty() {
+            let full = self.ready.len() >= self.batch_entries
+                || bytes >= BATCH_BYTES_MAX
+                || steps >= BATCH_STEPS_MAX;
+            if !self.ready.is_empty() && (full || self.finished) {
+                self.batch_entries = (self.batch_entries * 2).min(BATCH_ENTRIES_MAX);
                 // The next batch goes into a deque of this one's size:
                 // grown from empty, it was reallocated ~8 times a step.
                 let capacity = self.ready.len();
@@ -143,12 +175,24 @@ impl Scanner {
             if self.finished {
                 return Ok(None);
             }
-            self.step().await?;
+            match self.step().await {
+                Ok(added) => {
+                    bytes += added;
+                    steps += 1;
+                }
+                Err(e) if self.ready.is_empty() => return Err(e),
+                Err(e) => {
+                    // What was gathered is good: hand it out first.
+                    self.failed = Some(e);
+                    return Ok(Some(std::mem::take(&mut self.ready)));
+                }
+            }
         }
     }
 
-    /// Reads and merges one step of the range into `ready`.
-    async fn step(&mut self) -> Result<()> {
+    /// Reads and merges one step of the range into `ready`; the bytes of
+    /// ids and documents it added.
+    async fn step(&mut self) -> Result<usize> {
         let upper = as_str(&self.upper);
         // The step ends where some segment would need another block...
         let mut step_end = match self.steps.next_end() {
@@ -175,6 +219,7 @@ impl Scanner {
             .into_iter()
             .map(|run| run.into_iter().map(ok))
             .collect();
+        let mut added = 0;
         for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
             let e = e?;
             if let Some(p) = &self.prefix
@@ -189,6 +234,7 @@ impl Scanner {
             // Hidden tombstones aside, every visible entry has a document;
             // decoding it is the consumer's part (`to_doc`).
             if e.doc().is_some() {
+                added += e.payload_bytes();
                 self.ready.push_back(e);
                 self.wanted -= 1;
                 if self.wanted == 0 {
@@ -197,7 +243,7 @@ impl Scanner {
                 }
             }
         }
-        Ok(())
+        Ok(added)
     }
 }
 
@@ -507,5 +553,130 @@ pub(super) mod tests {
                 "a scan of {limit} documents"
             );
         }
+    }
+
+    /// The sizes of a walk's batches, in order.
+    async fn batch_sizes(view: View) -> Vec<usize> {
+        let mut scanner = Scanner::new(view, "t", &ScanRange::default());
+        let mut sizes = Vec::new();
+        while let Some(batch) = scanner.next_batch().await.unwrap() {
+            sizes.push(batch.len());
+        }
+        sizes
+    }
+
+    /// A view of one segment built from `entries` in blocks of about 4 KiB,
+    /// and its number of blocks.
+    async fn view_of_entries(entries: impl IntoIterator<Item = Entry>) -> (View, usize) {
+        let store: DynStore = Arc::new(MemoryStore::new());
+        let mut b = SegmentBuilder::new(SegmentOptions {
+            block_bytes_target: 4096,
+            ..SegmentOptions::default()
+        });
+        let mut last = String::new();
+        for e in entries {
+            b.add(&e).unwrap();
+            last.clone_from(&e.id);
+        }
+        let built = b.finish().unwrap();
+        store.put("seg", built.bytes.clone()).await.unwrap();
+        let len = Some(built.bytes.len() as u64);
+        let cache = Arc::new(BlockCache::new(0));
+        let seg = SegmentReader::open(store, "seg", len, cache).await.unwrap();
+        let blocks = seg.first_block(Bound::Excluded(&last)) + 1;
+        (view_of(&Arc::new(seg)), blocks)
+    }
+
+    /// Batches start at one step (the first documents come as soon as a
+    /// step is merged) and grow to `BATCH_ENTRIES_MAX` entries, plus at
+    /// most a step's.
+    #[tokio::test]
+    async fn batches_start_at_one_step_and_grow_to_their_cap() {
+        let (_, seg) = k_segment_of(20_000, Arc::new(BlockCache::new(0))).await;
+        let sizes = batch_sizes(view_of(&seg)).await;
+        assert_eq!(sizes.iter().sum::<usize>(), 20_000);
+        // A step here is one block: about 35 entries.
+        assert!(sizes[0] <= 40, "{sizes:?}");
+        let max = *sizes.iter().max().unwrap();
+        assert!(
+            (BATCH_ENTRIES_MAX..BATCH_ENTRIES_MAX + 40).contains(&max),
+            "{sizes:?}"
+        );
+    }
+
+    /// With large documents a batch ends at `BATCH_BYTES_MAX`, not at a
+    /// thousand documents.
+    #[tokio::test]
+    async fn a_batch_of_large_documents_ends_at_its_byte_cap() {
+        let big = |n: u64| {
+            let d = Document::from_iter([("pad".to_owned(), Value::String("p".repeat(100_000)))]);
+            let bytes = encode_document(&d, &reef_format::Limits::default()).unwrap();
+            Entry::put(format!("k{n:05}"), n + 1, bytes::Bytes::from(bytes))
+        };
+        let sizes = batch_sizes(view_of_entries((0..120).map(big)).await.0).await;
+        assert_eq!(sizes.iter().sum::<usize>(), 120);
+        // 1 MiB is 10.5 documents: a batch ends at the one that passes it.
+        assert!(sizes.iter().all(|&n| n <= 11), "{sizes:?}");
+    }
+
+    /// Where most entries are tombstones, a batch ends after
+    /// `BATCH_STEPS_MAX` steps, however few documents they gave, so it
+    /// does not hold the blocks of hundreds of steps.
+    #[tokio::test]
+    async fn a_batch_over_tombstones_ends_at_its_step_cap() {
+        // One document per 1,000 ids, the rest tombstones.
+        let entries = (0..200_000u64).map(|n| {
+            let id = format!("k{n:06}");
+            if n % 1_000 == 0 {
+                Entry::put(id, n + 1, doc(n as i64))
+            } else {
+                Entry::delete(id, n + 1)
+            }
+        });
+        let (view, blocks) = view_of_entries(entries).await;
+        let sizes = batch_sizes(view).await;
+        assert_eq!(sizes.iter().sum::<usize>(), 200);
+        // A step here is one block: the documents of `BATCH_STEPS_MAX`
+        // blocks, and one more where a block boundary cuts the count.
+        let ids_per_block = 200_000 / blocks;
+        let most = BATCH_STEPS_MAX * ids_per_block / 1_000 + 1;
+        // Batches grow to hundreds of entries here without the cap.
+        assert!(most < 32, "the step cap does not bind here: {most}");
+        assert!(
+            sizes.iter().all(|&n| n <= most),
+            "batches of at most {most} documents: {sizes:?}"
+        );
+    }
+
+    /// A step that fails after a batch has gathered entries hands those
+    /// out first and the error next: batches deliver every document that
+    /// reading step by step does before the error, not only those of
+    /// earlier batches.
+    #[tokio::test]
+    async fn a_failed_step_hands_out_what_the_batch_had_gathered() {
+        let (store, seg) = k_segment_of(4_000, Arc::new(BlockCache::new(0))).await;
+        // Damage a byte in the middle of the blocks (the reader has its
+        // index already).
+        let mut bytes = store.get("seg").await.unwrap().unwrap().bytes.to_vec();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0xff;
+        store.put("seg", bytes.into()).await.unwrap();
+        let range = ScanRange::default();
+        let mut by_step = 0;
+        let mut scanner = Scanner::new(view_of(&seg), "t", &range);
+        while scanner.next().await.is_ok_and(|d| d.is_some()) {
+            by_step += 1;
+        }
+        let mut by_batch = 0;
+        let mut scanner = Scanner::new(view_of(&seg), "t", &range);
+        let failure = loop {
+            match scanner.next_batch().await {
+                Ok(Some(batch)) => by_batch += batch.len(),
+                Ok(None) => panic!("the damaged block went unnoticed"),
+                Err(e) => break e,
+            }
+        };
+        assert!(by_step > 0 && by_step < 4_000, "{by_step}");
+        assert_eq!(by_batch, by_step, "before {failure}");
     }
 }
