@@ -46,8 +46,8 @@ pub type DocStream = futures_util::stream::BoxStream<'static, Result<Doc>>;
 ///
 /// The state moves once per batch, not per document: a document is then
 /// one pop from the batch and one decode (moving the scanner per document
-/// was 8% of a full scan). Steps are read on a spawned task when
-/// a tokio runtime is at hand (see the module doc), in line otherwise.
+/// was 8% of a full scan). Steps are read on a spawned task on a
+/// multi-threaded tokio runtime (see the module doc), in line otherwise.
 pub(crate) fn stream<K: Send + 'static>(scanner: Scanner, keep: K) -> DocStream {
     let namespace = scanner.namespace.clone();
     // Only a multi-threaded runtime runs the task beside the consumer; on
