@@ -110,7 +110,7 @@ impl Snapshot {
 
     /// Documents in the range as of the snapshot, as a stream read in
     /// bounded memory (see [`Engine::scan_stream`]). The stream keeps the
-    /// snapshot's lease alive until it has read its last step (what it
+    /// snapshot's lease alive until it has read its last batch (what it
     /// still holds then needs no segment), so it may outlive `self`.
     pub fn scan_stream(&self, range: &ScanRange) -> DocStream {
         let (namespace, version) = (self.namespace.clone(), self.view.manifest_version);

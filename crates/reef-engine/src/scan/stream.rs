@@ -9,18 +9,21 @@
 //! Invariants:
 //! - At most three batches are alive: one the consumer decodes, one in
 //!   the channel (`BATCHES_IN_FLIGHT`), one the task holds while it
-//!   waits to send. A batch is at most `BATCH_STEPS_MAX` steps, and ends
-//!   once it holds `BATCH_ENTRIES_MAX` entries or `BATCH_BYTES_MAX` bytes
-//!   (so at most one step's worth past that), with the blocks its entries
-//!   point into: memory is bounded by these settings, never by the range.
+//!   waits to send. A batch ends once it holds entries from
+//!   `BATCH_STEPS_MAX` steps (steps that gave none pin nothing), or
+//!   `BATCH_ENTRIES_MAX` entries or `BATCH_BYTES_MAX` bytes (at most one
+//!   step's worth past those), with the blocks its entries point into:
+//!   memory is bounded by these settings, never by the range.
 //! - Dropping the stream stops the task: its next send fails, and the
 //!   handle aborts it at its next await (a fetch under way is dropped).
 //! - The stream ends at the task's announced end or after its first
-//!   error, a document that fails to decode included. A task that
-//!   vanishes (a panic, its runtime shut down) ends the stream with
-//!   `ScanTaskFailed`, never with a silently short scan.
+//!   error, a document that fails to decode included, and then lets go
+//!   of the task at once. A task that vanishes (a panic, its runtime shut
+//!   down) ends the stream with `ScanTaskFailed`, never with a silently
+//!   short scan.
 //! - The task holds what the stream keeps (a snapshot's lease) until it
-//!   has read its last step; what is left in batches needs no segment.
+//!   has handed over its last batch (or the stream ends); what is left in
+//!   batches needs no segment.
 
 use std::collections::VecDeque;
 
@@ -51,15 +54,18 @@ pub type DocStream = futures_util::stream::BoxStream<'static, Result<Doc>>;
 pub(crate) fn stream<K: Send + 'static>(scanner: Scanner, keep: K) -> DocStream {
     let namespace = scanner.namespace.clone();
     // Only a multi-threaded runtime runs the task beside the consumer; on
-    // a current-thread one it would only take turns, and one that is
-    // entered but driven by nothing (another executor polls the stream)
-    // would never run it.
+    // a current-thread one it would only take turns with it.
     let batches = match tokio::runtime::Handle::try_current() {
         Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
             read_ahead(&runtime, scanner, keep)
         }
         _ => in_line(scanner, keep),
     };
+    decoded(batches, namespace)
+}
+
+/// The documents of `batches`, decoded by the consumer.
+fn decoded(batches: Batches, namespace: String) -> DocStream {
     Box::pin(Decoded {
         batches,
         batch: VecDeque::new().into_iter(),
@@ -81,6 +87,17 @@ struct Decoded {
     ended: bool,
 }
 
+impl Decoded {
+    /// Nothing more is handed out: the batches (and with them the reading
+    /// task, its batches and what it keeps, a snapshot's lease) go now,
+    /// not when the caller drops the stream.
+    fn end(&mut self) {
+        self.ended = true;
+        self.batch = VecDeque::new().into_iter();
+        self.batches = Box::pin(futures_util::stream::empty());
+    }
+}
+
 impl futures_util::Stream for Decoded {
     type Item = Result<Doc>;
 
@@ -99,7 +116,7 @@ impl futures_util::Stream for Decoded {
                     Ok(Some(doc)) => return Poll::Ready(Some(Ok(doc))),
                     Ok(None) => continue,
                     Err(e) => {
-                        this.ended = true;
+                        this.end();
                         return Poll::Ready(Some(Err(e)));
                     }
                 }
@@ -107,10 +124,10 @@ impl futures_util::Stream for Decoded {
             match std::task::ready!(this.batches.poll_next_unpin(cx)) {
                 Some(Ok(batch)) => this.batch = batch.into_iter(),
                 Some(Err(e)) => {
-                    this.ended = true;
+                    this.end();
                     return Poll::Ready(Some(Err(e)));
                 }
-                None => this.ended = true,
+                None => this.end(),
             }
         }
     }
@@ -280,12 +297,7 @@ mod tests {
             let ahead = read_ahead(&runtime, Scanner::new(view_of(&seg), "t", &range), ());
             let line = in_line(Scanner::new(view_of(&seg), "t", &range), ());
             for batches in [ahead, line] {
-                let docs: DocStream = Box::pin(
-                    batches
-                        .map_ok(|b| futures_util::stream::iter(b).map(|e| to_doc(e, "t")))
-                        .try_flatten()
-                        .try_filter_map(|d| std::future::ready(Ok(d))),
-                );
+                let docs = decoded(batches, "t".to_owned());
                 assert_eq!(ids_of(docs).await.unwrap(), walked, "{range:?}");
             }
         }
@@ -359,6 +371,32 @@ mod tests {
         let expected = vec![Ok("a".to_owned()), Err(crate::ErrorKind::Corrupt)];
         assert_eq!(ahead, expected, "read ahead");
         assert_eq!(line, expected, "in line");
+    }
+
+    /// A stream that ended at an error lets go of its reading task (its
+    /// batches, and what it keeps) at once, though the caller still holds
+    /// the stream.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stream_ended_by_an_error_lets_go_of_its_task() {
+        let (_, seg) = k_segment_of(40_000, Arc::new(BlockCache::new(0))).await;
+        let mut table = Memtable::default();
+        table.insert(Entry::put("a", 1, bytes::Bytes::from_static(b"\xff")));
+        let view = View {
+            memtable: Arc::new(RwLock::new(table)),
+            ..view_of(&seg)
+        };
+        let keep = Arc::new(());
+        let range = ScanRange::default();
+        let mut docs = stream(Scanner::new(view, "t", &range), Arc::clone(&keep));
+        assert!(docs.try_next().await.is_err());
+        for _ in 0..5_000 {
+            if Arc::strong_count(&keep) == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert_eq!(Arc::strong_count(&keep), 1, "the task still runs");
+        assert!(docs.next().await.is_none());
     }
 
     /// The consumer's side: a channel that closes without the task's
