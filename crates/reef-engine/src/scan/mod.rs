@@ -452,6 +452,16 @@ pub(super) mod tests {
         cache: Arc<BlockCache>,
     ) -> (Arc<CountingStore<MemoryStore>>, Arc<SegmentReader>) {
         let store = Arc::new(CountingStore::new(MemoryStore::new()));
+        let seg = k_segment_on(store.clone(), docs, cache).await;
+        (store, seg)
+    }
+
+    /// `k_segment_of`, put into and read from `store`.
+    pub(super) async fn k_segment_on(
+        store: DynStore,
+        docs: u64,
+        cache: Arc<BlockCache>,
+    ) -> Arc<SegmentReader> {
         let mut b = SegmentBuilder::new(SegmentOptions {
             block_bytes_target: 4096,
             ..SegmentOptions::default()
@@ -463,10 +473,10 @@ pub(super) mod tests {
         let built = b.finish().unwrap();
         store.put("seg", built.bytes.clone()).await.unwrap();
         let len = built.bytes.len() as u64;
-        let seg = SegmentReader::open(store.clone(), "seg", Some(len), cache)
+        let seg = SegmentReader::open(store, "seg", Some(len), cache)
             .await
             .unwrap();
-        (store, Arc::new(seg))
+        Arc::new(seg)
     }
 
     /// A view of `seg` alone, at its newest.

@@ -250,7 +250,7 @@ mod tests {
     use crate::namespace::View;
     use crate::read::ScanRange;
     use crate::scan::collect;
-    use crate::scan::tests::{doc, k_segment_of, view_of};
+    use crate::scan::tests::{doc, k_segment_of, k_segment_on, view_of};
     use crate::sync::RwLock;
 
     /// The ids of a stream's documents, or its first error.
@@ -329,6 +329,119 @@ mod tests {
         // The task may have had one fetch under way.
         let fetched = store.counts().since(&before).get_range;
         assert!(fetched <= 1, "{fetched} fetches after the drop");
+    }
+
+    /// A store whose ranged reads, once `stalled` is set, never answer;
+    /// `waiting` counts the reads parked that way (dropped ones leave).
+    #[derive(Debug, Default)]
+    struct Stalling {
+        inner: reef_manifest::store::MemoryStore,
+        stalled: std::sync::atomic::AtomicBool,
+        waiting: Arc<()>,
+    }
+
+    #[async_trait::async_trait]
+    impl reef_manifest::store::ObjectStore for Stalling {
+        async fn get(
+            &self,
+            key: &str,
+        ) -> reef_manifest::Result<Option<reef_manifest::store::Object>> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> reef_manifest::Result<bytes::Bytes> {
+            if self.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+                let _parked = Arc::clone(&self.waiting);
+                std::future::pending::<()>().await;
+            }
+            self.inner.get_range(key, range).await
+        }
+        async fn get_range_sized(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> reef_manifest::Result<(bytes::Bytes, u64)> {
+            self.inner.get_range_sized(key, range).await
+        }
+        async fn head(
+            &self,
+            key: &str,
+        ) -> reef_manifest::Result<Option<reef_manifest::store::ObjectMeta>> {
+            self.inner.head(key).await
+        }
+        async fn put(&self, key: &str, bytes: bytes::Bytes) -> reef_manifest::Result<()> {
+            self.inner.put(key, bytes).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            bytes: bytes::Bytes,
+        ) -> reef_manifest::Result<reef_manifest::store::PutOutcome> {
+            self.inner.put_if_absent(key, bytes).await
+        }
+        async fn put_if_match(
+            &self,
+            key: &str,
+            bytes: bytes::Bytes,
+            expected: &reef_manifest::store::Tag,
+        ) -> reef_manifest::Result<reef_manifest::store::PutOutcome> {
+            self.inner.put_if_match(key, bytes, expected).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+            start_after: Option<&str>,
+            limit: usize,
+        ) -> reef_manifest::Result<reef_manifest::store::ListPage> {
+            self.inner.list(prefix, start_after, limit).await
+        }
+        async fn delete(&self, key: &str) -> reef_manifest::Result<()> {
+            self.inner.delete(key).await
+        }
+    }
+
+    /// Dropping a stream whose task waits on a fetch that never answers
+    /// aborts the task there: the fetch is dropped and what the stream
+    /// keeps is let go, not held for as long as the fetch takes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_stream_aborts_a_fetch_under_way() {
+        let store = Arc::new(Stalling::default());
+        let cache = Arc::new(BlockCache::new(0));
+        let seg = k_segment_on(store.clone(), 1_000, cache).await;
+        // The segment is open; from now on every block fetch hangs.
+        store
+            .stalled
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let keep = Arc::new(());
+        let range = ScanRange::default();
+        let docs = stream(Scanner::new(view_of(&seg), "t", &range), Arc::clone(&keep));
+        // Whether `what` comes to have `count` holders (besides the clone
+        // this check holds) within 5 s.
+        let wait_for = |what: &Arc<()>, count: usize| {
+            let what = Arc::clone(what);
+            async move {
+                for _ in 0..5_000 {
+                    if Arc::strong_count(&what) == count + 1 {
+                        return true;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                false
+            }
+        };
+        assert!(wait_for(&store.waiting, 2).await, "the task never fetched");
+        drop(docs);
+        assert!(
+            wait_for(&store.waiting, 1).await,
+            "the fetch was not dropped"
+        );
+        assert!(
+            wait_for(&keep, 1).await,
+            "the task still holds what it keeps"
+        );
     }
 
     /// A document that fails to decode ends the stream with its error,
