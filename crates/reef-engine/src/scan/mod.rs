@@ -26,8 +26,9 @@
 //!   memtable id after it.
 //! - The scan reads one view: every document is as of `view.at`.
 //!
-//! A stream (`stream.rs`) reads these steps on a task of its own, in
-//! batches, while its consumer decodes the documents.
+//! A stream (`stream.rs`) on a multi-threaded runtime reads these steps
+//! on a task of its own, in batches, while its consumer decodes the
+//! documents; elsewhere it reads them in line.
 
 mod stream;
 
@@ -41,7 +42,7 @@ use reef_format::segment::before_to;
 use reef_format::{Entry, FormatError, MergeIter, Tombstones};
 use reef_manifest::steps::{RangeSteps, as_str};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::namespace::View;
 use crate::read::{Doc, ScanRange, to_doc};
 use crate::sync::read_lock;
@@ -88,7 +89,7 @@ pub(crate) struct Scanner {
     batch_entries: usize,
     /// A step failed after the batch had gathered entries: they go out
     /// first, the error with the next batch.
-    failed: Option<crate::Error>,
+    failed: Option<Error>,
     /// No step is left: what is in `ready` is the rest.
     finished: bool,
 }
