@@ -100,6 +100,11 @@ pub(crate) async fn submit(
     wait_for_room(ns, opts).await?;
     let (tx, rx) = oneshot::channel();
     let bytes = req.bytes();
+    // The caller's copy (a pointer) outlives the leader's, so the request
+    // (its ops, documents and encodings) is freed here once answered, not
+    // by the leader between answering a batch and cutting the next: 64
+    // requests' frees cost it about 40 µs a batch.
+    let _freed_here = req.clone();
     let become_leader = ns.queue.push(Pending { req, tx }, bytes);
     if become_leader {
         // A task of its own: a caller that gives up must not strand the

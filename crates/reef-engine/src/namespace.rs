@@ -274,7 +274,9 @@ impl Namespace {
 
     /// Adopts a manifest newer than ours: its segments replace the folded
     /// part of the memtable, which is switched, never edited, so views
-    /// taken before keep theirs.
+    /// taken before keep theirs. Callers hold the commit lock (as every
+    /// caller of `catch_up` and `fence` does), so no record is applied
+    /// while the kept entries are copied.
     pub async fn adopt_newer_manifest(&self) -> Result<()> {
         let ours = self.lock_state().manifest.version;
         let Some(newer) = self.manifests.load_current().await? else {
@@ -307,8 +309,11 @@ impl Namespace {
         }
         let open = Arc::clone(&self.lock_state().segments);
         let segments = open_segments(&self.store, &self.layout, &newer, &self.cache, &open).await?;
+        let table = Arc::clone(&self.lock_state().memtable);
+        let kept = memtable::unfolded(&table, newer.last_version);
+        drop(table);
         let mut s = self.lock_state();
-        let old_table = memtable::switch(&mut s.memtable, newer.last_version);
+        let old_table = memtable::switch(&mut s.memtable, kept);
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
         s.last_version = s.last_version.max(newer.last_version);
         for r in &newer.idempotency {
@@ -326,10 +331,10 @@ impl Namespace {
         }
         s.manifest = Arc::new(newer);
         drop(s);
-        // Writers waiting for room go first; then the old table is freed
-        // (unless a view still holds it).
+        // Writers waiting for room go first; then the old table is let go
+        // of, off this task (it holds the commit lock).
         self.room.notify_waiters();
-        drop(old_table);
+        memtable::release(old_table);
         Ok(())
     }
 
