@@ -120,8 +120,9 @@ pub(crate) async fn submit(
 async fn wait_for_room(ns: &Namespace, opts: &EngineOptions) -> Result<()> {
     let deadline = tokio::time::Instant::now() + opts.backpressure_wait_max;
     loop {
-        let notified = ns.room.notified();
-        let bytes = read_lock(&ns.lock_state().memtable).bytes();
+        let notified = ns.room.wake.notified();
+        // Replaced tables still being freed count too (`memtable::release`).
+        let bytes = read_lock(&ns.lock_state().memtable).bytes() + ns.room.freeing();
         if bytes <= opts.memtable_bytes_max {
             return Ok(());
         }

@@ -59,8 +59,9 @@ pub(crate) struct Namespace {
     pub state: Mutex<State>,
     /// Held by the group-commit leader and by `refresh`: one mutator.
     pub commit: tokio::sync::Mutex<()>,
-    /// Wakes writers waiting for memtable room.
-    pub room: tokio::sync::Notify,
+    /// Room under the memtable budget: wakes writers waiting for it, and
+    /// counts replaced tables still being freed.
+    pub room: Arc<memtable::Room>,
     /// Wakes `close` when the commit leader goes idle.
     pub idle: tokio::sync::Notify,
     pub queue: crate::group::GroupQueue<crate::commit::Pending>,
@@ -137,7 +138,7 @@ impl Namespace {
             cache,
             state: Mutex::new(state),
             commit: tokio::sync::Mutex::new(()),
-            room: tokio::sync::Notify::new(),
+            room: Arc::default(),
             idle: tokio::sync::Notify::new(),
             queue: crate::group::GroupQueue::default(),
             scheduler: crate::schedule::Scheduler::default(),
@@ -332,9 +333,10 @@ impl Namespace {
         s.manifest = Arc::new(newer);
         drop(s);
         // Writers waiting for room go first; then the old table is let go
-        // of, off this task (it holds the commit lock).
-        self.room.notify_waiters();
-        memtable::release(old_table);
+        // of (on a multi-threaded runtime, by a task of its own: this one
+        // holds the commit lock).
+        self.room.wake.notify_waiters();
+        memtable::release(old_table, &self.room);
         Ok(())
     }
 
