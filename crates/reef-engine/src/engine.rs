@@ -35,7 +35,8 @@ pub struct Stats {
     /// Bytes of live segments plus the ids and documents not yet folded.
     pub bytes: u64,
     /// Memory the unfolded entries hold: ids, documents and the index
-    /// around them (what `EngineOptions::memtable_bytes_max` bounds).
+    /// around them (what `EngineOptions::memtable_bytes_max` bounds,
+    /// together with a replaced table still being freed after a fold).
     pub memtable_bytes: u64,
     /// Newest version.
     pub last_version: u64,

@@ -118,7 +118,9 @@ impl Room {
 /// freed, and `room` wakes writers after each slice. On any other runtime,
 /// or none, it is freed here, under the commit lock. A table a view still
 /// holds is freed, whole, by the view's last holder (outside the budget,
-/// as a view's table always was).
+/// as a view's table always was). The count errs high: documents the new
+/// table kept are shared with the old one and counted in both until the
+/// old one is freed.
 pub(crate) fn release(old: Arc<RwLock<Memtable>>, room: &Arc<Room>) {
     // Loom models no runtime: the table is dropped here.
     #[cfg(loom)]

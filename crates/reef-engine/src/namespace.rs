@@ -332,11 +332,12 @@ impl Namespace {
         }
         s.manifest = Arc::new(newer);
         drop(s);
-        // Writers waiting for room go first; then the old table is let go
-        // of (on a multi-threaded runtime, by a task of its own: this one
-        // holds the commit lock).
-        self.room.wake.notify_waiters();
+        // The old table is let go of (on a multi-threaded runtime, by a
+        // task of its own: this one holds the commit lock), its bytes
+        // counted in `room` before writers waiting for room are woken to
+        // look again.
         memtable::release(old_table, &self.room);
+        self.room.wake.notify_waiters();
         Ok(())
     }
 
