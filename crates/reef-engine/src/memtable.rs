@@ -190,7 +190,8 @@ impl Drop for Counted {
 }
 
 /// Entries `release` frees between yields: about 0.2 ms of frees (1,024
-/// gave the same throughput and a slightly higher p999 at 64 writers).
+/// gave the same throughput and a slightly higher p999 at 64 writers on
+/// tmpfs).
 const FREE_SLICE_ENTRIES: usize = 256;
 
 /// Heap bytes one entry costs beyond its id and document: its slot in the
@@ -407,6 +408,7 @@ mod tests {
         expected.insert(Entry::put("c", 5, doc));
         assert_eq!(read_lock(&table).bytes(), expected.bytes());
     }
+
     #[test]
     fn switch_copies_again_when_the_table_grew_after_the_copy() {
         let doc = &b"\x08\0\0\0\0"[..];
