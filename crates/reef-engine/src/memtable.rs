@@ -55,13 +55,16 @@ pub(crate) struct Unfolded {
 }
 
 /// Copies what `table` keeps past `folded_version` (see [`Unfolded`]).
-pub(crate) fn unfolded(table: &Arc<RwLock<Memtable>>, folded_version: u64) -> Unfolded {
-    let t = read_lock(table);
+pub(crate) fn unfolded(table: Arc<RwLock<Memtable>>, folded_version: u64) -> Unfolded {
+    let (inserts_seen, kept) = {
+        let t = read_lock(&table);
+        (t.inserts, t.newer_than(folded_version))
+    };
     Unfolded {
-        source: Arc::clone(table),
-        inserts_seen: t.inserts,
+        source: table,
+        inserts_seen,
         folded_version,
-        kept: t.newer_than(folded_version),
+        kept,
     }
 }
 
@@ -384,7 +387,7 @@ mod tests {
             ],
         );
         let view = Arc::clone(&table);
-        let kept = unfolded(&table, 4);
+        let kept = unfolded(Arc::clone(&table), 4);
         let old = switch(&mut table, kept);
         assert!(
             Arc::ptr_eq(&old, &view),
@@ -414,7 +417,7 @@ mod tests {
         let doc = &b"\x08\0\0\0\0"[..];
         let mut table = Arc::new(RwLock::new(Memtable::default()));
         apply(&table, [Entry::put("a", 1, doc), Entry::put("a", 4, doc)]);
-        let kept = unfolded(&table, 1);
+        let kept = unfolded(Arc::clone(&table), 1);
         // Not what callers do (they hold the commit lock): a record
         // applied between the copy and the switch.
         apply(&table, [Entry::put("c", 5, doc)]);
@@ -429,7 +432,7 @@ mod tests {
 
         // A replay's re-insert of an entry already held changes no count,
         // but the switch still sees it.
-        let kept = unfolded(&table, 1);
+        let kept = unfolded(Arc::clone(&table), 1);
         let bigger = &b"\x08\0\0\0\0\0\0"[..];
         apply(&table, [Entry::put("c", 5, bigger)]);
         drop(switch(&mut table, kept));
@@ -442,7 +445,7 @@ mod tests {
     }
 
     /// A document whose bytes count their own drop.
-    struct CountsDrop(Arc<std::sync::atomic::AtomicUsize>);
+    struct CountsDrop(Arc<AtomicUsize>);
 
     impl AsRef<[u8]> for CountsDrop {
         fn as_ref(&self) -> &[u8] {
@@ -452,12 +455,12 @@ mod tests {
 
     impl Drop for CountsDrop {
         fn drop(&mut self) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
     }
 
     /// A table of `n` entries whose documents count their drops in `freed`.
-    fn counted_table(n: u64, freed: &Arc<std::sync::atomic::AtomicUsize>) -> Arc<RwLock<Memtable>> {
+    fn counted_table(n: u64, freed: &Arc<AtomicUsize>) -> Arc<RwLock<Memtable>> {
         let table = Arc::new(RwLock::new(Memtable::default()));
         apply(
             &table,
@@ -476,7 +479,7 @@ mod tests {
             .enable_time()
             .build()
             .unwrap();
-        let freed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let freed = Arc::new(AtomicUsize::new(0));
         // Several slices' worth, so the task yields between them.
         let n = 3 * FREE_SLICE_ENTRIES as u64 + 7;
         let table = counted_table(n, &freed);
@@ -493,7 +496,7 @@ mod tests {
         held_rx.recv().unwrap();
         let _entered = runtime.enter();
         release(table, &room);
-        let load = |a: &std::sync::atomic::AtomicUsize| a.load(std::sync::atomic::Ordering::SeqCst);
+        let load = |a: &AtomicUsize| a.load(Ordering::SeqCst);
         assert_eq!(load(&freed), 0, "not freed by the caller");
         assert_eq!(
             room.freeing(),
@@ -518,21 +521,17 @@ mod tests {
 
     #[test]
     fn a_released_table_is_freed_in_line_off_a_multi_threaded_runtime() {
-        let freed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let freed = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Room::default());
         release(counted_table(10, &freed), &room);
-        assert_eq!(
-            freed.load(std::sync::atomic::Ordering::SeqCst),
-            10,
-            "no runtime"
-        );
+        assert_eq!(freed.load(Ordering::SeqCst), 10, "no runtime");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
         let _entered = runtime.enter();
         release(counted_table(10, &freed), &room);
         assert_eq!(
-            freed.load(std::sync::atomic::Ordering::SeqCst),
+            freed.load(Ordering::SeqCst),
             20,
             "a current-thread runtime may never be driven: freed here"
         );
@@ -546,12 +545,12 @@ mod tests {
             .build()
             .unwrap();
         let _entered = runtime.enter();
-        let freed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let freed = Arc::new(AtomicUsize::new(0));
         let room = Arc::new(Room::default());
         let table = counted_table(10, &freed);
         let view = Arc::clone(&table);
         release(table, &room);
-        assert_eq!(freed.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(freed.load(Ordering::SeqCst), 0);
         assert_eq!(
             read_lock(&view)
                 .range_ids(Bound::Unbounded, Bound::Unbounded, 100)
@@ -560,7 +559,7 @@ mod tests {
             10
         );
         drop(view);
-        assert_eq!(freed.load(std::sync::atomic::Ordering::SeqCst), 10);
+        assert_eq!(freed.load(Ordering::SeqCst), 10);
     }
 }
 
@@ -604,8 +603,7 @@ mod loom_models {
                     // As `Namespace::adopt_newer_manifest`: the copy
                     // before the state lock, the switch under it.
                     let table = state.lock().unwrap().table.clone();
-                    let kept = unfolded(&table, 2);
-                    drop(table);
+                    let kept = unfolded(table, 2);
                     let mut s = state.lock().unwrap();
                     drop(switch(&mut s.table, kept));
                     s.segments = Arc::new(vec![doc(2), doc(1)]);

@@ -310,9 +310,9 @@ impl Namespace {
         }
         let open = Arc::clone(&self.lock_state().segments);
         let segments = open_segments(&self.store, &self.layout, &newer, &self.cache, &open).await?;
+        // The state lock only for the table's handle, not for the copy.
         let table = Arc::clone(&self.lock_state().memtable);
-        let kept = memtable::unfolded(&table, newer.last_version);
-        drop(table);
+        let kept = memtable::unfolded(table, newer.last_version);
         let mut s = self.lock_state();
         let old_table = memtable::switch(&mut s.memtable, kept);
         s.last_lsn = s.last_lsn.max(newer.last_applied_lsn);
