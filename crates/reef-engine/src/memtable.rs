@@ -153,7 +153,7 @@ async fn free_in_slices(
             let Some(((id, _), value)) = entries.next() else {
                 return;
             };
-            slice_bytes += id.len() + value.doc_bytes() + ENTRY_OVERHEAD_BYTES;
+            slice_bytes += held_payload(&id, &value) + ENTRY_OVERHEAD_BYTES;
         }
         counted.freed(slice_bytes);
         tokio::task::yield_now().await;
@@ -197,6 +197,12 @@ impl Drop for Counted {
 /// tmpfs).
 const FREE_SLICE_ENTRIES: usize = 256;
 
+/// The payload one held entry counts in `payload_bytes`: its id and
+/// document (`Entry::payload_bytes`, for an entry already taken apart).
+fn held_payload(id: &str, value: &EntryValue) -> usize {
+    id.len() + value.doc_bytes()
+}
+
 /// Heap bytes one entry costs beyond its id and document: its slot in the
 /// map's nodes (key, version and value handle, nodes about half full), the
 /// id's and the shared document handle's blocks, and the allocator's
@@ -233,8 +239,7 @@ impl Memtable {
             }
             btree_map::Entry::Occupied(mut slot) => {
                 let old = slot.insert(e.value);
-                self.payload_bytes =
-                    self.payload_bytes + added - (slot.key().0.len() + old.doc_bytes());
+                self.payload_bytes = self.payload_bytes + added - held_payload(&slot.key().0, &old);
             }
         }
     }
@@ -252,10 +257,7 @@ impl Memtable {
             .filter(|((_, Reverse(version)), _)| *version > folded_version)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let payload_bytes = map
-            .iter()
-            .map(|((id, _), v)| id.len() + v.doc_bytes())
-            .sum();
+        let payload_bytes = map.iter().map(|((id, _), v)| held_payload(id, v)).sum();
         Memtable {
             map,
             payload_bytes,
