@@ -216,6 +216,21 @@ impl Layout {
     }
 }
 
+/// Whether `key` names a WAL object of any namespace
+/// (`ns/<ns>/wal/<lsn:020>.wal`): the keys a local store lends inodes
+/// between, so every reader must know them without knowing the namespace.
+pub fn is_wal_key(key: &str) -> bool {
+    key.strip_prefix(NAMESPACES_PREFIX)
+        .and_then(|rest| rest.split_once("/wal/"))
+        .is_some_and(|(ns, file)| {
+            !ns.contains('/')
+                && file
+                    .strip_suffix(".wal")
+                    .and_then(|n| parse_number(n, 20))
+                    .is_some()
+        })
+}
+
 /// Parses exactly `width` decimal digits (the canonical zero-padded form).
 fn parse_number(s: &str, width: usize) -> Option<u64> {
     (s.len() == width && s.chars().all(|c| c.is_ascii_digit()))
@@ -258,6 +273,16 @@ mod tests {
         );
         // Non-canonical spellings are not ours.
         assert_eq!(l.parse_wal_key("ns/orders.v2/wal/7.wal"), None);
+        assert!(is_wal_key(&l.wal_key(7)));
+        for not in [
+            "ns/orders.v2/wal/7.wal",
+            "ns/orders.v2/seg/00000000000000000007.wal",
+            "ns/a/b/wal/00000000000000000007.wal",
+            "x/orders.v2/wal/00000000000000000007.wal",
+            "ns/orders.v2/wal/00000000000000000007.wal.tmp",
+        ] {
+            assert!(!is_wal_key(not), "{not}");
+        }
         assert_eq!(l.parse_segment_key("ns/orders.v2/seg/ABC.seg"), None);
         assert_eq!(
             Layout::new("other").unwrap().parse_wal_key(&l.wal_key(7)),

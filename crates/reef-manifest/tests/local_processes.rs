@@ -165,3 +165,94 @@ async fn sigkill_mid_cas_never_wedges_the_next_cas() {
         .unwrap();
     assert_eq!(listed.len(), 1);
 }
+
+/// Processes recycle WAL inodes in one directory at once (each refills
+/// only its own spares; GC runs take turns under the directory's lock),
+/// and every object keeps its own bytes. Once they have exited, the next
+/// GC there adopts what they left: their `.live` files go and their
+/// spares serve this process's puts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_recycle_wal_inodes_and_the_next_gc_adopts_what_they_left() {
+    let dir = common::TempDir::new("proc-spares");
+    let (procs, each) = (3u64, 400u64);
+    let children: Vec<_> = (0..procs)
+        .map(|i| {
+            Command::new(TORTURE)
+                .args([
+                    "wal-cycle",
+                    dir.path().to_str().unwrap(),
+                    &(1 + i * each).to_string(),
+                    &each.to_string(),
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = LocalStore::new(dir.path());
+    let key = |lsn: u64| format!("ns/n/wal/{lsn:020}.wal");
+    for lsn in 1..=procs * each {
+        let got = store.get(&key(lsn)).await.unwrap();
+        // Each process's run starts at 1 + i * each.
+        if (lsn - 1) % each % 8 < 4 {
+            assert!(got.is_none(), "{lsn} was deleted");
+        } else {
+            let want = format!("<{lsn}>").repeat(32 + (lsn % 5) as usize * 40);
+            assert_eq!(got.unwrap().bytes, want.as_bytes(), "the bytes of {lsn}");
+        }
+    }
+
+    let wal = dir.path().join("ns/n/wal");
+    let pool = std::fs::read_dir(&wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".spare-")
+        })
+        .expect("a pool");
+    let names = |prefix: &str| -> Vec<String> {
+        std::fs::read_dir(&pool)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(prefix))
+            .collect()
+    };
+    // Children that ended first were adopted by the others' GC already.
+    let dead = names(".live-");
+    assert!(!dead.is_empty());
+    let left = names("s-").len();
+    assert!(left > 0, "the processes left no spares");
+
+    let next = procs * each + 1;
+    store
+        .put_if_absent(&key(next), bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store.delete_many(&[key(next)]).await.unwrap();
+    let live = names(".live-");
+    assert!(
+        live.len() == 1 && !dead.contains(&live[0]),
+        "dead processes' .live files stayed: {live:?}"
+    );
+    // Theirs, and the one this GC retired.
+    for lsn in next + 1..=next + 1 + left as u64 {
+        let record = bytes::Bytes::from(format!("new {lsn}"));
+        store
+            .put_if_absent(&key(lsn), record.clone())
+            .await
+            .unwrap();
+        assert_eq!(store.get(&key(lsn)).await.unwrap().unwrap().bytes, record);
+    }
+    assert!(names("s-").is_empty(), "the adopted spares were not reused");
+}

@@ -41,6 +41,17 @@ async fn increment(store: &LocalStore, key: &str) -> Result<bool, String> {
     ))
 }
 
+/// The WAL key `wal-cycle` puts for `lsn`.
+fn wal_key(lsn: u64) -> String {
+    format!("ns/n/wal/{lsn:020}.wal")
+}
+
+/// What `wal-cycle` puts for `lsn`: its own number throughout, in sizes
+/// that differ, so any other object's bytes are caught.
+fn wal_record(lsn: u64) -> Bytes {
+    Bytes::from(format!("<{lsn}>").repeat(32 + (lsn % 5) as usize * 40))
+}
+
 async fn run(args: &[String]) -> Result<(), String> {
     match args {
         [cmd, root, key, token] if cmd == "put-once" => {
@@ -79,8 +90,26 @@ async fn run(args: &[String]) -> Result<(), String> {
                 increment(&store, key).await?;
             }
         }
+        [cmd, root, from, n] if cmd == "wal-cycle" => {
+            let store = LocalStore::new(root);
+            let from: u64 = from.parse().map_err(|e| format!("from: {e}"))?;
+            let n: u64 = n.parse().map_err(|e| format!("n: {e}"))?;
+            for lsn in from..from + n {
+                store
+                    .put_if_absent(&wal_key(lsn), wal_record(lsn))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Every eighth put, GC takes four of the last eight.
+                if (lsn - from) % 8 == 7 {
+                    let old: Vec<String> = (lsn - 7..lsn - 3).map(wal_key).collect();
+                    store.delete_many(&old).await.map_err(|e| e.to_string())?;
+                }
+            }
+            println!("done");
+            Ok(())
+        }
         _ => Err(
-            "usage: reef-store-torture put-once|cas-increment|cas-forever <root> <key> <arg>"
+            "usage: reef-store-torture put-once|cas-increment|cas-forever|wal-cycle <root> <key|from> <arg>"
                 .into(),
         ),
     }

@@ -35,11 +35,13 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_128;
 
+use super::spares;
 use super::{
     KeyPage, ListPage, Listed, Object, ObjectMeta, ObjectStore, PutOutcome, Tag, check_range,
     page_of, validate_key, validate_prefix,
 };
 use crate::error::{Error, Result};
+use crate::layout::is_wal_key;
 use crate::rng::Rng;
 
 const LOCK_FILE: &str = ".reef-flock";
@@ -48,17 +50,19 @@ const LOCK_FILE: &str = ".reef-flock";
 /// whole for every page, so pages are as large as memory comfortably
 /// allows: 100,000 keys is a few MiB.
 const LOCAL_LIST_PAGE_MAX: usize = 100_000;
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+pub(super) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Directories this process has made durable (fsynced up to the root).
 static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
 /// A per-process random value for temporary names.
-static NONCE: LazyLock<u64> = LazyLock::new(|| crate::rng::SystemRng::new().next_u64());
+pub(super) static NONCE: LazyLock<u64> = LazyLock::new(|| crate::rng::SystemRng::new().next_u64());
 
 /// A bucket in a local directory.
 #[derive(Clone, Debug)]
 pub struct LocalStore {
     root: PathBuf,
     cas_pause: Option<Duration>,
+    /// Whether deleted WAL objects' inodes are reused (`spares.rs`).
+    recycle: bool,
 }
 
 fn tag_of(bytes: &[u8]) -> Tag {
@@ -74,6 +78,28 @@ impl LocalStore {
         LocalStore {
             root: std::path::absolute(&root).unwrap_or(root),
             cas_pause: None,
+            recycle: true,
+        }
+    }
+
+    /// Whether GC's deletes of WAL objects lend their inodes to later WAL
+    /// puts (`spares.rs`; on by default). Off, a store still reads WAL
+    /// keys the safe way, since another process may recycle.
+    pub fn with_recycling(mut self, on: bool) -> LocalStore {
+        self.recycle = on;
+        self
+    }
+
+    fn recycles(&self, key: &str) -> bool {
+        self.recycle && is_wal_key(key)
+    }
+
+    /// Reads the object at `path` (key `key`) whole, if present.
+    fn read_key(&self, key: &str, path: &Path) -> io::Result<Option<Vec<u8>>> {
+        if is_wal_key(key) {
+            spares::read_locked(path, read_file)
+        } else {
+            read_opt(path)
         }
     }
 
@@ -146,12 +172,32 @@ impl LocalStore {
     /// `link(2)` (which fails if the name exists), then the directory
     /// fsynced, by the loser too: it may act on the winner's object
     /// (e.g. roll forward to it), which must then be durable.
-    fn link_new(&self, path: &Path, bytes: &[u8]) -> io::Result<PutOutcome> {
-        let tmp = self.write_temp(path, bytes)?;
-        let linked = fs::hard_link(&tmp, path);
-        // The temporary name goes either way. Failing to remove it
-        // leaves an invisible `.tmp-*` file, never a wrong answer.
-        let _ = fs::remove_file(&tmp);
+    fn link_new(&self, key: &str, path: &Path, bytes: &[u8]) -> io::Result<PutOutcome> {
+        let refilled = if self.recycles(key) {
+            let dir = parent_of(path)?;
+            spares::wrote(dir);
+            // Any failure to reuse a spare falls back to a new file.
+            spares::refill(dir, bytes).ok().flatten()
+        } else {
+            None
+        };
+        let mut linked = match refilled {
+            Some(spare) => {
+                let linked = fs::hard_link(&spare, path);
+                let _ = fs::remove_file(&spare);
+                linked
+            }
+            None => Err(io::ErrorKind::NotFound.into()),
+        };
+        // No spare (or its name went missing, which no Reef process does
+        // to a live process's spare): a new file, as without recycling.
+        if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+            let tmp = self.write_temp(path, bytes)?;
+            linked = fs::hard_link(&tmp, path);
+            // The temporary name goes either way. Failing to remove it
+            // leaves an invisible `.tmp-*` file, never a wrong answer.
+            let _ = fs::remove_file(&tmp);
+        }
         let outcome = match linked {
             Ok(()) => PutOutcome::Written(tag_of(bytes)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::ConditionFailed,
@@ -246,10 +292,10 @@ impl LocalStore {
     /// attempt, or another GC that has not synced yet, may have removed
     /// them: waiting for its lock and syncing makes its removals durable
     /// before this call says they are done).
-    fn remove_all(&self, keys: &[String]) -> Result<()> {
-        // The directory whose lock is held, the lock, and the last key
-        // handled (what a failed sync is reported as).
-        let mut held: Option<(PathBuf, File)> = None;
+    pub(super) fn remove_all(&self, keys: &[String]) -> Result<()> {
+        // The directory whose lock is held, and the last key handled (what
+        // a failed sync is reported as).
+        let mut held: Option<Held> = None;
         let mut last = "";
         for key in keys {
             if let Err(e) = self.remove_one(key, &mut held, last) {
@@ -265,11 +311,11 @@ impl LocalStore {
 
     /// One key of `remove_all`: moves `held` to the key's directory
     /// (syncing and releasing the one before), then removes the key.
-    fn remove_one(&self, key: &str, held: &mut Option<(PathBuf, File)>, last: &str) -> Result<()> {
+    fn remove_one(&self, key: &str, held: &mut Option<Held>, last: &str) -> Result<()> {
         validate_key(key)?;
         let path = self.root.join(key);
         let dir = parent_of(&path).map_err(|e| Error::io("delete", key, e))?;
-        if held.as_ref().is_none_or(|(d, _)| d != dir) {
+        if held.as_ref().is_none_or(|h| h.dir != dir) {
             sync_held(held.take(), last)?;
             // A directory that does not exist holds nothing to delete (and
             // taking its lock would create it).
@@ -279,9 +325,22 @@ impl LocalStore {
             let lock = self
                 .lock_dir(&path)
                 .map_err(|e| Error::io("delete", key, e))?;
-            *held = Some((dir.to_path_buf(), lock));
+            *held = Some(Held {
+                dir: dir.to_path_buf(),
+                _lock: lock,
+                retiring: None,
+            });
         }
-        match fs::remove_file(&path) {
+        let removed = if self.recycles(key)
+            && let Some(h) = held.as_mut()
+        {
+            h.retiring
+                .get_or_insert_with(|| spares::Retiring::begin(dir))
+                .retire(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+        match removed {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io("delete", key, e)),
             _ => Ok(()),
         }
@@ -314,20 +373,54 @@ fn parent_of(path: &Path) -> io::Result<&Path> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "object path has no parent"))
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Syncs the directory `remove_all` holds, if any, then lets its lock go.
-fn sync_held(held: Option<(PathBuf, File)>, key: &str) -> Result<()> {
-    match held {
-        Some((dir, _lock)) => sync_dir(&dir).map_err(|e| Error::io("delete", key, e)),
-        None => Ok(()),
+/// The directory `remove_all` works in: its lock, and the WAL objects it
+/// retired into the spare pool there, if any.
+struct Held {
+    dir: PathBuf,
+    _lock: File,
+    retiring: Option<spares::Retiring>,
+}
+
+/// Syncs the directory `remove_all` holds, if any, then offers the spares
+/// it retired (only now can no crash bring their keys back), then lets
+/// its lock go.
+fn sync_held(held: Option<Held>, key: &str) -> Result<()> {
+    let Some(h) = held else { return Ok(()) };
+    sync_dir(&h.dir).map_err(|e| Error::io("delete", key, e))?;
+    if let Some(retiring) = h.retiring {
+        retiring.offer();
     }
+    Ok(())
 }
 
 /// Blocking calls one `get_many` spreads its keys over.
 const GET_MANY_THREADS: usize = 2;
+
+/// `range` of the open file `f` and the file's size, or `Err(size)` if
+/// the range does not fit the file.
+fn read_range(f: &mut File, r: &Range<u64>) -> io::Result<std::result::Result<(Bytes, u64), u64>> {
+    let size = f.metadata()?.len();
+    if r.start > r.end || r.end > size {
+        return Ok(Err(size));
+    }
+    f.seek(SeekFrom::Start(r.start))?;
+    // Read into spare capacity: zeroing a buffer the read then overwrites
+    // cost 3% of a cold scan (a ranged read is up to 1 MiB of read-ahead).
+    let want = r.end - r.start;
+    let mut buf = Vec::with_capacity(want as usize);
+    f.take(want).read_to_end(&mut buf)?;
+    if buf.len() as u64 != want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("read {} of {want} bytes", buf.len()),
+        ));
+    }
+    Ok(Ok((Bytes::from(buf), size)))
+}
 
 /// What `read_whole` reads before it asks the file's size.
 const READ_GUESS_BYTES: usize = 16 << 10;
@@ -339,7 +432,11 @@ const READ_GUESS_BYTES: usize = 16 << 10;
 /// buffer with one; opening a namespace reads thousands of WAL objects).
 /// A file that fills the scratch is sized then, and read on.
 fn read_whole(path: &Path) -> io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
+    read_file(&mut File::open(path)?)
+}
+
+/// `read_whole` on a file already open.
+pub(super) fn read_file(f: &mut File) -> io::Result<Vec<u8>> {
     let mut scratch = [0u8; READ_GUESS_BYTES];
     let mut filled = 0;
     while filled < READ_GUESS_BYTES {
@@ -455,8 +552,9 @@ fn walk(
 #[async_trait]
 impl ObjectStore for LocalStore {
     async fn get(&self, key: &str) -> Result<Option<Object>> {
-        self.blocking("get", key, |_, path| {
-            Ok(read_opt(path)?.map(|b| Object {
+        let owned = key.to_owned();
+        self.blocking("get", key, move |this, path| {
+            Ok(this.read_key(&owned, path)?.map(|b| Object {
                 tag: tag_of(&b),
                 bytes: Bytes::from(b),
             }))
@@ -512,31 +610,18 @@ impl ObjectStore for LocalStore {
 
     async fn get_range_sized(&self, key: &str, range: Range<u64>) -> Result<(Bytes, u64)> {
         let r = range.clone();
+        let owned = key.to_owned();
         let read = self
             .blocking("get_range_sized", key, move |_, path| {
+                if is_wal_key(&owned) {
+                    return spares::read_locked(path, |f| read_range(f, &r));
+                }
                 let mut f = match File::open(path) {
                     Ok(f) => f,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                     Err(e) => return Err(e),
                 };
-                let size = f.metadata()?.len();
-                if r.start > r.end || r.end > size {
-                    return Ok(Some(Err(size)));
-                }
-                f.seek(SeekFrom::Start(r.start))?;
-                // Read into spare capacity: zeroing a buffer the read then
-                // overwrites cost 3% of a cold scan (a ranged read is up to
-                // 1 MiB of read-ahead).
-                let want = r.end - r.start;
-                let mut buf = Vec::with_capacity(want as usize);
-                (&mut f).take(want).read_to_end(&mut buf)?;
-                if buf.len() as u64 != want {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("read {} of {want} bytes", buf.len()),
-                    ));
-                }
-                Ok(Some(Ok((Bytes::from(buf), size))))
+                read_range(&mut f, &r).map(Some)
             })
             .await?;
         match read {
@@ -556,8 +641,9 @@ impl ObjectStore for LocalStore {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         // Tags are content hashes, so head reads the object; it is used on
         // small control objects, never on the read path of segments.
-        self.blocking("head", key, |_, path| {
-            Ok(read_opt(path)?.map(|b| ObjectMeta {
+        let owned = key.to_owned();
+        self.blocking("head", key, move |this, path| {
+            Ok(this.read_key(&owned, path)?.map(|b| ObjectMeta {
                 size: b.len() as u64,
                 tag: tag_of(&b),
             }))
@@ -575,8 +661,9 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome> {
+        let owned = key.to_owned();
         self.blocking("put_if_absent", key, move |this, path| {
-            this.link_new(path, &bytes)
+            this.link_new(&owned, path, &bytes)
         })
         .await
     }
@@ -590,11 +677,12 @@ impl ObjectStore for LocalStore {
         validate_key(then)?;
         let then_path = self.root.join(then);
         let then_key = then.to_owned();
+        let (owned, then_owned) = (key.to_owned(), then_key.clone());
         let (outcome, read) = self
             .blocking("put_if_absent", key, move |this, path| {
-                let outcome = this.link_new(path, &bytes)?;
+                let outcome = this.link_new(&owned, path, &bytes)?;
                 // Only after the put is durable, as a second call would.
-                Ok((outcome, read_opt(&then_path)))
+                Ok((outcome, this.read_key(&then_owned, &then_path)))
             })
             .await?;
         let read = read.map_err(|e| Error::io("get", &then_key, e))?;
@@ -609,9 +697,10 @@ impl ObjectStore for LocalStore {
 
     async fn put_if_match(&self, key: &str, bytes: Bytes, expected: &Tag) -> Result<PutOutcome> {
         let expected = expected.clone();
+        let owned = key.to_owned();
         self.blocking("put_if_match", key, move |this, path| {
             let _lock = this.lock_dir(path)?;
-            match read_opt(path)? {
+            match this.read_key(&owned, path)? {
                 Some(current) if tag_of(&current) == expected => {}
                 _ => return Ok(PutOutcome::ConditionFailed),
             }
@@ -663,15 +752,16 @@ impl ObjectStore for LocalStore {
         // and it runs on two cores where one call used one.
         let half = keys.len().div_ceil(GET_MANY_THREADS).max(1);
         let reads = keys.chunks(half).map(|chunk| {
-            let root = self.root.clone();
+            let this = self.clone();
             let owned = chunk.to_vec();
             tokio::task::spawn_blocking(move || {
                 owned
                     .iter()
                     .map(|key| {
                         validate_key(key)?;
-                        let read =
-                            read_opt(&root.join(key)).map_err(|e| Error::io("get", key, e))?;
+                        let read = this
+                            .read_key(key, &this.root.join(key))
+                            .map_err(|e| Error::io("get", key, e))?;
                         Ok(read.map(|b| Object {
                             tag: tag_of(&b),
                             bytes: Bytes::from(b),

@@ -23,6 +23,7 @@ mod local;
 mod memory;
 mod retrying;
 mod s3;
+mod spares;
 mod url;
 
 use std::fmt;

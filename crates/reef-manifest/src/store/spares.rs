@@ -1,0 +1,451 @@
+//! Reusing the inodes of deleted WAL objects in a local directory.
+//!
+//! Why: ext4 without a journal passes over every inode freed in the last
+//! minute when it creates a file, so a store that creates a file per WAL
+//! put and deletes folded WAL promptly spends up to half of a put there
+//! (docs/benchmarks.md, "Where the harness's time goes"). Here GC renames
+//! a deleted WAL object into a spare pool instead of unlinking it, and a
+//! put refills a spare instead of creating a file.
+//!
+//! Crash model: after a power loss, any directory change or truncation not
+//! yet fsynced may or may not be on disk, and nothing repairs link counts
+//! or extents (ext4 without a journal, no fsck). Within one boot, though,
+//! the kernel's view is always consistent, whatever a dead process left.
+//! So each boot has its own pool, `wal/.spare-<boot id>/`, made in the
+//! WAL directory (itself durable) and only ever used during its own boot:
+//! what a power loss leaves in an older boot's pool is never touched
+//! (leaked; see docs/storage.md). A forked child (which would share its
+//! parent's names and lists) recycles nothing.
+//!
+//! Names in a pool, `<p>` being the process that made them:
+//! - `.live-<p>`: `p` holds a shared `flock` on it for its life. A GC that
+//!   gets an exclusive lock knows `p` is dead and adopts its names.
+//! - `r-<p>-<n>`: a WAL object GC took, whose key's removal is not yet
+//!   durable; `p` offers it once its WAL directory is fsynced.
+//! - `s-<p>-<n>`: an offered spare, empty, claimable by `p` only. While
+//!   `p` refills it and links it under a key, the same name stays; `p`
+//!   removes it after the link.
+//!
+//! Invariants:
+//! - **Offered only once unnamed for good.** A spare is emptied and
+//!   offered only after its key's directory is fsynced, so no power loss
+//!   brings the key back naming a refilled inode.
+//! - **Refilled by one process, with no other name and no reader.** Only
+//!   the owner refills an `s-` name; it checks the inode has one link (a
+//!   key linked to it, or a hard link some tool made, is respected) and
+//!   holds an exclusive `flock` taken without waiting. A reader that opened
+//!   the object before GC took it holds a shared lock, and the spare waits.
+//! - **Readers check the name.** Every reader of a WAL key, whether or not
+//!   its own store recycles, reads under a shared `flock` and keeps the
+//!   answer only if the key still names the inode it read; otherwise it
+//!   reads again what the key names now. So an answer is content the key
+//!   had, or "absent", never another object's bytes.
+//! - **Bounded.** A pool holds at most `SPARES_PER_DIR_MAX` names, and
+//!   offered spares hold no data; past that GC unlinks as before. A dead
+//!   process's names are adopted by the next GC there (same boot). Only a
+//!   process that has put WAL in a directory recycles there, so a GC-only
+//!   process (`reef compactor`) cannot fill a pool nobody draws from.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{LazyLock, Mutex};
+
+use super::local::{NONCE, TMP_COUNTER, sync_dir};
+
+/// The start of a pool's name inside a WAL directory (a dot name: no
+/// listing, key or `holds_object` ever sees it).
+pub(super) const SPARE_DIR: &str = ".spare-";
+
+/// Most names one pool holds: GC retires up to four folds' WAL objects at
+/// once (16,000 at 64 writers), and the pool must hold a run's worth for
+/// the puts to come. Offered spares hold no data.
+pub(super) const SPARES_PER_DIR_MAX: usize = 16_384;
+
+const LIVE_PREFIX: &str = ".live-";
+const RETIRING_PREFIX: &str = "r-";
+const OFFERED_PREFIX: &str = "s-";
+
+/// Spares a put tries before it creates a file instead.
+const CLAIM_TRIES_MAX: usize = 4;
+
+/// WAL directories one process recycles in at most: each holds a `.live`
+/// file open for the process's life.
+const POOLS_MAX: usize = 64;
+
+/// This boot's id (Linux); without one nothing is recycled, since a pool
+/// could not be told from an older boot's.
+static BOOT: LazyLock<Option<String>> = LazyLock::new(|| {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let id = id.trim();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .then(|| id.to_owned())
+});
+
+/// This process's side of one WAL directory.
+#[derive(Default)]
+struct Pool {
+    /// Whether this process has put a WAL object here (only then does its
+    /// GC recycle here).
+    wrote: bool,
+    /// This process's `.live` file, held for its life once it retires.
+    live: Option<File>,
+    /// Offered spares this process may refill (names in the pool).
+    offered: Vec<String>,
+}
+
+static POOLS: Mutex<BTreeMap<PathBuf, Pool>> = Mutex::new(BTreeMap::new());
+
+fn with_pool<T>(dir: &Path, f: impl FnOnce(&mut Pool) -> T) -> T {
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    f(pools.entry(dir.to_path_buf()).or_default())
+}
+
+/// The process `NONCE` was drawn in: a forked child shares its parent's
+/// nonce, counters and lists, so it must not recycle.
+static PARENT: LazyLock<u32> = LazyLock::new(this_process);
+
+#[allow(clippy::disallowed_methods)] // identity, not an id or a nonce
+fn this_process() -> u32 {
+    std::process::id()
+}
+
+/// This boot's pool of the WAL directory `dir`, if there is a boot id
+/// and this is not a forked child.
+fn pool_of(dir: &Path) -> Option<PathBuf> {
+    let _ = *NONCE;
+    if *PARENT != this_process() {
+        return None;
+    }
+    BOOT.as_ref().map(|b| dir.join(format!("{SPARE_DIR}{b}")))
+}
+
+fn me() -> String {
+    format!("{:016x}", *NONCE)
+}
+
+fn fresh_name(prefix: &str) -> String {
+    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{}-{n}", me())
+}
+
+/// The process a pool name belongs to.
+fn owner<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    name.strip_prefix(prefix)?.split_once('-').map(|(p, _)| p)
+}
+
+/// Notes that this process put a WAL object in `dir`.
+pub(super) fn wrote(dir: &Path) {
+    with_pool(dir, |p| p.wrote = true);
+}
+
+/// Whether this process recycles in `dir`: it put WAL there, and `dir` is
+/// one of the first `POOLS_MAX` such directories it retired in.
+fn may_recycle(dir: &Path) -> bool {
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    let open = pools.values().filter(|p| p.live.is_some()).count();
+    let pool = pools.entry(dir.to_path_buf()).or_default();
+    pool.wrote && (pool.live.is_some() || open < POOLS_MAX)
+}
+
+/// The WAL objects one delete run retires in one directory, whose lock
+/// the caller holds from `begin` to `offer`.
+pub(super) struct Retiring {
+    dir: PathBuf,
+    pool: Option<PathBuf>,
+    room: usize,
+    names: Vec<String>,
+}
+
+impl Retiring {
+    /// Starts a run in `dir`: makes this process known in the pool, adopts
+    /// dead processes' names, and counts the room. A process that never
+    /// put WAL here, or a pool that cannot be used, retires nothing (GC
+    /// unlinks as before).
+    pub(super) fn begin(dir: &Path) -> Retiring {
+        let pool = pool_of(dir).filter(|_| may_recycle(dir));
+        let room = pool
+            .as_deref()
+            .map_or(0, |pool| prepare(dir, pool).unwrap_or(0));
+        Retiring {
+            dir: dir.to_path_buf(),
+            pool,
+            room,
+            names: Vec::new(),
+        }
+    }
+
+    /// Takes the object at `path` out of its key: renamed into the pool,
+    /// or unlinked when the pool is full or cannot take it, or another
+    /// name shares the object.
+    pub(super) fn retire(&mut self, path: &Path) -> io::Result<()> {
+        if let Some(pool) = self.pool.as_deref().filter(|_| self.room > 0)
+            && fs::metadata(path)?.nlink() == 1
+        {
+            let name = fresh_name(RETIRING_PREFIX);
+            // Any failure (a pool removed under us, a full disk): unlink
+            // as before, which also answers whether the key was there.
+            if fs::rename(path, pool.join(&name)).is_ok() {
+                self.room -= 1;
+                self.names.push(name);
+                return Ok(());
+            }
+        }
+        fs::remove_file(path)
+    }
+
+    /// Offers the run's spares; called once the directory is fsynced, so
+    /// no power loss can bring their keys back. A spare that fails here
+    /// stays an `r-` name, offered when this process's names are adopted;
+    /// the deletes themselves are durable already, so this never fails
+    /// them.
+    pub(super) fn offer(self) {
+        let Some(pool) = self.pool else { return };
+        let ready: Vec<String> = self
+            .names
+            .iter()
+            .filter_map(|name| offer_one(&pool, name))
+            .collect();
+        with_pool(&self.dir, |p| p.offered.extend(ready));
+    }
+}
+
+/// Empties the spare `name` (the pool holds no data) and renames it to an
+/// offered name of this process; `None` if it has another name or cannot
+/// be offered, and then its pool name is dropped (which frees nothing
+/// another name holds, and keeps no data in the pool).
+fn offer_one(pool: &Path, name: &str) -> Option<String> {
+    let from = pool.join(name);
+    let to = fresh_name(OFFERED_PREFIX);
+    let offered = OpenOptions::new()
+        .write(true)
+        .open(&from)
+        .and_then(|f| {
+            if f.metadata()?.nlink() != 1 {
+                return Err(io::ErrorKind::AlreadyExists.into());
+            }
+            f.set_len(0)
+        })
+        .and_then(|()| fs::rename(&from, pool.join(&to)));
+    match offered {
+        Ok(()) => Some(to),
+        Err(_) => {
+            let _ = fs::remove_file(&from);
+            None
+        }
+    }
+}
+
+/// `Retiring::begin`'s work in this boot's `pool` of `dir` (whose lock the
+/// caller holds): this process's `.live` file held, dead processes' names
+/// adopted; the room left.
+fn prepare(dir: &Path, pool: &Path) -> io::Result<usize> {
+    if with_pool(dir, |p| p.live.is_none()) {
+        match fs::create_dir(pool) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        let live = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(pool.join(format!("{LIVE_PREFIX}{}", me())))?;
+        live.lock_shared()?;
+        with_pool(dir, |p| p.live = Some(live));
+    }
+    let mut names = Vec::new();
+    for entry in fs::read_dir(pool)? {
+        names.push(entry?.file_name().to_string_lossy().into_owned());
+    }
+    let mut held = names.len();
+    let mine = me();
+    let mut synced = false;
+    for live in names.iter().filter_map(|n| n.strip_prefix(LIVE_PREFIX)) {
+        if live == mine {
+            continue;
+        }
+        let path = pool.join(format!("{LIVE_PREFIX}{live}"));
+        let Ok(lock) = OpenOptions::new().write(true).open(&path) else {
+            continue;
+        };
+        // Refused: `live` is alive. (GC runs in one directory hold its
+        // lock, so no other GC adopts at the same time.)
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        let theirs = |prefix| names.iter().filter(move |n| owner(n, prefix) == Some(live));
+        // Their retired objects' keys may be in removals not yet durable.
+        if !synced && theirs(RETIRING_PREFIX).next().is_some() {
+            sync_dir(dir)?;
+            synced = true;
+        }
+        let mut adopted = Vec::new();
+        for name in theirs(RETIRING_PREFIX).chain(theirs(OFFERED_PREFIX)) {
+            match offer_one(pool, name) {
+                Some(to) => adopted.push(to),
+                // Dropped (linked under a key after a refill, or failed).
+                None => held = held.saturating_sub(1),
+            }
+        }
+        with_pool(dir, |p| p.offered.extend(adopted));
+        // Every name of theirs is now this process's or gone.
+        if fs::remove_file(&path).is_ok() {
+            held = held.saturating_sub(1);
+        }
+    }
+    Ok(SPARES_PER_DIR_MAX.saturating_sub(held))
+}
+
+/// A spare of `dir`'s pool refilled with `bytes` and fsynced, its lock
+/// released: ready to be linked under its key, then unlinked. `None` when
+/// no spare could be used (the caller creates a file instead).
+pub(super) fn refill(dir: &Path, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
+    let Some(pool) = pool_of(dir) else {
+        return Ok(None);
+    };
+    for _ in 0..CLAIM_TRIES_MAX {
+        let Some(name) = with_pool(dir, |p| p.offered.pop()) else {
+            return Ok(None);
+        };
+        if let Some(ready) = refill_one(dir, &pool.join(&name), &name, bytes)? {
+            return Ok(Some(ready));
+        }
+    }
+    Ok(None)
+}
+
+/// Refills the offered spare `path`; `None` if it cannot be refilled now
+/// (it waits for its reader, or is dropped).
+fn refill_one(dir: &Path, path: &Path, name: &str, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
+    let mut f = match OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Another name (a hard link some tool made) is respected: the pool's
+    // name goes, the object stays.
+    if f.metadata()?.nlink() != 1 {
+        fs::remove_file(path)?;
+        return Ok(None);
+    }
+    match f.try_lock() {
+        Ok(()) => {}
+        // A reader that opened the object before GC took it still reads
+        // it: the spare waits for a later put.
+        Err(TryLockError::WouldBlock) => {
+            with_pool(dir, |p| p.offered.insert(0, name.to_owned()));
+            return Ok(None);
+        }
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    let filled = f
+        .set_len(0)
+        .and_then(|()| f.write_all(bytes))
+        .and_then(|()| f.sync_all());
+    if let Err(e) = filled {
+        // Half refilled: never offered again.
+        let _ = fs::remove_file(path);
+        return Err(e);
+    }
+    // Released before the link: once linked, readers of the key must be
+    // able to lock it.
+    f.unlock()?;
+    Ok(Some(path.to_path_buf()))
+}
+
+/// Times a read of a WAL key starts over because the key came to name
+/// another inode under it, before it gives up.
+const REREADS_MAX: usize = 8;
+
+/// Runs `read` on the WAL object at `path` under a shared lock, and keeps
+/// its answer (or its error) only if `path` still names the inode read:
+/// a refused lock (a refill in progress) or another inode means the key
+/// was deleted or replaced during the read, so the read starts over on
+/// whatever the key names now. `None` if the key names nothing.
+pub(super) fn read_locked<T>(
+    path: &Path,
+    mut read: impl FnMut(&mut File) -> io::Result<T>,
+) -> io::Result<Option<T>> {
+    for _ in 0..REREADS_MAX {
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(answer) = read_opened(path, f, &mut read)? {
+            return answer.map(Some);
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("the object changed under {REREADS_MAX} reads in a row"),
+    ))
+}
+
+/// One attempt of `read_locked` on a file already open: `None` if the
+/// attempt does not count (read again).
+pub(super) fn read_opened<T>(
+    path: &Path,
+    mut f: File,
+    read: &mut impl FnMut(&mut File) -> io::Result<T>,
+) -> io::Result<Option<io::Result<T>>> {
+    match f.try_lock_shared() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            if !wait_shared(path, &f)? {
+                return Ok(None);
+            }
+        }
+        Err(TryLockError::Error(e)) => return Err(e),
+    }
+    // An error too may come from a spare emptied under the read: it counts
+    // only if the key still names the file.
+    let answer = read(&mut f);
+    Ok(still_named(path, &f)?.then_some(answer))
+}
+
+/// Waits for a shared lock on `f` while `path` names it: a refill locks
+/// only inodes no key names, so a key that still names this one meets a
+/// lock held for some other reason, waited out for up to about 2 s (then
+/// a `WouldBlock` error, which callers retry). `false` once the key names
+/// another inode or none: the read starts over.
+#[allow(clippy::disallowed_methods)] // a blocking thread's backoff; no simulation runs here
+fn wait_shared(path: &Path, f: &File) -> io::Result<bool> {
+    let mut pause = std::time::Duration::from_micros(100);
+    for _ in 0..LOCK_WAITS_MAX {
+        if !still_named(path, f)? {
+            return Ok(false);
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(100));
+        match f.try_lock_shared() {
+            Ok(()) => return Ok(true),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        "a lock held on the object outlasted the wait for it",
+    ))
+}
+
+/// Tries of `wait_shared` (about 2 s of pauses in all).
+const LOCK_WAITS_MAX: usize = 30;
+
+/// Whether `path` still names the inode `f` has open.
+fn still_named(path: &Path, f: &File) -> io::Result<bool> {
+    let open = f.metadata()?;
+    match fs::metadata(path) {
+        Ok(named) => Ok(named.dev() == open.dev() && named.ino() == open.ino()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+#[path = "spares_tests.rs"]
+mod tests;
