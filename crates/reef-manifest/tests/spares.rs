@@ -184,3 +184,14 @@ async fn readers_racing_gc_and_refills_get_their_own_object_or_nothing() {
     );
     assert!(pool(dir.path()).len() <= 16, "{:?}", pool(dir.path()));
 }
+
+/// A directory where a WAL object is expected is no object, as for every
+/// other key (the locked read answers as the plain one does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_at_a_wal_key_reads_as_absent() {
+    let dir = common::TempDir::new("spares-dir-key");
+    let s = LocalStore::new(dir.path());
+    std::fs::create_dir_all(dir.path().join(wal(1))).unwrap();
+    assert!(s.get(&wal(1)).await.unwrap().is_none());
+    assert!(s.head(&wal(1)).await.unwrap().is_none());
+}

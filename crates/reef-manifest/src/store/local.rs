@@ -54,7 +54,21 @@ pub(super) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Directories this process has made durable (fsynced up to the root).
 static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
 /// A per-process random value for temporary names.
-pub(super) static NONCE: LazyLock<u64> = LazyLock::new(|| crate::rng::SystemRng::new().next_u64());
+pub(super) static NONCE: LazyLock<u64> = LazyLock::new(|| {
+    // The process it is drawn in, recorded with it: a child forked later
+    // shares the nonce, and must not act on names made with it
+    // (`spares.rs`).
+    let _ = *NONCE_PROCESS;
+    crate::rng::SystemRng::new().next_u64()
+});
+/// The process `NONCE` was drawn in.
+pub(super) static NONCE_PROCESS: LazyLock<u32> = LazyLock::new(this_process);
+
+/// This process's id: an identity check, not an id or nonce source.
+#[allow(clippy::disallowed_methods)]
+pub(super) fn this_process() -> u32 {
+    std::process::id()
+}
 
 /// A bucket in a local directory.
 #[derive(Clone, Debug)]
@@ -390,7 +404,12 @@ struct Held {
 /// its lock go.
 fn sync_held(held: Option<Held>, key: &str) -> Result<()> {
     let Some(h) = held else { return Ok(()) };
-    sync_dir(&h.dir).map_err(|e| Error::io("delete", key, e))?;
+    if let Err(e) = sync_dir(&h.dir) {
+        if let Some(retiring) = h.retiring {
+            retiring.abandon();
+        }
+        return Err(Error::io("delete", key, e));
+    }
     if let Some(retiring) = h.retiring {
         retiring.offer();
     }

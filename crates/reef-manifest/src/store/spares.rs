@@ -41,8 +41,9 @@
 //!   reads again what the key names now. So an answer is content the key
 //!   had, or "absent", never another object's bytes.
 //! - **Bounded.** A pool holds at most `SPARES_PER_DIR_MAX` names, and
-//!   offered spares hold no data; past that GC unlinks as before. A dead
-//!   process's names are adopted by the next GC there (same boot). Only a
+//!   spares are emptied when offered; past that GC unlinks as before. A
+//!   dead process's names are adopted by the next GC run there (same
+//!   boot) of a process that puts WAL there. Only a
 //!   process that has put WAL in a directory recycles there, so a GC-only
 //!   process (`reef compactor`) cannot fill a pool nobody draws from.
 
@@ -54,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{LazyLock, Mutex};
 
-use super::local::{NONCE, TMP_COUNTER, sync_dir};
+use super::local::{NONCE, NONCE_PROCESS, TMP_COUNTER, sync_dir, this_process};
 
 /// The start of a pool's name inside a WAL directory (a dot name: no
 /// listing, key or `holds_object` ever sees it).
@@ -93,6 +94,12 @@ struct Pool {
     wrote: bool,
     /// This process's `.live` file, held for its life once it retires.
     live: Option<File>,
+    /// Counted against `POOLS_MAX` (set before `live`, so threads in
+    /// other directories cannot overshoot it).
+    reserved: bool,
+    /// Names retired by a run whose directory sync failed: offered after
+    /// the next run's sync there.
+    unoffered: Vec<String>,
     /// Offered spares this process may refill (names in the pool).
     offered: Vec<String>,
 }
@@ -104,20 +111,13 @@ fn with_pool<T>(dir: &Path, f: impl FnOnce(&mut Pool) -> T) -> T {
     f(pools.entry(dir.to_path_buf()).or_default())
 }
 
-/// The process `NONCE` was drawn in: a forked child shares its parent's
-/// nonce, counters and lists, so it must not recycle.
-static PARENT: LazyLock<u32> = LazyLock::new(this_process);
-
-#[allow(clippy::disallowed_methods)] // identity, not an id or a nonce
-fn this_process() -> u32 {
-    std::process::id()
-}
-
 /// This boot's pool of the WAL directory `dir`, if there is a boot id
 /// and this is not a forked child.
 fn pool_of(dir: &Path) -> Option<PathBuf> {
+    // A forked child shares its parent's nonce, counters and lists: it
+    // must not recycle.
     let _ = *NONCE;
-    if *PARENT != this_process() {
+    if *NONCE_PROCESS != this_process() {
         return None;
     }
     BOOT.as_ref().map(|b| dir.join(format!("{SPARE_DIR}{b}")))
@@ -146,9 +146,12 @@ pub(super) fn wrote(dir: &Path) {
 /// one of the first `POOLS_MAX` such directories it retired in.
 fn may_recycle(dir: &Path) -> bool {
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-    let open = pools.values().filter(|p| p.live.is_some()).count();
+    let open = pools.values().filter(|p| p.reserved).count();
     let pool = pools.entry(dir.to_path_buf()).or_default();
-    pool.wrote && (pool.live.is_some() || open < POOLS_MAX)
+    if pool.wrote && !pool.reserved && open < POOLS_MAX {
+        pool.reserved = true;
+    }
+    pool.wrote && pool.reserved
 }
 
 /// The WAL objects one delete run retires in one directory, whose lock
@@ -204,12 +207,21 @@ impl Retiring {
     /// them.
     pub(super) fn offer(self) {
         let Some(pool) = self.pool else { return };
-        let ready: Vec<String> = self
-            .names
+        let mut names = with_pool(&self.dir, |p| std::mem::take(&mut p.unoffered));
+        names.extend(self.names);
+        let ready: Vec<String> = names
             .iter()
             .filter_map(|name| offer_one(&pool, name))
             .collect();
         with_pool(&self.dir, |p| p.offered.extend(ready));
+    }
+
+    /// Keeps the run's names for the next run's `offer` here: its
+    /// directory sync failed, so their keys' removals may not be durable.
+    pub(super) fn abandon(self) {
+        if !self.names.is_empty() {
+            with_pool(&self.dir, |p| p.unoffered.extend(self.names));
+        }
     }
 }
 
@@ -375,8 +387,12 @@ pub(super) fn read_locked<T>(
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        if let Some(answer) = read_opened(path, f, &mut read)? {
-            return answer.map(Some);
+        match read_opened(path, f, &mut read)? {
+            Some(Ok(answer)) => return Ok(Some(answer)),
+            // A directory where a file is expected: no such object.
+            Some(Err(e)) if e.kind() == io::ErrorKind::IsADirectory => return Ok(None),
+            Some(Err(e)) => return Err(e),
+            None => {}
         }
     }
     Err(io::Error::new(
