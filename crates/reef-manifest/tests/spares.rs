@@ -85,12 +85,20 @@ async fn other_keys_and_stores_that_opt_out_unlink_as_before() {
     assert!(pool(dir.path()).is_empty());
 }
 
-/// A read that cannot take its shared lock while the key still names the
-/// inode meets a lock no refill holds (refills lock only inodes no key
-/// names): it waits it out, then reads the key's own bytes. A store that
-/// does not recycle reads the same way, since another process may.
+/// This boot's pool directory for the test namespace's WAL.
+fn boot_pool(dir: &Path) -> std::path::PathBuf {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    dir.join(format!("ns/n/wal/.spare-{}", boot.trim()))
+}
+
+/// Once this boot has a pool in the key's directory, a read that cannot
+/// take its shared lock while the key still names the inode meets a lock
+/// no refill holds (refills lock only inodes no key names): it waits it
+/// out, then reads the key's own bytes. Before there is a pool, no refill
+/// can happen there, and reads take no lock. A store that does not
+/// recycle reads the same way, since another process may.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_that_meets_a_foreign_lock_waits_then_reads_its_own_bytes() {
+async fn reads_lock_once_the_directory_has_a_pool_and_wait_out_a_foreign_lock() {
     let dir = common::TempDir::new("spares-foreign-lock");
     let s = LocalStore::new(dir.path()).with_recycling(false);
     s.put_if_absent(&wal(1), Bytes::from_static(b"record"))
@@ -98,6 +106,11 @@ async fn a_read_that_meets_a_foreign_lock_waits_then_reads_its_own_bytes() {
         .unwrap();
     let other = File::open(dir.path().join(wal(1))).unwrap();
     other.try_lock().unwrap();
+    // No pool: the lock is not even asked for.
+    let got = s.get(&wal(1)).await.unwrap().unwrap();
+    assert_eq!(&got.bytes[..], b"record");
+
+    std::fs::create_dir(boot_pool(dir.path())).unwrap();
     let read = {
         let s = s.clone();
         tokio::spawn(async move { s.get(&wal(1)).await })

@@ -111,7 +111,7 @@ impl LocalStore {
     /// Reads the object at `path` (key `key`) whole, if present.
     fn read_key(&self, key: &str, path: &Path) -> io::Result<Option<Vec<u8>>> {
         if is_wal_key(key) {
-            spares::read_locked(path, read_file)
+            spares::read_wal(path, read_file)
         } else {
             read_opt(path)
         }
@@ -633,7 +633,7 @@ impl ObjectStore for LocalStore {
         let read = self
             .blocking("get_range_sized", key, move |_, path| {
                 if is_wal_key(&owned) {
-                    return spares::read_locked(path, |f| read_range(f, &r));
+                    return spares::read_wal(path, |f| read_range(f, &r));
                 }
                 let mut f = match File::open(path) {
                     Ok(f) => f,
@@ -774,13 +774,28 @@ impl ObjectStore for LocalStore {
             let this = self.clone();
             let owned = chunk.to_vec();
             tokio::task::spawn_blocking(move || {
+                // WAL keys read together: one pool check per directory
+                // for all of them (`spares::read_wal_batch`).
+                let wal: Vec<PathBuf> = owned
+                    .iter()
+                    .filter(|k| validate_key(k).is_ok() && is_wal_key(k))
+                    .map(|k| this.root.join(k))
+                    .collect();
+                let paths: Vec<&Path> = wal.iter().map(PathBuf::as_path).collect();
+                let mut wal_reads = spares::read_wal_batch(&paths, read_file).into_iter();
                 owned
                     .iter()
                     .map(|key| {
                         validate_key(key)?;
-                        let read = this
-                            .read_key(key, &this.root.join(key))
-                            .map_err(|e| Error::io("get", key, e))?;
+                        let read = if is_wal_key(key) {
+                            // One answer per WAL key, in order: running out is a bug.
+                            wal_reads.next().unwrap_or_else(|| {
+                                Err(io::Error::other("get_many lost a WAL read"))
+                            })
+                        } else {
+                            read_opt(&this.root.join(key))
+                        };
+                        let read = read.map_err(|e| Error::io("get", key, e))?;
                         Ok(read.map(|b| Object {
                             tag: tag_of(&b),
                             bytes: Bytes::from(b),

@@ -47,7 +47,7 @@
 //!   process that has put WAL in a directory recycles there, so a GC-only
 //!   process (`reef compactor`) cannot fill a pool nobody draws from.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -368,6 +368,108 @@ fn refill_one(dir: &Path, path: &Path, name: &str, bytes: &[u8]) -> io::Result<O
     Ok(Some(path.to_path_buf()))
 }
 
+/// WAL directories whose pool this process has seen exist this boot
+/// (pools are never removed within their boot).
+static POOLS_SEEN: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Reads the WAL object at `path` with `read`, for any reader in any
+/// store: `None` if the key names nothing. Until this boot has a pool in
+/// the key's directory, the read takes no lock and checks the pool
+/// afterwards instead: a refill needs a spare in that pool, and the pool
+/// is made before its first spare and never removed within the boot, so
+/// a pool missing after the read means nothing refilled the inode during
+/// it. (An unreadable boot id means always locking.) Opening a namespace
+/// reads thousands of WAL objects this way, one path lookup each instead
+/// of a lock, an `fstat` and a path lookup.
+pub(super) fn read_wal<T>(
+    path: &Path,
+    read: impl FnMut(&mut File) -> io::Result<T>,
+) -> io::Result<Option<T>> {
+    read_wal_batch(&[path], read)
+        .pop()
+        .unwrap_or_else(|| Err(io::ErrorKind::NotFound.into()))
+}
+
+/// `read_wal` for several WAL objects, with one pool check per directory
+/// after all the unlocked reads (opening a namespace reads thousands).
+pub(super) fn read_wal_batch<T>(
+    paths: &[&Path],
+    mut read: impl FnMut(&mut File) -> io::Result<T>,
+) -> Vec<io::Result<Option<T>>> {
+    let pool_of_key = |path: &Path| {
+        path.parent()
+            .zip(BOOT.as_ref())
+            .map(|(dir, b)| dir.join(format!("{SPARE_DIR}{b}")))
+            .filter(|pool| {
+                !POOLS_SEEN
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(pool)
+            })
+    };
+    // Unlocked reads, where no pool has been seen.
+    let mut answers: Vec<Option<io::Result<Option<T>>>> = paths
+        .iter()
+        .map(|path| {
+            pool_of_key(path)?;
+            Some(match File::open(path) {
+                Ok(mut f) => match read(&mut f) {
+                    Ok(answer) => Ok(Some(answer)),
+                    // A directory where a file is expected: no object.
+                    Err(e) if e.kind() == io::ErrorKind::IsADirectory => Ok(None),
+                    Err(e) => Err(e),
+                },
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e),
+            })
+        })
+        .collect();
+    // Then each directory's pool, once: present, its reads count for
+    // nothing and are done again under the lock.
+    let mut checked: Vec<(PathBuf, bool)> = Vec::new();
+    for (path, answer) in paths.iter().zip(answers.iter_mut()) {
+        if answer.is_none() {
+            continue;
+        }
+        let Some(pool) = path
+            .parent()
+            .zip(BOOT.as_ref())
+            .map(|(dir, b)| dir.join(format!("{SPARE_DIR}{b}")))
+        else {
+            continue;
+        };
+        let absent = match checked.iter().find(|(p, _)| *p == pool) {
+            Some((_, absent)) => *absent,
+            None => {
+                let absent = match fs::symlink_metadata(&pool) {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+                    Err(e) => {
+                        *answer = Some(Err(e));
+                        continue;
+                    }
+                    Ok(_) => {
+                        POOLS_SEEN
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(pool.clone());
+                        false
+                    }
+                };
+                checked.push((pool, absent));
+                absent
+            }
+        };
+        if !absent {
+            *answer = None;
+        }
+    }
+    paths
+        .iter()
+        .zip(answers)
+        .map(|(path, answer)| answer.unwrap_or_else(|| read_locked(path, &mut read)))
+        .collect()
+}
+
 /// Times a read of a WAL key starts over because the key came to name
 /// another inode under it, before it gives up.
 const REREADS_MAX: usize = 8;
@@ -377,7 +479,7 @@ const REREADS_MAX: usize = 8;
 /// a refused lock (a refill in progress) or another inode means the key
 /// was deleted or replaced during the read, so the read starts over on
 /// whatever the key names now. `None` if the key names nothing.
-pub(super) fn read_locked<T>(
+fn read_locked<T>(
     path: &Path,
     mut read: impl FnMut(&mut File) -> io::Result<T>,
 ) -> io::Result<Option<T>> {

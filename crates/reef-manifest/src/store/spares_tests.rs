@@ -255,3 +255,25 @@ fn a_full_pool_takes_no_more_spares() {
     assert!(names(&pool, OFFERED_PREFIX).is_empty());
     assert!(names(&pool, RETIRING_PREFIX).is_empty());
 }
+
+/// A read that took no lock (no pool yet) while GC made the pool, took the
+/// object and a put refilled its inode counts for nothing: the pool check
+/// after it sends the read through the lock, which answers "absent".
+#[test]
+fn an_unlocked_read_during_which_a_pool_appears_counts_for_nothing() {
+    let (_tmp, s, wal, pool) = store("spares-unlocked");
+    let old = put(&wal, 1, b"old record");
+    let mut first = true;
+    let got = read_wal(&old, |f| {
+        if std::mem::take(&mut first) {
+            assert!(!pool.exists());
+            gc(&s, &[1]);
+            let spare = refill(&wal, b"new record").unwrap().expect("a spare");
+            fs::hard_link(&spare, wal.join(file(2))).unwrap();
+            fs::remove_file(&spare).unwrap();
+        }
+        read_file(f)
+    })
+    .unwrap();
+    assert!(got.is_none(), "read {got:?}");
+}
