@@ -387,7 +387,7 @@ pub(super) fn read_wal<T>(
 ) -> io::Result<Option<T>> {
     read_wal_batch(&[path], read)
         .pop()
-        .unwrap_or_else(|| Err(io::ErrorKind::NotFound.into()))
+        .unwrap_or_else(|| Err(io::Error::other("read_wal_batch lost a read")))
 }
 
 /// `read_wal` for several WAL objects, with one pool check per directory
@@ -443,10 +443,8 @@ pub(super) fn read_wal_batch<T>(
             None => {
                 let absent = match fs::symlink_metadata(&pool) {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-                    Err(e) => {
-                        *answer = Some(Err(e));
-                        continue;
-                    }
+                    // Unknown: the reads are done again under the lock.
+                    Err(_) => false,
                     Ok(_) => {
                         POOLS_SEEN
                             .lock()
