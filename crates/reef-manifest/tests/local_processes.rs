@@ -16,21 +16,26 @@ use reef_manifest::store::{LocalStore, ObjectStore, PutOutcome};
 
 const TORTURE: &str = env!("CARGO_BIN_EXE_reef-store-torture");
 
+/// `reef-store-torture` started with `args`, its output piped back.
+fn torture(args: [&str; 4]) -> std::process::Child {
+    Command::new(TORTURE)
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn processes_race_put_if_absent() {
     let dir = common::TempDir::new("proc-once");
     let children: Vec<_> = (0..8)
         .map(|i| {
-            Command::new(TORTURE)
-                .args([
-                    "put-once",
-                    dir.path().to_str().unwrap(),
-                    "race/once",
-                    &format!("token-{i}"),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
+            torture([
+                "put-once",
+                dir.path().to_str().unwrap(),
+                "race/once",
+                &format!("token-{i}"),
+            ])
         })
         .collect();
     let mut winners = Vec::new();
@@ -52,15 +57,12 @@ fn processes_increment_a_cas_counter() {
     let (procs, each) = (4, 25);
     let children: Vec<_> = (0..procs)
         .map(|_| {
-            Command::new(TORTURE)
-                .args([
-                    "cas-increment",
-                    dir.path().to_str().unwrap(),
-                    "race/counter",
-                    &each.to_string(),
-                ])
-                .spawn()
-                .unwrap()
+            torture([
+                "cas-increment",
+                dir.path().to_str().unwrap(),
+                "race/counter",
+                &each.to_string(),
+            ])
         })
         .collect();
     for mut c in children {
@@ -98,16 +100,12 @@ async fn sigkill_mid_cas_never_wedges_the_next_cas() {
     let dir = common::TempDir::new("proc-kill");
     let store = LocalStore::new(dir.path());
     for round in 0..5 {
-        let mut child = Command::new(TORTURE)
-            .args([
-                "cas-forever",
-                dir.path().to_str().unwrap(),
-                "race/counter",
-                "300",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = torture([
+            "cas-forever",
+            dir.path().to_str().unwrap(),
+            "race/counter",
+            "300",
+        ]);
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -177,16 +175,12 @@ async fn processes_recycle_wal_inodes_and_the_next_gc_adopts_what_they_left() {
     let (procs, each) = (3u64, 400u64);
     let children: Vec<_> = (0..procs)
         .map(|i| {
-            Command::new(TORTURE)
-                .args([
-                    "wal-cycle",
-                    dir.path().to_str().unwrap(),
-                    &(1 + i * each).to_string(),
-                    &each.to_string(),
-                ])
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap()
+            torture([
+                "wal-cycle",
+                dir.path().to_str().unwrap(),
+                &(1 + i * each).to_string(),
+                &each.to_string(),
+            ])
         })
         .collect();
     for child in children {

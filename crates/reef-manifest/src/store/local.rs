@@ -187,31 +187,24 @@ impl LocalStore {
     /// fsynced, by the loser too: it may act on the winner's object
     /// (e.g. roll forward to it), which must then be durable.
     fn link_new(&self, key: &str, path: &Path, bytes: &[u8]) -> io::Result<PutOutcome> {
-        let refilled = if self.recycles(key) {
-            let dir = parent_of(path)?;
-            spares::wrote(dir);
-            // Any failure to reuse a spare falls back to a new file.
-            spares::refill(dir, bytes).ok().flatten()
+        // A refilled spare if there is one (any failure to reuse one falls
+        // back to a new file), else a temporary file; its name goes once
+        // linked or not (a leftover is invisible, never a wrong answer).
+        let spare = if self.recycles(key) {
+            spares::refill(parent_of(path)?, bytes).ok().flatten()
         } else {
             None
         };
-        let mut linked = match refilled {
-            Some(spare) => {
-                let linked = fs::hard_link(&spare, path);
-                let _ = fs::remove_file(&spare);
-                linked
-            }
-            None => Err(io::ErrorKind::NotFound.into()),
+        let linked = match spare.map(|spare| link_then_drop(&spare, path)) {
+            // A spare's name gone missing (which no Reef process does to a
+            // live process's spare): a new file, as without recycling.
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => None,
+            linked => linked,
         };
-        // No spare (or its name went missing, which no Reef process does
-        // to a live process's spare): a new file, as without recycling.
-        if matches!(&linked, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            let tmp = self.write_temp(path, bytes)?;
-            linked = fs::hard_link(&tmp, path);
-            // The temporary name goes either way. Failing to remove it
-            // leaves an invisible `.tmp-*` file, never a wrong answer.
-            let _ = fs::remove_file(&tmp);
-        }
+        let linked = match linked {
+            Some(linked) => linked,
+            None => link_then_drop(&self.write_temp(path, bytes)?, path),
+        };
         let outcome = match linked {
             Ok(()) => PutOutcome::Written(tag_of(bytes)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => PutOutcome::ConditionFailed,
@@ -385,6 +378,13 @@ fn join_failed(op: &'static str, key: &str, e: tokio::task::JoinError) -> Error 
 fn parent_of(path: &Path) -> io::Result<&Path> {
     path.parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "object path has no parent"))
+}
+
+/// Links `from` at `to`, then removes the name `from` either way.
+fn link_then_drop(from: &Path, to: &Path) -> io::Result<()> {
+    let linked = fs::hard_link(from, to);
+    let _ = fs::remove_file(from);
+    linked
 }
 
 pub(super) fn sync_dir(dir: &Path) -> io::Result<()> {

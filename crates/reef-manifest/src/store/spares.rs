@@ -108,6 +108,11 @@ static POOLS: Mutex<BTreeMap<PathBuf, Pool>> = Mutex::new(BTreeMap::new());
 
 fn with_pool<T>(dir: &Path, f: impl FnOnce(&mut Pool) -> T) -> T {
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    // Looked up before inserting: a WAL put comes here, and a key is an
+    // allocation.
+    if let Some(pool) = pools.get_mut(dir) {
+        return f(pool);
+    }
     f(pools.entry(dir.to_path_buf()).or_default())
 }
 
@@ -120,6 +125,12 @@ fn pool_of(dir: &Path) -> Option<PathBuf> {
     if *NONCE_PROCESS != this_process() {
         return None;
     }
+    boot_pool(dir)
+}
+
+/// This boot's pool of `dir`, whoever asks (a reader checks it even in a
+/// process that does not recycle).
+fn boot_pool(dir: &Path) -> Option<PathBuf> {
     BOOT.as_ref().map(|b| dir.join(format!("{SPARE_DIR}{b}")))
 }
 
@@ -137,8 +148,10 @@ fn owner<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
     name.strip_prefix(prefix)?.split_once('-').map(|(p, _)| p)
 }
 
-/// Notes that this process put a WAL object in `dir`.
-pub(super) fn wrote(dir: &Path) {
+/// Notes that this process put a WAL object in `dir` (`refill` does, on
+/// every WAL put).
+#[cfg(test)]
+fn wrote(dir: &Path) {
     with_pool(dir, |p| p.wrote = true);
 }
 
@@ -319,7 +332,12 @@ pub(super) fn refill(dir: &Path, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
         return Ok(None);
     };
     for _ in 0..CLAIM_TRIES_MAX {
-        let Some(name) = with_pool(dir, |p| p.offered.pop()) else {
+        // A WAL put: from now on this process's GC recycles here.
+        let next = with_pool(dir, |p| {
+            p.wrote = true;
+            p.offered.pop()
+        });
+        let Some(name) = next else {
             return Ok(None);
         };
         if let Some(ready) = refill_one(dir, &pool.join(&name), &name, bytes)? {
@@ -396,76 +414,81 @@ pub(super) fn read_wal_batch<T>(
     paths: &[&Path],
     mut read: impl FnMut(&mut File) -> io::Result<T>,
 ) -> Vec<io::Result<Option<T>>> {
-    let pool_of_key = |path: &Path| {
-        path.parent()
-            .zip(BOOT.as_ref())
-            .map(|(dir, b)| dir.join(format!("{SPARE_DIR}{b}")))
-            .filter(|pool| {
-                !POOLS_SEEN
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .contains(pool)
-            })
-    };
-    // Unlocked reads, where no pool has been seen.
-    let mut answers: Vec<Option<io::Result<Option<T>>>> = paths
+    // Unlocked reads where this boot's pool has not been seen, each with
+    // the pool to check.
+    let mut unlocked: Vec<Option<(PathBuf, io::Result<Option<T>>)>> = paths
         .iter()
         .map(|path| {
-            pool_of_key(path)?;
-            Some(match File::open(path) {
-                Ok(mut f) => match read(&mut f) {
-                    Ok(answer) => Ok(Some(answer)),
-                    // A directory where a file is expected: no object.
-                    Err(e) if e.kind() == io::ErrorKind::IsADirectory => Ok(None),
-                    Err(e) => Err(e),
-                },
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e),
-            })
+            let pool = path.parent().and_then(boot_pool).filter(|p| !seen(p))?;
+            Some((pool, read_unlocked(path, &mut read)))
         })
         .collect();
-    // Then each directory's pool, once: present, its reads count for
-    // nothing and are done again under the lock.
-    let mut checked: Vec<(PathBuf, bool)> = Vec::new();
-    for (path, answer) in paths.iter().zip(answers.iter_mut()) {
-        if answer.is_none() {
-            continue;
-        }
-        let Some(pool) = path
-            .parent()
-            .zip(BOOT.as_ref())
-            .map(|(dir, b)| dir.join(format!("{SPARE_DIR}{b}")))
-        else {
-            continue;
-        };
-        let absent = match checked.iter().find(|(p, _)| *p == pool) {
-            Some((_, absent)) => *absent,
+    // Then each directory's pool, once: present (or unknown), its reads
+    // count for nothing and are done again under the lock.
+    let mut absent: Vec<(PathBuf, bool)> = Vec::new();
+    for slot in unlocked.iter_mut() {
+        let Some((pool, _)) = slot else { continue };
+        let still_absent = match absent.iter().find(|(p, _)| p == pool) {
+            Some(&(_, a)) => a,
             None => {
-                let absent = match fs::symlink_metadata(&pool) {
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-                    // Unknown: the reads are done again under the lock.
-                    Err(_) => false,
-                    Ok(_) => {
-                        POOLS_SEEN
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .insert(pool.clone());
-                        false
-                    }
-                };
-                checked.push((pool, absent));
-                absent
+                let a = pool_absent(pool);
+                absent.push((pool.clone(), a));
+                a
             }
         };
-        if !absent {
-            *answer = None;
+        if !still_absent {
+            *slot = None;
         }
     }
     paths
         .iter()
-        .zip(answers)
-        .map(|(path, answer)| answer.unwrap_or_else(|| read_locked(path, &mut read)))
+        .zip(unlocked)
+        .map(|(path, slot)| match slot {
+            Some((_, answer)) => answer,
+            None => read_locked(path, &mut read),
+        })
         .collect()
+}
+
+/// One read of `read_wal_batch` without a lock.
+fn read_unlocked<T>(
+    path: &Path,
+    read: &mut impl FnMut(&mut File) -> io::Result<T>,
+) -> io::Result<Option<T>> {
+    match File::open(path) {
+        Ok(mut f) => match read(&mut f) {
+            Ok(answer) => Ok(Some(answer)),
+            // A directory where a file is expected: no object.
+            Err(e) if e.kind() == io::ErrorKind::IsADirectory => Ok(None),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether this process has seen `pool` exist (it stays, within its boot).
+fn seen(pool: &Path) -> bool {
+    POOLS_SEEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(pool)
+}
+
+/// Whether `pool` is known not to exist; one seen is remembered.
+fn pool_absent(pool: &Path) -> bool {
+    match fs::symlink_metadata(pool) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
+        // Unknown: treated as present, so the reads take the lock.
+        Err(_) => false,
+        Ok(_) => {
+            POOLS_SEEN
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pool.to_path_buf());
+            false
+        }
+    }
 }
 
 /// Times a read of a WAL key starts over because the key came to name
