@@ -1,5 +1,5 @@
 //! Reusing deleted WAL objects' inodes in a local directory
-//! (`store/spares.rs`, on by default): a deleted WAL object lends its
+//! (`store/spares/`, on by default): a deleted WAL object lends its
 //! inode to a later put, and no reader ever gets the bytes of an object
 //! other than the one it asked for.
 
@@ -133,7 +133,7 @@ fn record(lsn: u64) -> Bytes {
 /// test of the whole (it catches a refill that keeps old bytes at once);
 /// the narrow schedules, such as a reader that opened a key before GC
 /// took it and locks after a refill, are driven one by one in
-/// `store/spares_tests.rs`.
+/// `store/spares/tests.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readers_racing_gc_and_refills_get_their_own_object_or_nothing() {
     const PUTS: u64 = 3_000;

@@ -57,7 +57,7 @@ static DURABLE_DIRS: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
 pub(super) static NONCE: LazyLock<u64> = LazyLock::new(|| {
     // The process it is drawn in, recorded with it: a child forked later
     // shares the nonce, and must not act on names made with it
-    // (`spares.rs`).
+    // (`spares/`).
     let _ = *NONCE_PROCESS;
     crate::rng::SystemRng::new().next_u64()
 });
@@ -75,7 +75,7 @@ pub(super) fn this_process() -> u32 {
 pub struct LocalStore {
     root: PathBuf,
     cas_pause: Option<Duration>,
-    /// Whether deleted WAL objects' inodes are reused (`spares.rs`).
+    /// Whether deleted WAL objects' inodes are reused (`spares/`).
     recycle: bool,
 }
 
@@ -97,7 +97,7 @@ impl LocalStore {
     }
 
     /// Whether GC's deletes of WAL objects lend their inodes to later WAL
-    /// puts (`spares.rs`; on by default). Off, a store still reads WAL
+    /// puts (`spares/`; on by default). Off, a store still reads WAL
     /// keys the safe way, since another process may recycle.
     pub fn with_recycling(mut self, on: bool) -> LocalStore {
         self.recycle = on;

@@ -1,11 +1,12 @@
 //! The spare pool's invariants, each driven through the schedule that
-//! would break it (`spares.rs`).
+//! would break it (`spares/`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use super::super::local::{LocalStore, read_file};
+use super::read::{read_locked, read_opened, read_wal};
 use super::*;
 use crate::testing::TempDir;
 
