@@ -57,10 +57,10 @@ fn names(dir: &Path, prefix: &str) -> Vec<String> {
 
 /// Until its directory is synced, a retired object's key may come back
 /// after a power loss: refilling it then would put another object's bytes
-/// under that key. Nothing is claimable before `offer`, and `offer`
-/// empties what it offers.
+/// under that key. Nothing is claimable before `offer`; the spare keeps
+/// its blocks, and a refill leaves exactly the new object.
 #[test]
-fn a_retired_object_is_offered_empty_and_only_after_its_directory_is_synced() {
+fn a_retired_object_is_offered_only_after_its_directory_is_synced() {
     let (_tmp, _s, wal, pool) = store("spares-offer");
     let old = put(&wal, 1, &[7; 100_000]);
     let mut run = Retiring::begin(&wal);
@@ -75,9 +75,61 @@ fn a_retired_object_is_offered_empty_and_only_after_its_directory_is_synced() {
     let offered = names(&pool, OFFERED_PREFIX);
     assert_eq!(offered.len(), 1);
     let len = fs::metadata(pool.join(&offered[0])).unwrap().len();
-    assert_eq!(len, 0, "an offered spare kept its data");
+    assert_eq!(
+        len, 100_000,
+        "an offered spare within the budget was emptied"
+    );
     let spare = refill(&wal, b"new").unwrap().expect("the offered spare");
-    assert_eq!(fs::read(&spare).unwrap(), b"new");
+    assert_eq!(
+        fs::read(&spare).unwrap(),
+        b"new",
+        "the old object's tail stayed"
+    );
+}
+
+/// A WAL object of `len` bytes that holds no blocks (the budget counts
+/// lengths).
+fn put_sparse(wal: &Path, lsn: u64, len: u64) {
+    File::create(wal.join(file(lsn)))
+        .and_then(|f| f.set_len(len))
+        .unwrap();
+}
+
+/// The lengths of the offered spares in `pool`.
+fn offered_lens(pool: &Path) -> Vec<u64> {
+    let mut lens: Vec<u64> = names(pool, OFFERED_PREFIX)
+        .iter()
+        .map(|n| fs::metadata(pool.join(n)).unwrap().len())
+        .collect();
+    lens.sort();
+    lens
+}
+
+/// A process's spares keep at most `KEPT_BYTES_MAX` in all (what a reboot
+/// can leave in the pool): past it a spare is offered empty. Refilling
+/// gives its bytes back to the budget.
+#[test]
+fn spares_keep_at_most_the_budget() {
+    let (_tmp, s, wal, pool) = store("spares-budget");
+    let half = KEPT_BYTES_MAX / 2 + 1;
+    put_sparse(&wal, 1, half);
+    put_sparse(&wal, 2, half);
+    gc(&s, &[1, 2]);
+    assert_eq!(offered_lens(&pool), [0, half], "the budget was overrun");
+
+    for lsn in [4, 5] {
+        let spare = refill(&wal, b"new").unwrap().expect("a spare");
+        // As a put does: linked under its key, the pool name dropped.
+        fs::hard_link(&spare, wal.join(file(lsn))).unwrap();
+        fs::remove_file(spare).unwrap();
+    }
+    put_sparse(&wal, 3, half);
+    gc(&s, &[3]);
+    assert_eq!(
+        offered_lens(&pool),
+        [half],
+        "refilled spares still counted against the budget"
+    );
 }
 
 /// The whole path through the store: GC retires, a put reuses the inode.
@@ -133,16 +185,24 @@ fn a_reader_that_opened_before_gc_never_gets_the_next_objects_bytes() {
 /// it: the spare waits, and is refilled once the reader is done.
 #[test]
 fn a_spare_a_reader_holds_waits_for_the_reader() {
-    let (_tmp, s, wal, _pool) = store("spares-reader-lock");
+    let (_tmp, s, wal, pool) = store("spares-reader-lock");
     let old = put(&wal, 1, b"old record");
     let mut reader = File::open(&old).unwrap();
     reader.lock_shared().unwrap();
     gc(&s, &[1]);
 
     assert!(refill(&wal, b"new").unwrap().is_none());
-    // Emptied under the reader, whose name check then says "absent".
+    let offered = names(&pool, OFFERED_PREFIX);
+    let meta = fs::metadata(pool.join(&offered[0])).unwrap();
+    let kept = with_pool(&wal, |p| p.kept_bytes);
+    assert_eq!(
+        kept,
+        meta.len().max(meta.blocks() * 512),
+        "a spare that waits left the budget's count"
+    );
+    // Its bytes, but no longer named: the name check says "absent".
     let mut read = |f: &mut File| read_file(f);
-    assert_eq!(read(&mut reader).unwrap(), b"");
+    assert_eq!(read(&mut reader).unwrap(), b"old record");
     assert!(read_opened(&old, reader, &mut read).unwrap().is_none());
     let spare = refill(&wal, b"new").unwrap().expect("the spare, once free");
     assert_eq!(fs::read(spare).unwrap(), b"new");
@@ -163,7 +223,7 @@ fn an_object_with_another_name_is_never_recycled() {
 }
 
 /// A dead process's names are adopted by the next GC there: its offered
-/// and retired spares become this process's (emptied), a spare it had
+/// and retired spares become this process's, a spare it had
 /// already linked under a key only loses its pool name, and its `.live`
 /// file goes. A live process's names are left alone.
 #[test]
