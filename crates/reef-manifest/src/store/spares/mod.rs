@@ -115,21 +115,32 @@ struct Pool {
     /// Names retired by a run whose directory sync failed: offered after
     /// the next run's sync there.
     unoffered: Vec<String>,
-    /// Offered spares this process may refill (names in the pool), with
-    /// the bytes each keeps.
-    offered: Vec<(String, u64)>,
+    /// Offered spares this process may refill.
+    offered: Vec<Spare>,
     /// Bytes (length or blocks, whichever is more) the `offered` spares
     /// keep: at most `KEPT_BYTES_MAX`, plus any that puts took and gave
     /// back (a spare whose reader still holds it) while GC offered more.
     kept_bytes: u64,
 }
 
+/// An offered spare: its name in the pool and the bytes it keeps.
+struct Spare {
+    name: String,
+    kept: u64,
+}
+
 impl Pool {
-    /// Takes the next offered spare out of the count.
-    fn take(&mut self) -> Option<(String, u64)> {
+    /// Takes the next offered spare out of the list and the count.
+    fn take(&mut self) -> Option<Spare> {
         let spare = self.offered.pop()?;
-        self.kept_bytes = self.kept_bytes.saturating_sub(spare.1);
+        self.release(spare.kept);
         Some(spare)
+    }
+
+    /// Puts a spare `take` gave back, last in line, counted again.
+    fn give_back(&mut self, spare: Spare) {
+        self.kept_bytes += spare.kept;
+        self.offered.insert(0, spare);
     }
 
     /// Whether `len` more bytes fit the budget; counted if so.
@@ -139,6 +150,11 @@ impl Pool {
             self.kept_bytes += len;
         }
         fits
+    }
+
+    /// Uncounts `len` bytes.
+    fn release(&mut self, len: u64) {
+        self.kept_bytes = self.kept_bytes.saturating_sub(len);
     }
 }
 
@@ -261,9 +277,7 @@ impl Retiring {
         let mut names = with_pool(&self.dir, |p| std::mem::take(&mut p.unoffered));
         names.extend(self.names);
         for name in &names {
-            if let Some(spare) = offer_one(&self.dir, &pool, name) {
-                with_pool(&self.dir, |p| p.offered.push(spare));
-            }
+            offer_one(&self.dir, &pool, name);
         }
     }
 
@@ -277,12 +291,12 @@ impl Retiring {
 }
 
 /// Renames the spare `name` of `dir`'s pool to an offered name of this
-/// process, with the bytes it keeps (counted): its data if
-/// `KEPT_BYTES_MAX` has room, else none (emptied). `None` if it has
+/// process and lists it, with the bytes it keeps (counted): its data if
+/// `KEPT_BYTES_MAX` has room, else none (emptied). `false` if it has
 /// another name or cannot be offered, and then its pool name is dropped
 /// (which frees nothing another name holds, and keeps no data in the
 /// pool).
-fn offer_one(dir: &Path, pool: &Path, name: &str) -> Option<(String, u64)> {
+fn offer_one(dir: &Path, pool: &Path, name: &str) -> bool {
     let from = pool.join(name);
     let to = fresh_name(OFFERED_PREFIX);
     let mut reserved = 0;
@@ -304,16 +318,17 @@ fn offer_one(dir: &Path, pool: &Path, name: &str) -> Option<(String, u64)> {
             f.set_len(0)
         })
         .and_then(|()| fs::rename(&from, pool.join(&to)));
-    match offered {
-        Ok(()) => Some((to, reserved)),
-        Err(_) => {
-            with_pool(dir, |p| {
-                p.kept_bytes = p.kept_bytes.saturating_sub(reserved)
-            });
-            let _ = fs::remove_file(&from);
-            None
-        }
+    with_pool(dir, |p| match offered {
+        Ok(()) => p.offered.push(Spare {
+            name: to,
+            kept: reserved,
+        }),
+        Err(_) => p.release(reserved),
+    });
+    if offered.is_err() {
+        let _ = fs::remove_file(&from);
     }
+    offered.is_ok()
 }
 
 /// `Retiring::begin`'s work in this boot's `pool` of `dir` (whose lock the
@@ -360,10 +375,9 @@ fn prepare(dir: &Path, pool: &Path) -> io::Result<usize> {
             synced = true;
         }
         for name in theirs(RETIRING_PREFIX).chain(theirs(OFFERED_PREFIX)) {
-            match offer_one(dir, pool, name) {
-                Some(spare) => with_pool(dir, |p| p.offered.push(spare)),
-                // Dropped (linked under a key after a refill, or failed).
-                None => held = held.saturating_sub(1),
+            // Dropped: linked under a key after a refill, or failed.
+            if !offer_one(dir, pool, name) {
+                held = held.saturating_sub(1);
             }
         }
         // Every name of theirs is now this process's or gone.
@@ -390,7 +404,7 @@ pub(super) fn refill(dir: &Path, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
         let Some(spare) = next else {
             return Ok(None);
         };
-        if let Some(ready) = refill_one(dir, &pool.join(&spare.0), spare, bytes)? {
+        if let Some(ready) = refill_one(dir, &pool.join(&spare.name), spare, bytes)? {
             return Ok(Some(ready));
         }
     }
@@ -401,18 +415,8 @@ pub(super) fn refill(dir: &Path, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
 /// of the pool's count); `None` if it cannot be refilled now. A spare not
 /// refilled either waits for a later put (offered and counted again: its
 /// reader still holds it, or an error left it as it was) or is dropped.
-fn refill_one(
-    dir: &Path,
-    path: &Path,
-    spare: (String, u64),
-    bytes: &[u8],
-) -> io::Result<Option<PathBuf>> {
-    let put_back = |spare: (String, u64)| {
-        with_pool(dir, |p| {
-            p.kept_bytes += spare.1;
-            p.offered.insert(0, spare);
-        })
-    };
+fn refill_one(dir: &Path, path: &Path, spare: Spare, bytes: &[u8]) -> io::Result<Option<PathBuf>> {
+    let put_back = |spare| with_pool(dir, |p| p.give_back(spare));
     let opened = OpenOptions::new()
         .write(true)
         .open(path)
