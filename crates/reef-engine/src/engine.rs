@@ -729,15 +729,14 @@ impl Engine {
     pub async fn exists(&self, namespace: &str) -> Result<bool> {
         validate_namespace(namespace)?;
         let layout = reef_manifest::Layout::new(namespace)?;
-        // Keys only: a local directory walk that stats each file skipped
-        // one deleted meanwhile, so a listing made while a fold's GC swept
-        // the WAL it had just read could come back empty. A listing is not
-        // a snapshot, so an empty one is asked once more: a namespace that
-        // exists keeps objects through every fold, and a second look
-        // starts from the directory as it is now.
+        // Any key (`any_under`: on a local directory, the first file met,
+        // not the first of a sorted walk of 10,000 WAL objects). A listing
+        // is not a snapshot: one made while a fold's GC swept the WAL it
+        // had just read could come back empty, so an empty one is asked
+        // once more: a namespace that exists keeps objects through every
+        // fold, and a second look starts from the directory as it is now.
         for _ in 0..2 {
-            let page = self.store.list_keys(layout.root(), None, 1).await?;
-            if !page.keys.is_empty() {
+            if self.store.any_under(layout.root()).await? {
                 return Ok(true);
             }
         }

@@ -177,26 +177,39 @@ impl Namespace {
     /// skipped. A record still above `last_applied_lsn` then is the only
     /// record that slot ever held.
     ///
-    /// The WAL is applied a batch at a time (`RECOVERY_BATCH` records), so
-    /// recovery holds one batch, not all unfolded WAL; HEAD is read after
-    /// each batch is fetched and before it is applied, as above.
+    /// The WAL is applied a batch at a time (`RECOVERY_BATCH` records or
+    /// `RECOVERY_BYTES`), so recovery holds two batches, not all unfolded
+    /// WAL: the next is
+    /// fetched while this one is applied (the reads are the store's, the
+    /// applying is ours, so they overlap). HEAD is read after each batch
+    /// is fetched and before it is applied, as above.
     pub async fn catch_up(&self) -> Result<()> {
         loop {
             self.adopt_newer_manifest().await?;
             let last = self.lock_state().last_lsn;
             let mut wal = self.objects.wal_after(last).await?;
+            let mut run = wal.next_within(RECOVERY_BATCH, RECOVERY_BYTES).await?;
             let missing = loop {
-                let run = wal.next(RECOVERY_BATCH).await?;
                 if !self.sabotage.apply_strays {
                     self.adopt_if_head_moved().await?;
                 }
                 let folded = self.lock_state().manifest.last_applied_lsn;
-                for record in run.records.iter().filter(|r| r.lsn > folded) {
-                    self.apply(record)?;
-                }
+                let apply = async {
+                    for record in run.records.iter().filter(|r| r.lsn > folded) {
+                        self.apply(record)?;
+                    }
+                    Ok::<(), Error>(())
+                };
                 if run.missing.is_some() || run.records.is_empty() {
+                    apply.await?;
                     break run.missing;
                 }
+                // `next` is polled first: its reads start before the
+                // applying (which never waits) runs.
+                let (next, applied) =
+                    tokio::join!(wal.next_within(RECOVERY_BATCH, RECOVERY_BYTES), apply);
+                applied?;
+                run = next?;
             };
             let Some(missing) = missing else {
                 return Ok(());
@@ -408,8 +421,13 @@ impl Namespace {
     }
 }
 
-/// WAL records recovery fetches, checks against HEAD and applies at a time.
-const RECOVERY_BATCH: usize = 256;
+/// Most WAL records recovery fetches, checks against HEAD and applies at a
+/// time...
+const RECOVERY_BATCH: usize = 4096;
+
+/// ...and most bytes of WAL objects (plus the record that crosses it):
+/// recovery holds two batches (`catch_up`), whatever the records' sizes.
+const RECOVERY_BYTES: u64 = 8 << 20;
 
 /// Segment opens in flight at once (each costs two ranged GETs).
 const SEGMENT_OPENS_IN_FLIGHT: usize = 16;

@@ -14,8 +14,12 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::store::{DynStore, Object, PutOutcome, list_all};
 
-/// WAL objects a `WalCursor` asks the store for in one `get_many`.
-const WAL_READS_IN_FLIGHT: usize = 64;
+/// Most WAL objects a `WalCursor` asks the store for in one call (the
+/// store bounds how many are in flight at once; the caller's byte budget
+/// bounds what they hold): a local directory serves each call with thread
+/// hops, which cost more than reading 50 small objects on this machine, so
+/// fewer, larger calls cost less.
+const WAL_READS_PER_CALL: usize = 4096;
 
 /// WAL records read in LSN order by [`WalCursor::next`] (and
 /// [`Objects::read_wal_after`]).
@@ -167,8 +171,8 @@ impl Objects {
     /// before asking for the next holds one batch, not the whole WAL.
     ///
     /// The listing is of keys only (cheaper on a local directory), so
-    /// `next_within` on this cursor knows no sizes and reads one record
-    /// per call; a walk cut by bytes uses `wal_after_sized`.
+    /// `next_within` on this cursor knows no sizes before it reads: it
+    /// stops reading once the bytes read reach its budget.
     pub async fn wal_after(&self, after: u64) -> Result<WalCursor<'_>> {
         let newest = self.list_wal(after).await?.last().copied();
         Ok(WalCursor {
@@ -177,6 +181,7 @@ impl Objects {
             end: newest.unwrap_or(after),
             // Nothing listed: an empty walk.
             ended: newest.is_none(),
+            sized: false,
             listed: Vec::new(),
             listed_pos: 0,
         })
@@ -193,6 +198,7 @@ impl Objects {
             end: newest.unwrap_or(after),
             // Nothing listed: an empty walk.
             ended: newest.is_none(),
+            sized: true,
             listed,
             listed_pos: 0,
         })
@@ -236,15 +242,18 @@ impl Objects {
 
 /// A walk over the WAL up to the newest LSN listed when it began
 /// (`Objects::wal_after`). Every LSN up to there is read directly, listed
-/// or not (a listing is not a snapshot), a batch at a time (`get_many`:
-/// one blocking call on a local disk, where a thread hop per object made
-/// recovery cost ~30 µs per WAL object; concurrent GETs on S3), in LSN
-/// order; the first LSN found missing ends the walk.
+/// or not (a listing is not a snapshot), a batch at a time
+/// (`get_many_within`: two blocking calls on a local disk, where a thread
+/// hop per object made recovery cost ~30 µs per WAL object; concurrent
+/// GETs on S3), in LSN order; the first LSN found missing ends the walk.
 pub struct WalCursor<'a> {
     objects: &'a Objects,
     next: u64,
     end: u64,
     ended: bool,
+    /// Whether the listing has sizes (`wal_after_sized`): a batch is then
+    /// cut by them before it is read.
+    sized: bool,
     /// The listing's `(lsn, size)`, ascending: what `next_within` cuts a
     /// batch by before reading it.
     listed: Vec<(u64, u64)>,
@@ -261,27 +270,38 @@ impl WalCursor<'_> {
         self.next_within(max, u64::MAX).await
     }
 
-    /// As `next`, and no more records once their objects' listed sizes
-    /// add up to `bytes_max` (the first record is read whatever its size,
-    /// so a walk always moves). The batch is cut before anything is read,
-    /// so a caller holds at most `bytes_max` bytes of WAL objects, or one
-    /// record. An LSN the listing did not name counts as `bytes_max`
-    /// (its size is unknown): it is read only as a batch's first.
+    /// As `next`, and no more records once their objects add up to
+    /// `bytes_max` (the first record is read whatever its size, so a walk
+    /// always moves). On a sized walk (`Objects::wal_after_sized`) the
+    /// batch is cut by the listed sizes before anything is read, so a
+    /// caller holds at most `bytes_max` bytes of WAL objects, or one
+    /// record; an LSN the listing did not name counts as `bytes_max` (its
+    /// size is unknown): it is read only as a batch's first. Otherwise the
+    /// reads stop at the record that brings the bytes read to `bytes_max`
+    /// or past it (`ObjectStore::get_many_within`).
     pub async fn next_within(&mut self, max: usize, bytes_max: u64) -> Result<WalRun> {
         let mut run = WalRun::default();
         if self.ended || max == 0 || self.next > self.end {
             return Ok(run);
         }
         let span = u64::try_from(max - 1).unwrap_or(u64::MAX);
-        let stop = self.cut(self.end.min(self.next.saturating_add(span)), bytes_max);
+        let mut stop = self.end.min(self.next.saturating_add(span));
+        if self.sized {
+            stop = self.cut(stop, bytes_max);
+        }
         let mut first = self.next;
+        let mut bytes = 0u64;
         loop {
-            let last = stop.min(first.saturating_add(WAL_READS_IN_FLIGHT as u64 - 1));
+            let last = stop.min(first.saturating_add(WAL_READS_PER_CALL as u64 - 1));
             let keys: Vec<String> = (first..=last)
                 .map(|l| self.objects.layout.wal_key(l))
                 .collect();
-            let answers = self.objects.store.get_many(&keys).await;
-            if answers.len() != keys.len() {
+            let answers = self
+                .objects
+                .store
+                .get_many_within(&keys, bytes_max.saturating_sub(bytes))
+                .await;
+            if answers.is_empty() || answers.len() > keys.len() {
                 return Err(Error::Inconsistent {
                     namespace: self.objects.layout.namespace().to_owned(),
                     reason: format!(
@@ -292,13 +312,17 @@ impl WalCursor<'_> {
                     ),
                 });
             }
+            // The last LSN answered: `answers` is a prefix of `keys`.
+            let read_to = first + (answers.len() as u64 - 1);
             // In LSN order, as sequential reads would: an error after the
             // first missing LSN is never looked at.
-            for ((lsn, key), answer) in (first..=last).zip(&keys).zip(answers) {
+            for ((lsn, key), answer) in (first..=read_to).zip(&keys).zip(answers) {
                 match answer? {
-                    Some(obj) => run
-                        .records
-                        .push(self.objects.decode_wal(lsn, key, &obj.bytes)?),
+                    Some(obj) => {
+                        bytes = bytes.saturating_add(obj.bytes.len() as u64);
+                        run.records
+                            .push(self.objects.decode_wal(lsn, key, &obj.bytes)?);
+                    }
                     None => {
                         run.missing = Some(lsn);
                         self.ended = true;
@@ -306,14 +330,14 @@ impl WalCursor<'_> {
                     }
                 }
             }
-            if last >= stop {
-                match last.checked_add(1) {
+            if read_to >= stop || bytes >= bytes_max {
+                match read_to.checked_add(1) {
                     Some(n) => self.next = n,
                     None => self.ended = true,
                 }
                 return Ok(run);
             }
-            first = last + 1;
+            first = read_to + 1;
         }
     }
 

@@ -232,6 +232,16 @@ async fn listing(s: &DynStore) {
     assert_eq!(one.keys, ["l/b/1", "l/b/2"]);
     assert_eq!(one.next, None);
     assert!(list_all(s.as_ref(), "nothing/").await.unwrap().is_empty());
+    // `any_under` agrees with a listing of one key, prefixes that end
+    // inside a name included; what deletes left behind ("l/d/": empty
+    // directories on a local disk) holds nothing.
+    for prefix in ["l/", "l/b", "l/b/", "l/b-", "l/b/2", "lX/", "l", ""] {
+        assert!(s.any_under(prefix).await.unwrap(), "{prefix}");
+    }
+    for prefix in ["l/d/", "l/d", "l/e", "l/b/3", "l/z", "nothing/", "lY"] {
+        assert!(!s.any_under(prefix).await.unwrap(), "{prefix}");
+    }
+    assert!(s.any_under("../l/").await.is_err());
     assert!(
         s.list_keys("nothing/", None, 10)
             .await
@@ -408,6 +418,41 @@ async fn batches(s: &DynStore) {
         .await;
     assert!(mixed[0].as_ref().unwrap().is_some());
     assert!(mixed[1].is_err());
+    // `get_many_within`: a prefix of `get_many`'s answers, at least one,
+    // none past the one that reaches the budget (absences count nothing).
+    for k in 1..=6 {
+        s.put(&format!("w/{k}"), Bytes::from(vec![b'w'; 10]))
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = ["w/1", "w/2", "w/none", "w/3", "w/4", "w/5", "w/6"]
+        .map(str::to_owned)
+        .to_vec();
+    let all = s.get_many_within(&keys, u64::MAX).await;
+    assert_eq!(all.len(), keys.len());
+    for budget in [1, 10, 11, 25, 30, 45, 60, 61] {
+        let some = s.get_many_within(&keys, budget).await;
+        assert!(!some.is_empty() && some.len() <= keys.len(), "{budget}");
+        let sizes: Vec<u64> = some
+            .iter()
+            .map(|a| {
+                a.as_ref()
+                    .unwrap()
+                    .as_ref()
+                    .map_or(0, |o| o.bytes.len() as u64)
+            })
+            .collect();
+        let before_last: u64 = sizes[..sizes.len() - 1].iter().sum();
+        assert!(before_last < budget, "{budget}: {sizes:?}");
+        for (got, want) in some.iter().zip(&all) {
+            assert_eq!(
+                bytes(got.as_ref().unwrap()),
+                bytes(want.as_ref().unwrap()),
+                "{budget}"
+            );
+        }
+    }
+    assert!(s.get_many_within(&[], 10).await.is_empty());
     let max = s.list_page_max();
     assert!(max >= 1000, "{max}");
     let page = s.list("m/", None, usize::MAX).await.unwrap();

@@ -116,6 +116,48 @@ async fn the_wal_cursor_reads_in_batches_and_stops_at_a_gap() {
     }
 }
 
+/// A walk listed by keys only (recovery's) knows no sizes before it
+/// reads: `next_within` stops at the record that reaches the budget (none
+/// after it), reads at least one, and the walk still visits every record
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_only_wal_cursor_stops_at_its_byte_budget() {
+    let backends = common::backends("wal-read-bytes");
+    for (name, store) in &backends.stores {
+        let objects = Objects::new(Arc::clone(store), Layout::new("rb").unwrap());
+        let mut sizes = vec![0];
+        for lsn in 1..=40 {
+            let r = record(lsn);
+            sizes.push(r.encode().unwrap().len() as u64);
+            objects.put_wal(&r).await.unwrap();
+        }
+        let budget = sizes[1] * 7 + sizes[1] / 2;
+        let mut wal = objects.wal_after(0).await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let run = wal.next_within(usize::MAX, budget).await.unwrap();
+            let lsns: Vec<u64> = run.records.iter().map(|r| r.lsn).collect();
+            let Some((&last, before)) = lsns.split_last() else {
+                break;
+            };
+            let held: u64 = before.iter().map(|&l| sizes[l as usize]).sum();
+            assert!(held < budget, "{name}: {lsns:?}");
+            // More than one record per call (a cut that knew no sizes used
+            // to read one), at most the 8 that reach the budget.
+            assert!(
+                (2..=8).contains(&lsns.len()) || last == 40,
+                "{name}: {lsns:?}"
+            );
+            seen.extend(lsns);
+        }
+        assert_eq!(seen, (1..=40).collect::<Vec<_>>(), "{name}");
+        // A budget of one byte still reads one record.
+        let mut wal = objects.wal_after(0).await.unwrap();
+        let one = wal.next_within(usize::MAX, 1).await.unwrap();
+        assert_eq!(one.records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [1]);
+    }
+}
+
 /// `next_within` cuts a batch by the listed sizes before reading it: the
 /// records returned fit in the budget, except a first record that alone
 /// exceeds it, which is read so the walk moves.

@@ -128,7 +128,8 @@ fn record(lsn: u64) -> Bytes {
     Bytes::from(format!("<{lsn}>").repeat(64 + (lsn % 7) as usize * 50))
 }
 
-/// Puts and GC race readers of whole objects, ranges and heads: every
+/// Puts and GC race readers of whole objects, ranges, heads and batches
+/// cut by bytes: every
 /// answer is the key's own object or "absent", and no read fails. A smoke
 /// test of the whole (it catches a refill that keeps old bytes at once);
 /// the narrow schedules, such as a reader that opened a key before GC
@@ -152,7 +153,23 @@ async fn readers_racing_gc_and_refills_get_their_own_object_or_nothing() {
                     x ^= x << 17;
                     let lsn = newest.load(Ordering::Relaxed).saturating_sub(x % 40);
                     let want = record(lsn);
-                    let got = match x % 3 {
+                    if x % 4 == 3 {
+                        // A batch (the openat/fstatat path), cut by bytes:
+                        // every answer is its own key's object or nothing.
+                        let keys: Vec<String> = (lsn.saturating_sub(20)..=lsn).map(wal).collect();
+                        let budget = 1 + x % (record(0).len() as u64 * 30);
+                        let answers = s.get_many_within(&keys, budget).await;
+                        assert!(!answers.is_empty() && answers.len() <= keys.len());
+                        for (l, answer) in (lsn.saturating_sub(20)..=lsn).zip(answers) {
+                            match answer.unwrap() {
+                                Some(o) => assert_eq!(o.bytes, record(l), "batch read of {l}"),
+                                None => absent += 1,
+                            }
+                            found += 1;
+                        }
+                        continue;
+                    }
+                    let got = match x % 4 {
                         0 => s.get(&wal(lsn)).await.unwrap().map(|o| o.bytes),
                         1 => match s.get_range(&wal(lsn), 0..want.len() as u64).await {
                             Ok(b) => Some(b),
@@ -166,7 +183,7 @@ async fn readers_racing_gc_and_refills_get_their_own_object_or_nothing() {
                             .map(|m| Bytes::from(vec![0; m.size as usize])),
                     };
                     match got {
-                        Some(b) if x % 3 == 2 => assert_eq!(b.len(), want.len(), "head of {lsn}"),
+                        Some(b) if x % 4 == 2 => assert_eq!(b.len(), want.len(), "head of {lsn}"),
                         Some(b) => assert_eq!(b, want, "the bytes read for {lsn}"),
                         None => absent += 1,
                     }

@@ -48,6 +48,10 @@ pub const KEY_BYTES_MAX: usize = 1024;
 /// Largest page `list` returns.
 pub const LIST_PAGE_MAX: usize = 1000;
 
+/// Requests one default `get_many` keeps in flight: enough to hide an
+/// S3 round trip behind the others, few enough for any endpoint.
+const GETS_IN_FLIGHT: usize = 64;
+
 /// An opaque version tag of an object's content (an ETag).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tag(pub String);
@@ -131,14 +135,57 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Size and tag, or `None` if absent.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
 
-    /// Several objects, in `keys` order: `get` for each, all at once, one
-    /// answer per key (an error for one key is that key's answer, so a
-    /// caller reading in order sees exactly what sequential `get`s would
-    /// have told it). A backend may serve the batch in one go: a local
-    /// directory reads it in one blocking call instead of a thread hop per
-    /// object.
+    /// Several objects, in `keys` order: `get` for each, up to
+    /// `GETS_IN_FLIGHT` at once, one answer per key (an error for one key
+    /// is that key's answer, so a caller reading in order sees exactly
+    /// what sequential `get`s would have told it). A backend may serve the
+    /// batch in one go: a local directory reads it in blocking calls
+    /// instead of a thread hop per object.
     async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
-        futures_util::future::join_all(keys.iter().map(|k| self.get(k))).await
+        use futures_util::StreamExt;
+        // Made up front (a future does nothing until polled): mapping
+        // inside the stream trips a higher-ranked `Send` bound.
+        let gets: Vec<_> = keys.iter().map(|k| self.get(k)).collect();
+        futures_util::stream::iter(gets)
+            .buffered(GETS_IN_FLIGHT)
+            .collect()
+            .await
+    }
+
+    /// A prefix of what `get_many(keys)` answers: at least one answer (if
+    /// any key was asked), and none after the one that brings the bytes
+    /// answered to `bytes_max` or past it (an absence or an error counts
+    /// none). A backend may end it sooner; the caller asks again for the
+    /// rest. A caller reading objects of unknown sizes bounds a batch by
+    /// bytes this way: the answers hold at most `bytes_max` bytes and one
+    /// object more. Reads in flight at the cut are read and dropped: here
+    /// up to `GETS_IN_FLIGHT` objects, on a local directory one run of 16
+    /// per thread.
+    async fn get_many_within(
+        &self,
+        keys: &[String],
+        bytes_max: u64,
+    ) -> Vec<Result<Option<Object>>> {
+        let mut answers = Vec::new();
+        for chunk in keys.chunks(GETS_IN_FLIGHT) {
+            let got = self.get_many(chunk).await;
+            if got.len() != chunk.len() {
+                // A bug in the backend: no answer may be taken for another
+                // key's. The first key of the chunk carries it.
+                answers.push(Err(Error::Backend {
+                    op: "get",
+                    key: chunk.first().cloned().unwrap_or_default(),
+                    message: format!("get_many answered {} of {} keys", got.len(), chunk.len()),
+                    transient: false,
+                }));
+                return answers;
+            }
+            answers.extend(got);
+            if within(&mut answers, bytes_max) {
+                return answers;
+            }
+        }
+        answers
     }
 
     /// Writes (or replaces) the object durably. (No tag: S3's streaming
@@ -189,6 +236,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
             keys: page.objects.into_iter().map(|o| o.key).collect(),
             next: page.next,
         })
+    }
+
+    /// Whether any object's key starts with `prefix`: `list_keys` of one
+    /// key, unless the backend can tell without finding the first one (a
+    /// local directory is read whole and sorted to find the first key; any
+    /// key ends the search at the first file met).
+    async fn any_under(&self, prefix: &str) -> Result<bool> {
+        Ok(!self.list_keys(prefix, None, 1).await?.keys.is_empty())
     }
 
     /// Most objects one `list` call returns: S3's 1,000 (`LIST_PAGE_MAX`)
@@ -279,6 +334,9 @@ impl ObjectStore for DynStore {
     ) -> Result<ListPage> {
         self.as_ref().list(prefix, start_after, limit).await
     }
+    async fn any_under(&self, prefix: &str) -> Result<bool> {
+        self.as_ref().any_under(prefix).await
+    }
     async fn list_keys(
         &self,
         prefix: &str,
@@ -301,6 +359,38 @@ impl ObjectStore for DynStore {
     }
     async fn get_many(&self, keys: &[String]) -> Vec<Result<Option<Object>>> {
         self.as_ref().get_many(keys).await
+    }
+    async fn get_many_within(
+        &self,
+        keys: &[String],
+        bytes_max: u64,
+    ) -> Vec<Result<Option<Object>>> {
+        self.as_ref().get_many_within(keys, bytes_max).await
+    }
+}
+
+/// Cuts `answers` after the one that brings their bytes to `bytes_max` or
+/// past it; whether that cut (or reached) them.
+pub(crate) fn within(answers: &mut Vec<Result<Option<Object>>>, bytes_max: u64) -> bool {
+    let mut bytes = 0u64;
+    let cut = answers.iter().position(|a| {
+        bytes = bytes.saturating_add(answer_bytes(a));
+        bytes >= bytes_max
+    });
+    match cut {
+        Some(i) => {
+            answers.truncate(i + 1);
+            true
+        }
+        None => false,
+    }
+}
+
+/// The bytes an answer of `get_many` holds.
+pub(crate) fn answer_bytes(answer: &Result<Option<Object>>) -> u64 {
+    match answer {
+        Ok(Some(o)) => o.bytes.len() as u64,
+        _ => 0,
     }
 }
 

@@ -88,6 +88,22 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         answers
     }
 
+    async fn get_many_within(
+        &self,
+        keys: &[String],
+        bytes_max: u64,
+    ) -> Vec<Result<Option<Object>>> {
+        let mut answers = self.inner.get_many_within(keys, bytes_max).await;
+        for (key, answer) in keys.iter().zip(answers.iter_mut()) {
+            if matches!(answer, Err(e) if e.is_transient()) {
+                *answer = self.get(key).await;
+            }
+        }
+        // An error counted no bytes; the object a retry found does.
+        super::within(&mut answers, bytes_max);
+        answers
+    }
+
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         retry!(self, prefix, self.inner.list_dirs(prefix))
     }
@@ -152,6 +168,10 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
             prefix,
             self.inner.list_keys(prefix, start_after, limit)
         )
+    }
+
+    async fn any_under(&self, prefix: &str) -> Result<bool> {
+        retry!(self, prefix, self.inner.any_under(prefix))
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 
 use super::super::local::{LocalStore, read_file};
-use super::read::{read_locked, read_opened, read_wal};
+use super::read::{Name, read_locked, read_opened, read_wal, read_wal_batch};
 use super::*;
 use crate::testing::TempDir;
 
@@ -173,12 +173,50 @@ fn a_reader_that_opened_before_gc_never_gets_the_next_objects_bytes() {
 
     let mut read = |f: &mut File| read_file(f);
     assert!(
-        read_opened(&old, opened, &mut read).unwrap().is_none(),
+        read_opened(Name::path(&old), opened, &mut read)
+            .unwrap()
+            .is_none(),
         "the stale reader's answer counted"
     );
-    assert!(read_locked(&old, &mut read).unwrap().is_none());
-    let new = read_locked(&wal.join(file(2)), &mut read).unwrap();
+    assert!(read_locked(Name::path(&old), &mut read).unwrap().is_none());
+    let new = read_locked(Name::path(&wal.join(file(2))), &mut read).unwrap();
     assert_eq!(new.unwrap(), b"new record");
+}
+
+/// The same schedule, the reader opening and checking the key by its
+/// name in the directory it holds open (how a batch reads).
+#[test]
+fn a_reader_by_name_in_its_directory_never_gets_the_next_objects_bytes() {
+    let (_tmp, s, wal, _pool) = store("spares-reader-at");
+    let dir = rustix::fs::open(
+        &wal,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .unwrap();
+    let old = put(&wal, 1, b"old record");
+    let opened = File::open(&old).unwrap();
+
+    gc(&s, &[1]);
+    let spare = refill(&wal, b"new record").unwrap().expect("a spare");
+    fs::hard_link(&spare, wal.join(file(2))).unwrap();
+    fs::remove_file(&spare).unwrap();
+
+    let mut read = |f: &mut File| read_file(f);
+    assert!(
+        read_opened(Name::in_dir(&old, &dir), opened, &mut read)
+            .unwrap()
+            .is_none(),
+        "the stale reader's answer counted"
+    );
+    assert!(
+        read_locked(Name::in_dir(&old, &dir), &mut read)
+            .unwrap()
+            .is_none()
+    );
+    let new = wal.join(file(2));
+    let got = read_locked(Name::in_dir(&new, &dir), &mut read).unwrap();
+    assert_eq!(got.unwrap(), b"new record");
 }
 
 /// A reader holding the object when a put would refill its spare keeps
@@ -203,7 +241,11 @@ fn a_spare_a_reader_holds_waits_for_the_reader() {
     // Its bytes, but no longer named: the name check says "absent".
     let mut read = |f: &mut File| read_file(f);
     assert_eq!(read(&mut reader).unwrap(), b"old record");
-    assert!(read_opened(&old, reader, &mut read).unwrap().is_none());
+    assert!(
+        read_opened(Name::path(&old), reader, &mut read)
+            .unwrap()
+            .is_none()
+    );
     let spare = refill(&wal, b"new").unwrap().expect("the spare, once free");
     assert_eq!(fs::read(spare).unwrap(), b"new");
 }
@@ -337,4 +379,27 @@ fn an_unlocked_read_during_which_a_pool_appears_counts_for_nothing() {
     })
     .unwrap();
     assert!(got.is_none(), "read {got:?}");
+}
+
+/// The same schedule in a batch (which opens its files by name in the
+/// directory it holds open, and checks the pool once after them all): the
+/// read that raced GC and a refill answers "absent", the others stand.
+#[test]
+fn a_batch_during_which_a_pool_appears_reads_again_under_the_lock() {
+    let (_tmp, s, wal, pool) = store("spares-unlocked-batch");
+    let old = put(&wal, 1, b"old record");
+    let other = put(&wal, 3, b"third record");
+    let mut first = true;
+    let got = read_wal_batch(&[&old, &other], |f| {
+        if std::mem::take(&mut first) {
+            assert!(!pool.exists());
+            gc(&s, &[1]);
+            let spare = refill(&wal, b"new record").unwrap().expect("a spare");
+            fs::hard_link(&spare, wal.join(file(2))).unwrap();
+            fs::remove_file(&spare).unwrap();
+        }
+        read_file(f)
+    });
+    let got: Vec<Option<Vec<u8>>> = got.into_iter().map(Result::unwrap).collect();
+    assert_eq!(got, [None, Some(b"third record".to_vec())]);
 }
