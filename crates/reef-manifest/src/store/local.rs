@@ -157,9 +157,10 @@ impl LocalStore {
     /// One blocking thread's share of a `get_many_within`: the runs of
     /// `keys` (`READS_PER_RUN` each, numbered from 0) that `next` hands
     /// out, until none is left or `read` (the bytes every thread of the
-    /// call has read) reaches `bytes_max`. A run taken is read whole, so
-    /// the runs read by all threads together are `0..k` for some `k`, and
-    /// each thread reads at most one run past the cut.
+    /// call has read so far, counted as each object is read) reaches
+    /// `bytes_max` (at least 1, so one run is read). A run taken is read
+    /// whole, so the runs read by all threads together are `0..k` for some
+    /// `k`, and they read at most `bytes_max` and one run each.
     fn read_runs(
         &self,
         keys: &[String],
@@ -169,25 +170,32 @@ impl LocalStore {
     ) -> Vec<(usize, Vec<Result<Option<Object>>>)> {
         let mut runs = Vec::new();
         let mut scratch = Scratch::new();
-        while read.load(Ordering::Relaxed) < bytes_max {
+        while read.load(Ordering::Relaxed) < bytes_max.max(1) {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(run) = keys.chunks(READS_PER_RUN).nth(i) else {
                 break;
             };
-            let answers = self.read_run(run, &mut scratch);
-            let bytes = answers
-                .iter()
-                .map(answer_bytes)
-                .fold(0, u64::saturating_add);
-            read.fetch_add(bytes, Ordering::Relaxed);
-            runs.push((i, answers));
+            runs.push((i, self.read_run(run, &mut scratch, read)));
         }
         runs
     }
 
     /// `get` of each of `keys`, in order, on this thread: WAL keys
     /// together (`spares::read_wal_batch`: one pool check for the run).
-    fn read_run(&self, keys: &[String], scratch: &mut Scratch) -> Vec<Result<Option<Object>>> {
+    /// Each object's bytes are added to `counted` as it is read (a read done
+    /// again under the lock counts twice: the threads stop sooner).
+    fn read_run(
+        &self,
+        keys: &[String],
+        scratch: &mut Scratch,
+        counted: &AtomicU64,
+    ) -> Vec<Result<Option<Object>>> {
+        let count = |b: io::Result<Vec<u8>>| {
+            if let Ok(b) = &b {
+                counted.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            b
+        };
         // Each key checked once: its answer if it is bad, else whether it
         // is a WAL key.
         let kinds: Vec<Result<bool>> = keys
@@ -202,7 +210,7 @@ impl LocalStore {
             .collect();
         let paths: Vec<&Path> = wal.iter().map(PathBuf::as_path).collect();
         let mut wal_reads =
-            spares::read_wal_batch(&paths, |f| read_file_with(f, scratch)).into_iter();
+            spares::read_wal_batch(&paths, |f| count(read_file_with(f, scratch))).into_iter();
         keys.iter()
             .zip(kinds)
             .map(|(key, kind)| {
@@ -212,7 +220,11 @@ impl LocalStore {
                         .next()
                         .unwrap_or_else(|| Err(io::Error::other("get_many lost a WAL read")))
                 } else {
-                    read_opt(&self.root.join(key))
+                    let got = read_opt(&self.root.join(key));
+                    if let Ok(Some(b)) = &got {
+                        counted.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    }
+                    got
                 };
                 let read = read.map_err(|e| Error::io("get", key, e))?;
                 Ok(read.map(|b| Object {

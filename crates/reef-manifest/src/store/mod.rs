@@ -159,8 +159,8 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// rest. A caller reading objects of unknown sizes bounds a batch by
     /// bytes this way: the answers hold at most `bytes_max` bytes and one
     /// object more. Reads in flight at the cut are read and dropped: here
-    /// up to `GETS_IN_FLIGHT` objects, on a local directory one run of 16
-    /// per thread.
+    /// up to `GETS_IN_FLIGHT` objects; a local directory's threads read
+    /// at most `bytes_max` and a run of 16 each.
     async fn get_many_within(
         &self,
         keys: &[String],

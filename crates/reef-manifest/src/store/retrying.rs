@@ -94,13 +94,19 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         bytes_max: u64,
     ) -> Vec<Result<Option<Object>>> {
         let mut answers = self.inner.get_many_within(keys, bytes_max).await;
-        for (key, answer) in keys.iter().zip(answers.iter_mut()) {
-            if matches!(answer, Err(e) if e.is_transient()) {
-                *answer = self.get(key).await;
+        // In order, re-cutting as it goes: an error counted no bytes, the
+        // object a retry finds does, and nothing past the cut is retried.
+        let mut bytes = 0u64;
+        for (i, key) in keys.iter().enumerate().take(answers.len()) {
+            if matches!(&answers[i], Err(e) if e.is_transient()) {
+                answers[i] = self.get(key).await;
+            }
+            bytes = bytes.saturating_add(super::answer_bytes(&answers[i]));
+            if bytes >= bytes_max {
+                answers.truncate(i + 1);
+                break;
             }
         }
-        // An error counted no bytes; the object a retry found does.
-        super::within(&mut answers, bytes_max);
         answers
     }
 
