@@ -179,10 +179,9 @@ impl Namespace {
     ///
     /// The WAL is applied a batch at a time (`RECOVERY_BATCH` records or
     /// `RECOVERY_BYTES`), so recovery holds two batches, not all unfolded
-    /// WAL: the next is
-    /// fetched while this one is applied (the reads are the store's, the
-    /// applying is ours, so they overlap). HEAD is read after each batch
-    /// is fetched and before it is applied, as above.
+    /// WAL: the next is fetched while this one is applied (the reads are
+    /// the store's, the applying is ours, so they overlap). HEAD is read
+    /// after each batch is fetched and before it is applied, as above.
     pub async fn catch_up(&self) -> Result<()> {
         loop {
             self.adopt_newer_manifest().await?;

@@ -181,7 +181,6 @@ impl Objects {
             end: newest.unwrap_or(after),
             // Nothing listed: an empty walk.
             ended: newest.is_none(),
-            sized: false,
             listed: Vec::new(),
             listed_pos: 0,
         })
@@ -198,7 +197,6 @@ impl Objects {
             end: newest.unwrap_or(after),
             // Nothing listed: an empty walk.
             ended: newest.is_none(),
-            sized: true,
             listed,
             listed_pos: 0,
         })
@@ -251,11 +249,9 @@ pub struct WalCursor<'a> {
     next: u64,
     end: u64,
     ended: bool,
-    /// Whether the listing has sizes (`wal_after_sized`): a batch is then
-    /// cut by them before it is read.
-    sized: bool,
     /// The listing's `(lsn, size)`, ascending: what `next_within` cuts a
-    /// batch by before reading it.
+    /// batch by before reading it (empty for a walk listed by keys only,
+    /// `wal_after`, or one with nothing listed, which is over).
     listed: Vec<(u64, u64)>,
     /// The first entry of `listed` not before `next`.
     listed_pos: usize,
@@ -286,7 +282,7 @@ impl WalCursor<'_> {
         }
         let span = u64::try_from(max - 1).unwrap_or(u64::MAX);
         let mut stop = self.end.min(self.next.saturating_add(span));
-        if self.sized {
+        if !self.listed.is_empty() {
             stop = self.cut(stop, bytes_max);
         }
         let mut first = self.next;

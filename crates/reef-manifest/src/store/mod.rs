@@ -166,7 +166,7 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
         keys: &[String],
         bytes_max: u64,
     ) -> Vec<Result<Option<Object>>> {
-        let mut answers = Vec::new();
+        let mut answers = Within::new(bytes_max);
         for chunk in keys.chunks(GETS_IN_FLIGHT) {
             let got = self.get_many(chunk).await;
             if got.len() != chunk.len() {
@@ -178,14 +178,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
                     message: format!("get_many answered {} of {} keys", got.len(), chunk.len()),
                     transient: false,
                 }));
-                return answers;
+                break;
             }
-            answers.extend(got);
-            if within(&mut answers, bytes_max) {
-                return answers;
+            if got.into_iter().any(|answer| answers.push(answer)) {
+                break;
             }
         }
-        answers
+        answers.into_answers()
     }
 
     /// Writes (or replaces) the object durably. (No tag: S3's streaming
@@ -369,20 +368,43 @@ impl ObjectStore for DynStore {
     }
 }
 
-/// Cuts `answers` after the one that brings their bytes to `bytes_max` or
-/// past it; whether that cut (or reached) them.
-pub(crate) fn within(answers: &mut Vec<Result<Option<Object>>>, bytes_max: u64) -> bool {
-    let mut bytes = 0u64;
-    let cut = answers.iter().position(|a| {
-        bytes = bytes.saturating_add(answer_bytes(a));
-        bytes >= bytes_max
-    });
-    match cut {
-        Some(i) => {
-            answers.truncate(i + 1);
-            true
+/// The answers of a `get_many_within` as they are gathered in key order:
+/// the one place that says where the byte budget cuts them.
+pub(crate) struct Within {
+    answers: Vec<Result<Option<Object>>>,
+    bytes: u64,
+    bytes_max: u64,
+}
+
+impl Within {
+    pub(crate) fn new(bytes_max: u64) -> Within {
+        Within {
+            answers: Vec::new(),
+            bytes: 0,
+            bytes_max,
         }
-        None => false,
+    }
+
+    /// Adds the next answer; whether the budget is now reached, so that
+    /// no answer may follow it.
+    pub(crate) fn push(&mut self, answer: Result<Option<Object>>) -> bool {
+        self.bytes = self.bytes.saturating_add(answer_bytes(&answer));
+        self.answers.push(answer);
+        self.full()
+    }
+
+    /// Whether the budget is reached.
+    pub(crate) fn full(&self) -> bool {
+        self.bytes >= self.bytes_max && !self.answers.is_empty()
+    }
+
+    /// How many answers there are.
+    pub(crate) fn len(&self) -> usize {
+        self.answers.len()
+    }
+
+    pub(crate) fn into_answers(self) -> Vec<Result<Option<Object>>> {
+        self.answers
     }
 }
 

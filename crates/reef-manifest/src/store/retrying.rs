@@ -93,21 +93,19 @@ impl<S: ObjectStore> ObjectStore for RetryingStore<S> {
         keys: &[String],
         bytes_max: u64,
     ) -> Vec<Result<Option<Object>>> {
-        let mut answers = self.inner.get_many_within(keys, bytes_max).await;
+        let inner = self.inner.get_many_within(keys, bytes_max).await;
         // In order, re-cutting as it goes: an error counted no bytes, the
         // object a retry finds does, and nothing past the cut is retried.
-        let mut bytes = 0u64;
-        for (i, key) in keys.iter().enumerate().take(answers.len()) {
-            if matches!(&answers[i], Err(e) if e.is_transient()) {
-                answers[i] = self.get(key).await;
+        let mut answers = super::Within::new(bytes_max);
+        for (key, mut answer) in keys.iter().zip(inner) {
+            if matches!(&answer, Err(e) if e.is_transient()) {
+                answer = self.get(key).await;
             }
-            bytes = bytes.saturating_add(super::answer_bytes(&answers[i]));
-            if bytes >= bytes_max {
-                answers.truncate(i + 1);
+            if answers.push(answer) {
                 break;
             }
         }
-        answers
+        answers.into_answers()
     }
 
     async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {

@@ -15,23 +15,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::super::{Object, answer_bytes, spares, validate_key};
+use super::super::{Object, Within, spares, validate_key};
 use super::{LocalStore, tag_of};
 use crate::error::{Error, Result};
 use crate::layout::is_wal_key;
 
 impl LocalStore {
     /// `get_many_within`: two blocking threads take runs of keys in turn,
-    /// and the answers are put back in key order and cut.
+    /// each reading its runs in order, until the bytes read reach the
+    /// budget (the work is the kernel's, opens and page-cache copies, and
+    /// it runs on two cores where one thread used one); the answers are
+    /// put back in key order and cut.
     pub(super) async fn get_within(
         &self,
         keys: &[String],
         bytes_max: u64,
     ) -> Vec<Result<Option<Object>>> {
-        // Two blocking threads take runs of keys in turn, each reading its
-        // runs in order: the work is the kernel's (opens and page-cache
-        // copies), and it runs on two cores where one thread used one.
-        // They stop taking runs once the bytes read reach the budget.
         let shared: Arc<[String]> = keys.into();
         let next = Arc::new(AtomicUsize::new(0));
         let read = Arc::new(AtomicU64::new(0));
@@ -50,26 +49,20 @@ impl LocalStore {
             }
         }
         runs.sort_unstable_by_key(|&(i, _)| i);
-        let mut answers = Vec::with_capacity(keys.len());
-        let mut bytes = 0u64;
+        let mut answers = Within::new(bytes_max);
         for (expected, (i, part)) in runs.into_iter().enumerate() {
             // A run a failed task took ends the prefix before it.
-            if i != expected {
+            if i != expected || part.into_iter().any(|answer| answers.push(answer)) {
                 break;
-            }
-            for answer in part {
-                bytes = bytes.saturating_add(answer_bytes(&answer));
-                answers.push(answer);
-                if bytes >= bytes_max {
-                    return answers;
-                }
             }
         }
         // Cut short by a failed task: the first key it left unread says so.
-        if let (Some(message), Some(key)) = (failed, keys.get(answers.len())) {
+        if !answers.full()
+            && let (Some(message), Some(key)) = (failed, keys.get(answers.len()))
+        {
             answers.push(Err(task_failed(key, &message)));
         }
-        answers
+        answers.into_answers()
     }
 
     /// One blocking thread's share of a `get_many_within`: the runs of

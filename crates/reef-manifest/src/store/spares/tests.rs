@@ -156,6 +156,15 @@ fn a_process_that_never_wrote_here_does_not_recycle() {
     assert!(!pool_of(&wal).unwrap().exists());
 }
 
+/// GC takes WAL object 1 into the pool, and a put of object 2 ("new
+/// record") refills its inode: the schedule the reader tests race.
+fn gc_then_refill_as_2(s: &LocalStore, wal: &Path) {
+    gc(s, &[1]);
+    let spare = refill(wal, b"new record").unwrap().expect("a spare");
+    fs::hard_link(&spare, wal.join(file(2))).unwrap();
+    fs::remove_file(&spare).unwrap();
+}
+
 /// A reader that opened an object before GC took it, and locks only after
 /// its inode was refilled with another object, must answer "absent".
 #[test]
@@ -164,10 +173,7 @@ fn a_reader_that_opened_before_gc_never_gets_the_next_objects_bytes() {
     let old = put(&wal, 1, b"old record");
     let opened = File::open(&old).unwrap();
 
-    gc(&s, &[1]);
-    let spare = refill(&wal, b"new record").unwrap().expect("a spare");
-    fs::hard_link(&spare, wal.join(file(2))).unwrap();
-    fs::remove_file(&spare).unwrap();
+    gc_then_refill_as_2(&s, &wal);
     let same = fs::metadata(wal.join(file(2))).unwrap().ino();
     assert_eq!(opened.metadata().unwrap().ino(), same);
 
@@ -197,10 +203,7 @@ fn a_reader_by_name_in_its_directory_never_gets_the_next_objects_bytes() {
     let old = put(&wal, 1, b"old record");
     let opened = File::open(&old).unwrap();
 
-    gc(&s, &[1]);
-    let spare = refill(&wal, b"new record").unwrap().expect("a spare");
-    fs::hard_link(&spare, wal.join(file(2))).unwrap();
-    fs::remove_file(&spare).unwrap();
+    gc_then_refill_as_2(&s, &wal);
 
     let mut read = |f: &mut File| read_file(f);
     assert!(
@@ -370,10 +373,7 @@ fn an_unlocked_read_during_which_a_pool_appears_counts_for_nothing() {
     let got = read_wal(&old, |f| {
         if std::mem::take(&mut first) {
             assert!(!pool.exists());
-            gc(&s, &[1]);
-            let spare = refill(&wal, b"new record").unwrap().expect("a spare");
-            fs::hard_link(&spare, wal.join(file(2))).unwrap();
-            fs::remove_file(&spare).unwrap();
+            gc_then_refill_as_2(&s, &wal);
         }
         read_file(f)
     })
@@ -393,10 +393,7 @@ fn a_batch_during_which_a_pool_appears_reads_again_under_the_lock() {
     let got = read_wal_batch(&[&old, &other], |f| {
         if std::mem::take(&mut first) {
             assert!(!pool.exists());
-            gc(&s, &[1]);
-            let spare = refill(&wal, b"new record").unwrap().expect("a spare");
-            fs::hard_link(&spare, wal.join(file(2))).unwrap();
-            fs::remove_file(&spare).unwrap();
+            gc_then_refill_as_2(&s, &wal);
         }
         read_file(f)
     });
