@@ -24,13 +24,21 @@ use crate::error::{Error, Result};
 /// The state of one id: `None` when absent (never written or deleted).
 pub(crate) type Current = Option<(u64, Bytes)>;
 
-/// Effects of the requests resolved so far in a batch, over a base.
+/// Effects of the requests resolved so far in a batch, over a base. Keyed
+/// by the ids the batch's requests hold (borrowed: no copy of each id).
 #[derive(Default)]
-pub(crate) struct Overlay {
-    ids: HashMap<String, Current>,
+pub(crate) struct Overlay<'r> {
+    ids: HashMap<&'r str, Current>,
 }
 
-impl Overlay {
+impl<'r> Overlay<'r> {
+    /// Room for `ops` ids without growing.
+    pub(crate) fn with_capacity(ops: usize) -> Overlay<'r> {
+        Overlay {
+            ids: HashMap::with_capacity(ops),
+        }
+    }
+
     fn get<'a>(&'a self, id: &str, base: &'a HashMap<String, Current>) -> Option<&'a Current> {
         self.ids.get(id).or_else(|| base.get(id))
     }
@@ -49,21 +57,21 @@ fn describe(cur: &Current) -> String {
 /// failure neither changes. An upsert's entry holds the bytes `check`
 /// encoded; only a patch's result is encoded here (against the limits the
 /// request was checked with).
-pub(crate) fn resolve(
+pub(crate) fn resolve<'r>(
     namespace: &str,
-    checked: &CheckedRequest,
+    checked: &'r CheckedRequest,
     base: &HashMap<String, Current>,
-    overlay: &mut Overlay,
+    overlay: &mut Overlay<'r>,
     next_version: &mut u64,
 ) -> Result<WalRequest> {
     let req = checked.request();
     let limits = checked.limits();
-    let mut mine: HashMap<String, Current> = HashMap::new();
+    let mut mine: HashMap<&'r str, Current> = HashMap::new();
     let mut version = *next_version;
     let mut ops = Vec::with_capacity(req.ops.len());
     let mut skipped = 0u32;
     for (i, op) in req.ops.iter().enumerate() {
-        let cur: Current = match mine.get(&op.id) {
+        let cur: Current = match mine.get(op.id.as_str()) {
             Some(c) => c.clone(),
             None => overlay.get(&op.id, base).cloned().flatten(),
         };
@@ -115,7 +123,7 @@ pub(crate) fn resolve(
             Some(bytes) => Entry::put(op.id.clone(), version, bytes.clone()),
             None => Entry::delete(op.id.clone(), version),
         };
-        mine.insert(op.id.clone(), new.map(|b| (version, b)));
+        mine.insert(op.id.as_str(), new.map(|b| (version, b)));
         ops.push(WalOp {
             kind: op.kind,
             entry,
