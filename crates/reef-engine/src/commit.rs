@@ -299,7 +299,8 @@ async fn plan(ns: &Namespace, reqs: &[&CheckedRequest]) -> Result<(Vec<Outcome>,
             .collect();
         (s.last_version + 1, keys)
     };
-    let mut overlay = Overlay::with_capacity(reqs.iter().map(|r| r.request().ops.len()).sum());
+    // Room for one id per request (the common case); more ops grow it.
+    let mut overlay = Overlay::with_capacity(reqs.len());
     let mut wal = Vec::new();
     let mut in_batch: HashMap<&str, (u128, usize)> = HashMap::new();
     let mut outcomes = Vec::with_capacity(reqs.len());

@@ -32,10 +32,10 @@ pub(crate) struct Overlay<'r> {
 }
 
 impl<'r> Overlay<'r> {
-    /// Room for `ops` ids without growing.
-    pub(crate) fn with_capacity(ops: usize) -> Overlay<'r> {
+    /// Room for `ids` ids without growing.
+    pub(crate) fn with_capacity(ids: usize) -> Overlay<'r> {
         Overlay {
-            ids: HashMap::with_capacity(ops),
+            ids: HashMap::with_capacity(ids),
         }
     }
 

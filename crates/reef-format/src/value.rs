@@ -344,10 +344,15 @@ mod tests {
             ("", Value::String(String::new())),
             ("é", Value::Bytes(vec![0, 1, 2])),
         ]);
+        // An array chain and an object chain, each as deep as an encodable
+        // document may go.
         let mut nested = Value::Null;
-        // An array chain as deep as an encodable document may go.
         for _ in 0..VALUE_DEPTH_MAX - 1 {
             nested = Value::Array(vec![nested, Value::I64(7)]);
+        }
+        let mut objects = Value::Bool(true);
+        for _ in 0..VALUE_DEPTH_MAX - 1 {
+            objects = Value::Object(doc(&[("o", objects), ("p", Value::Null)]));
         }
         let docs = [
             Document::new(),
@@ -365,6 +370,7 @@ mod tests {
                 ),
             ]),
             doc(&[("deep", nested)]),
+            doc(&[("deep", objects.clone())]),
         ];
         for d in &docs {
             let bytes = encode_document(d, &Limits::default()).unwrap();
@@ -374,6 +380,9 @@ mod tests {
         for _ in 0..VALUE_DEPTH_MAX + 1 {
             too_deep = Value::Array(vec![too_deep]);
         }
+        assert_eq!(object_len(&doc(&[("x", too_deep)]), 1), None);
+        let too_deep = Value::Object(doc(&[("o", objects)]));
+        assert!(encode_document(&doc(&[("x", too_deep.clone())]), &Limits::default()).is_err());
         assert_eq!(object_len(&doc(&[("x", too_deep)]), 1), None);
     }
 
