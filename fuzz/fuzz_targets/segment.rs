@@ -26,8 +26,10 @@ fuzz_target!(|data: &[u8]| {
     let crc = reef_format::crc32(&block);
     block.extend_from_slice(&crc.to_le_bytes());
     if let Ok(b) = Block::decode(&Bytes::from(block), "fuzz", 0) {
-        for e in b.entries() {
-            assert!(b.lower_bound(&e.id) < b.entries().len());
+        for (i, e) in b.entries().enumerate() {
+            assert!(b.lower_bound(&e.id) <= i);
+            assert_eq!((b.id(i), b.version(i)), (e.id.as_str(), e.version));
         }
+        assert!(b.mem_bytes() >= b.len());
     }
 });

@@ -28,7 +28,8 @@ pub struct EngineOptions {
     pub transient_retries_max: u32,
     /// First backoff delay; doubles per retry, with jitter.
     pub backoff_base: Duration,
-    /// Budget of the shared segment block cache.
+    /// Budget of the shared segment block cache, in bytes of memory its
+    /// decoded blocks hold (`Block::mem_bytes`).
     pub block_cache_bytes: usize,
     /// Open without the ability to write (another process writes).
     pub read_only: bool,

@@ -122,30 +122,40 @@ impl Entry {
     /// an id of 1..=`ID_BYTES_HARD_MAX` bytes and, for a put, a document of
     /// at most `DOC_BYTES_HARD_MAX` bytes that starts as an object.
     pub fn check_storable(&self) -> Result<(), String> {
-        if self.id.is_empty() || self.id.len() > ID_BYTES_HARD_MAX {
-            return Err(format!(
-                "id of {} bytes, must be 1..={ID_BYTES_HARD_MAX}",
-                self.id.len()
-            ));
-        }
-        if let EntryValue::Put(doc) = &self.value {
-            if doc.len() > DOC_BYTES_HARD_MAX {
-                return Err(format!(
-                    "document of {} bytes exceeds {DOC_BYTES_HARD_MAX}",
-                    doc.len()
-                ));
-            }
-            if !is_document_encoding(doc) {
-                return Err("document bytes do not start with an object".to_owned());
-            }
-        }
-        Ok(())
+        let doc = match &self.value {
+            EntryValue::Put(doc) => Some(&doc[..]),
+            EntryValue::Delete => None,
+        };
+        check_storable(&self.id, doc)
     }
 
     /// This entry as a one-element setsum.
     pub fn setsum(&self) -> Setsum {
         Setsum::of_hash(&self.digest())
     }
+}
+
+/// `Entry::check_storable` on an entry's parts (`doc` is `None` for a
+/// tombstone), for a decoder that has not made the entry.
+pub(crate) fn check_storable(id: &str, doc: Option<&[u8]>) -> Result<(), String> {
+    if id.is_empty() || id.len() > ID_BYTES_HARD_MAX {
+        return Err(format!(
+            "id of {} bytes, must be 1..={ID_BYTES_HARD_MAX}",
+            id.len()
+        ));
+    }
+    if let Some(doc) = doc {
+        if doc.len() > DOC_BYTES_HARD_MAX {
+            return Err(format!(
+                "document of {} bytes exceeds {DOC_BYTES_HARD_MAX}",
+                doc.len()
+            ));
+        }
+        if !is_document_encoding(doc) {
+            return Err("document bytes do not start with an object".to_owned());
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! `BlockCache`: decoded segment blocks, least-recently-used first out,
-//! bounded by a byte budget (counted as the blocks' encoded size).
+//! bounded by a byte budget, each block counted at what it holds in
+//! memory (`Block::mem_bytes`: its bytes and its per-entry slots).
 //!
 //! Invariant: `used_bytes <= budget_bytes` after every call; a block larger
 //! than the whole budget is never cached.
@@ -98,7 +99,7 @@ impl BlockCache {
         self.lock().stats.used_bytes.saturating_add(bytes) <= self.budget_bytes
     }
 
-    /// Caches a block of `bytes` encoded bytes, evicting the least
+    /// Caches a block that holds `bytes` in memory, evicting the least
     /// recently used blocks to stay within budget.
     pub fn insert(&self, key: BlockKey, block: Arc<Block>, bytes: usize) {
         if bytes > self.budget_bytes {

@@ -149,8 +149,8 @@ impl SegmentReader {
             .get_range(&self.key, h.offset..h.offset + u64::from(h.len))
             .await?;
         let block = Arc::new(self.index.decode_block(n, &bytes, &self.key)?);
-        self.cache
-            .insert(cache_key, Arc::clone(&block), bytes.len());
+        let held = block.mem_bytes();
+        self.cache.insert(cache_key, Arc::clone(&block), held);
         Ok(block)
     }
 
@@ -231,14 +231,13 @@ impl SegmentReader {
             // decoded): skip those before `from` by binary search. A walk
             // over overlapping segments starts many steps inside one
             // block; skipping one by one made each step cost the block.
-            let entries = block.entries();
-            let start = entries.partition_point(|e| !after_from(&e.id, from));
-            out.reserve(entries.len() - start);
-            for e in entries.get(start..).unwrap_or_default() {
-                if !before_to(&e.id, to) {
+            let start = block.partition_point(|id| !after_from(id, from));
+            out.reserve(block.len() - start);
+            for i in start..block.len() {
+                if !before_to(block.id(i), to) {
                     return Ok(out);
                 }
-                out.push(e.clone());
+                out.extend(block.entry(i));
             }
             // Passed whole (a step's end may peek into the next block).
             ahead.maybe_prefetch(self, n);
@@ -304,20 +303,25 @@ impl SegmentReader {
                 if block_end > bytes.len() {
                     return Err(self.no_block(m));
                 }
-                let len = block_end - at;
-                let cache_it = self.cache.has_room(len);
-                // A cached block is copied out of a run of several, so as
-                // not to pin the run; otherwise it shares the run's bytes.
-                let part = if cache_it && run_end > n + 1 {
-                    Bytes::copy_from_slice(bytes.get(at..block_end).unwrap_or_default())
-                } else {
-                    bytes.slice(at..block_end)
-                };
-                let block = Arc::new(self.index.decode_block(m, &part, &self.key)?);
-                if cache_it {
+                let block = self
+                    .index
+                    .decode_block(m, &bytes.slice(at..block_end), &self.key)?;
+                let held = block.mem_bytes();
+                let block = if self.cache.has_room(held) {
+                    // A cached block is copied out of a run of several, so
+                    // as not to pin the run; otherwise it shares the run's
+                    // bytes.
+                    let block = Arc::new(if run_end > n + 1 {
+                        block.unshared()
+                    } else {
+                        block
+                    });
                     let cache_key = (Arc::clone(&self.key), self.identity, m);
-                    self.cache.insert(cache_key, Arc::clone(&block), len);
-                }
+                    self.cache.insert(cache_key, Arc::clone(&block), held);
+                    block
+                } else {
+                    Arc::new(block)
+                };
                 out.push(block);
             }
             n = run_end;
@@ -349,14 +353,13 @@ impl SegmentReader {
         let mut out = Vec::new();
         for n in first..self.index.blocks().len() {
             let block = self.block(n).await?;
-            for e in block.entries() {
-                let after_from = after_from(&e.id, from);
-                let before_to = before_to(&e.id, to);
-                if !before_to || out.len() >= limit {
+            for i in 0..block.len() {
+                let id = block.id(i);
+                if !before_to(id, to) || out.len() >= limit {
                     return Ok(out);
                 }
-                if after_from {
-                    out.push(e.clone());
+                if after_from(id, from) {
+                    out.extend(block.entry(i));
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use reef_format::segment::SLOT_BYTES;
 use reef_format::{Entry, Limits, Segment, SegmentBuilder, SegmentOptions, Value, encode_document};
 use reef_manifest::store::{CountingStore, DynStore, MemoryStore, ObjectStore};
 use reef_manifest::{BlockCache, Error, SegmentReader};
@@ -169,6 +170,36 @@ async fn cache_respects_its_budget() {
     let stats = cache.stats();
     assert!(stats.used_bytes <= 10_000, "{stats:?}");
     assert!(stats.blocks >= 1 && stats.blocks <= 3, "{stats:?}");
+}
+
+/// The cache charges each block what it holds in memory (its bytes and
+/// its slots), whether a point read fetched it alone or a walk's
+/// read-ahead fetched it in a run; a block cached out of a run holds only
+/// its own bytes.
+#[tokio::test]
+async fn cache_charges_what_blocks_hold() {
+    let (store, whole, _, len) = setup(0).await;
+    let cache = Arc::new(BlockCache::new(1 << 30));
+    let dyn_store: DynStore = store.clone();
+    let reader = SegmentReader::open(dyn_store, "seg/s", Some(len), Arc::clone(&cache))
+        .await
+        .unwrap();
+    let alone = reader.block(7).await.unwrap();
+    let stats = cache.stats();
+    assert_eq!((stats.blocks, stats.used_bytes), (1, alone.mem_bytes()));
+    let h = &whole.index().blocks()[7];
+    assert_eq!(alone.mem_bytes(), h.len as usize + alone.len() * SLOT_BYTES);
+
+    let run = reader.blocks(0, 6).await.unwrap();
+    assert_eq!(run.len(), 6);
+    let held: usize = run.iter().map(|b| b.mem_bytes()).sum();
+    let stats = cache.stats();
+    assert_eq!(stats.blocks, 7, "{stats:?}");
+    assert_eq!(stats.used_bytes, held + alone.mem_bytes(), "{stats:?}");
+    for (n, b) in run.iter().enumerate() {
+        let h = &whole.index().blocks()[n];
+        assert_eq!(b.mem_bytes(), h.len as usize + b.len() * SLOT_BYTES);
+    }
 }
 
 #[tokio::test]

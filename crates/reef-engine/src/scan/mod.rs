@@ -495,9 +495,10 @@ pub(super) mod tests {
     /// of many times the cache's size, and reading it again costs no GET.
     #[tokio::test]
     async fn a_long_scan_does_not_evict_point_reads_blocks() {
-        // Room for four of its blocks (about 3.3 KiB each), not five; the
-        // segment has over a hundred.
-        let cache = Arc::new(BlockCache::new(4 * 3_400));
+        // Room for four of its blocks (about 3.3 KiB and 35 slots each),
+        // not five; the segment has over a hundred.
+        let block = 3_400 + 35 * reef_format::segment::SLOT_BYTES;
+        let cache = Arc::new(BlockCache::new(4 * block));
         let (store, seg) = k_segment(cache.clone()).await;
         assert!(seg.first_block(Bound::Excluded("k03999")) > 100);
         let view = view_of(&seg);
@@ -509,7 +510,7 @@ pub(super) mod tests {
             assert!(crate::read::get(&view, "t", id).await.unwrap().is_some());
         }
         assert_eq!(cache.stats().blocks, 4);
-        assert!(!cache.has_room(3_000), "{cache:?}");
+        assert!(!cache.has_room(block - 400), "{cache:?}");
         let docs = collect(view.clone(), "t", &ScanRange::default())
             .await
             .unwrap();

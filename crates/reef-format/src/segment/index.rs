@@ -341,20 +341,20 @@ impl SegmentIndex {
             return Err(bad(format!("{} bytes, index says {}", bytes.len(), h.len)));
         }
         let block = Block::decode(bytes, object, h.offset)?;
-        if block.entries().len() != h.entries as usize {
+        if block.len() != h.entries as usize {
             return Err(bad(format!(
                 "{} entries, index says {}",
-                block.entries().len(),
+                block.len(),
                 h.entries
             )));
         }
         let ends_right = block
             .last()
-            .is_some_and(|e| e.id == h.last_id && e.version == h.last_version);
+            .is_some_and(|(id, version)| id == h.last_id && version == h.last_version);
         let prev = block_no.checked_sub(1).and_then(|p| self.blocks.get(p));
         let starts_right = match (prev, block.first()) {
-            (Some(p), Some(e)) => {
-                key_cmp(&p.last_id, p.last_version, &e.id, e.version) == Ordering::Less
+            (Some(p), Some((id, version))) => {
+                key_cmp(&p.last_id, p.last_version, id, version) == Ordering::Less
             }
             (None, Some(_)) => true,
             (_, None) => false,

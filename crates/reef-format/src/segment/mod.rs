@@ -19,8 +19,8 @@ mod builder;
 mod index;
 mod reader;
 
-pub use block::Block;
 pub(crate) use block::key_order;
+pub use block::{Block, SLOT_BYTES};
 pub use bloom::Bloom;
 pub use builder::{BuiltSegment, SegmentBuilder, SegmentOptions};
 pub use index::{

@@ -74,20 +74,18 @@ impl<'a> PointLookup<'a> {
 
     /// Continues with block number `block_no`, as fetched for a `Fetch`.
     pub fn feed(&self, block_no: usize, block: &Block) -> Probe {
-        let entries = block.entries();
-        let start = block.lower_bound(self.id);
-        for e in entries.get(start..).unwrap_or_default() {
-            if e.id != self.id {
+        for i in block.lower_bound(self.id)..block.len() {
+            if block.id(i) != self.id {
                 return Probe::Done(None);
             }
-            if e.version <= self.snapshot {
-                return Probe::Done(Some(e.clone()));
+            if block.version(i) <= self.snapshot {
+                return Probe::Done(block.entry(i));
             }
         }
         // Every remaining entry was our id but too new: older versions may
         // continue in the next block.
         let next = block_no + 1;
-        let continues = entries.last().is_some_and(|e| e.id == self.id);
+        let continues = block.last().is_some_and(|(id, _)| id == self.id);
         if continues && next < self.index.blocks().len() {
             Probe::Fetch(next)
         } else {
