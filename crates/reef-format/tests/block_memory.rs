@@ -79,8 +79,11 @@ fn a_decoded_block_yields_its_entries_and_finds_its_ids() {
         (block.id(entries.len()), block.version(entries.len())),
         ("", 0)
     );
-    // A copy on its own bytes is the same block.
+    // A copy on its own bytes is the same block, on another buffer.
+    let held = block.mem_bytes();
     let unshared = block.unshared();
     assert_eq!(unshared.entries().collect::<Vec<_>>(), entries);
-    assert_eq!(unshared.mem_bytes(), block.mem_bytes());
+    assert_eq!(unshared.mem_bytes(), held);
+    assert_eq!(unshared.bytes(), &raw);
+    assert_ne!(unshared.bytes().as_ptr(), raw.as_ptr());
 }

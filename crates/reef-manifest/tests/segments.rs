@@ -174,8 +174,7 @@ async fn cache_respects_its_budget() {
 
 /// The cache charges each block what it holds in memory (its bytes and
 /// its slots), whether a point read fetched it alone or a walk's
-/// read-ahead fetched it in a run; a block cached out of a run holds only
-/// its own bytes.
+/// read-ahead fetched it in a run.
 #[tokio::test]
 async fn cache_charges_what_blocks_hold() {
     let (store, whole, _, len) = setup(0).await;
@@ -200,6 +199,39 @@ async fn cache_charges_what_blocks_hold() {
         let h = &whole.index().blocks()[n];
         assert_eq!(b.mem_bytes(), h.len as usize + b.len() * SLOT_BYTES);
     }
+}
+
+/// A walk's read-ahead fills the cache's free room by what blocks hold,
+/// not by their encoded length, and copies out of its run only the blocks
+/// it caches: a cached block must not keep a 1 MiB run alive, and one not
+/// cached need not be copied.
+#[tokio::test]
+async fn read_ahead_caches_by_held_size_and_copies_only_what_it_keeps() {
+    let (store, whole, _, len) = setup(0).await;
+    let h = whole.index().blocks();
+    let held = |n: usize| h[n].len as usize + h[n].entries as usize * SLOT_BYTES;
+    // Three blocks by encoded length, only two by what they hold.
+    let budget: usize = (0..3).map(|n| h[n].len as usize).sum();
+    assert!(held(0) + held(1) <= budget && held(0) + held(1) + held(2) > budget);
+    let cache = Arc::new(BlockCache::new(budget));
+    let dyn_store: DynStore = store.clone();
+    let reader = SegmentReader::open(dyn_store, "seg/s", Some(len), Arc::clone(&cache))
+        .await
+        .unwrap();
+    let run = reader.blocks(0, 6).await.unwrap();
+    let stats = cache.stats();
+    assert_eq!(stats.blocks, 2, "{stats:?}");
+    assert_eq!(stats.used_bytes, held(0) + held(1), "{stats:?}");
+    // Where each block's bytes start and end in memory.
+    let at = |n: usize| run[n].bytes().as_ptr() as usize;
+    let end = |n: usize| at(n) + run[n].bytes().len();
+    // Blocks 2..6, not cached, are adjacent slices of the one run.
+    for n in 2..5 {
+        assert_eq!(end(n), at(n + 1), "block {} is not in the run", n + 1);
+    }
+    // Blocks 0 and 1, cached, were copied out of it.
+    assert_ne!(end(1), at(2), "cached block 1 still shares the run");
+    assert_ne!(end(0), at(1), "cached block 0 still shares the run");
 }
 
 #[tokio::test]

@@ -255,11 +255,17 @@ impl Block {
     /// The same block on a copy of its bytes: one read with others in a
     /// run of read-ahead shares the run's buffer, which a cached block
     /// must not keep alive.
-    pub fn unshared(&self) -> Block {
+    pub fn unshared(self) -> Block {
         Block {
             bytes: Bytes::copy_from_slice(&self.bytes),
-            slots: self.slots.clone(),
+            slots: self.slots,
         }
+    }
+
+    /// The block's bytes as read (a slice of the buffer they were read
+    /// into, unless `unshared`).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
     }
 
     fn entry_of(&self, s: &Slot) -> Entry {
