@@ -99,9 +99,11 @@ impl BlockCache {
         self.lock().stats.used_bytes.saturating_add(bytes) <= self.budget_bytes
     }
 
-    /// Caches a block that holds `bytes` in memory, evicting the least
-    /// recently used blocks to stay within budget.
-    pub fn insert(&self, key: BlockKey, block: Arc<Block>, bytes: usize) {
+    /// Caches a block, charged what it holds in memory
+    /// (`Block::mem_bytes`), evicting the least recently used blocks to
+    /// stay within budget.
+    pub fn insert(&self, key: BlockKey, block: Arc<Block>) {
+        let bytes = block.mem_bytes();
         if bytes > self.budget_bytes {
             return;
         }

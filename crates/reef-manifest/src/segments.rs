@@ -149,8 +149,7 @@ impl SegmentReader {
             .get_range(&self.key, h.offset..h.offset + u64::from(h.len))
             .await?;
         let block = Arc::new(self.index.decode_block(n, &bytes, &self.key)?);
-        let held = block.mem_bytes();
-        self.cache.insert(cache_key, Arc::clone(&block), held);
+        self.cache.insert(cache_key, Arc::clone(&block));
         Ok(block)
     }
 
@@ -306,22 +305,18 @@ impl SegmentReader {
                 let block = self
                     .index
                     .decode_block(m, &bytes.slice(at..block_end), &self.key)?;
-                let held = block.mem_bytes();
-                let block = if self.cache.has_room(held) {
-                    // A cached block is copied out of a run of several, so
-                    // as not to pin the run; otherwise it shares the run's
-                    // bytes.
-                    let block = Arc::new(if run_end > n + 1 {
-                        block.unshared()
-                    } else {
-                        block
-                    });
-                    let cache_key = (Arc::clone(&self.key), self.identity, m);
-                    self.cache.insert(cache_key, Arc::clone(&block), held);
-                    block
+                let cache_it = self.cache.has_room(block.mem_bytes());
+                // A cached block is copied out of a run of several, so as
+                // not to pin the run; otherwise it shares the run's bytes.
+                let block = Arc::new(if cache_it && run_end > n + 1 {
+                    block.unshared()
                 } else {
-                    Arc::new(block)
-                };
+                    block
+                });
+                if cache_it {
+                    let cache_key = (Arc::clone(&self.key), self.identity, m);
+                    self.cache.insert(cache_key, Arc::clone(&block));
+                }
                 out.push(block);
             }
             n = run_end;

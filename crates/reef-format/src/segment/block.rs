@@ -83,7 +83,7 @@ impl BlockBuilder {
 /// Decoding allocates once per block (the slots), not once per entry: an
 /// entry becomes an owned `Entry` only when a reader asks for it, and a
 /// cached block costs its bytes plus `SLOT_BYTES` per entry (with an owned
-/// `Entry` per entry it cost about 1.7 times its bytes for 100-byte
+/// `Entry` per entry it cost about 1.9 times its bytes for 100-byte
 /// documents, and its id allocations were a tenth of a cold scan's CPU).
 #[derive(Clone, Debug)]
 pub struct Block {
