@@ -236,11 +236,14 @@ async fn commit_batch(
         match (ours, fence) {
             (_, Err(e)) => return fail_all(reqs.len(), &e),
             (true, Ok(Fence::Unfolded)) => {
-                if let Err(e) = ns.apply(&record) {
+                // Answered from the record before it moves into the
+                // memtable; sent only once it is applied.
+                let answers = answer(&outcomes, &record.requests, lsn);
+                if let Err(e) = ns.apply(record) {
                     return fail_all(reqs.len(), &e);
                 }
                 ns.prune_idempotency(opts.clock.now_ms(), &opts.compactor);
-                return answer(&outcomes, &record.requests, lsn);
+                return answers;
             }
             // Another process folded our record (this attempt's, or an
             // earlier one whose response was lost) before we looked: it is

@@ -143,17 +143,14 @@ pub(crate) fn release(old: Arc<RwLock<Memtable>>, room: &Arc<Room>) {
 /// `release`'s task: frees `entries` a slice at a time, taking each
 /// slice's bytes out of `counted`.
 #[cfg(not(loom))]
-async fn free_in_slices(
-    mut entries: btree_map::IntoIter<(String, Reverse<u64>), EntryValue>,
-    mut counted: Counted,
-) {
+async fn free_in_slices(mut entries: btree_map::IntoIter<Key, EntryValue>, mut counted: Counted) {
     loop {
         let mut slice_bytes = 0;
         for _ in 0..FREE_SLICE_ENTRIES {
-            let Some(((id, _), value)) = entries.next() else {
+            let Some((key, value)) = entries.next() else {
                 return;
             };
-            slice_bytes += held_payload(&id, &value) + ENTRY_OVERHEAD_BYTES;
+            slice_bytes += held_payload(&key.id, &value) + ENTRY_OVERHEAD_BYTES;
         }
         counted.freed(slice_bytes);
         tokio::task::yield_now().await;
@@ -206,15 +203,69 @@ fn held_payload(id: &str, value: &EntryValue) -> usize {
 /// Heap bytes one entry costs beyond its id and document: its slot in the
 /// map's nodes (key, version and value handle, nodes about half full), the
 /// id's and the shared document handle's blocks, and the allocator's
-/// header on each block. Measured at 146 bytes requested per entry
-/// (`tests/memtable_memory.rs`), plus three blocks' headers. Without it a
-/// namespace of 100-byte documents held about twice its budget.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 192;
+/// header on each block. Measured at 175 bytes requested per entry
+/// (`tests/memtable_memory.rs`; 146 before the key carried its 16-byte
+/// head), plus three blocks' headers. Without it a namespace of 100-byte
+/// documents held about twice its budget.
+pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 224;
+
+/// A key of the map, in segment order: id ascending, then version
+/// descending. `head` is the id's first 16 bytes, zero-padded and read as
+/// a big-endian number, compared before the id: two ids whose heads differ
+/// are ordered by their heads (a zero pad sorts below any byte but NUL,
+/// as the shorter of two ids that agree that far does; against a NUL the
+/// heads tie and the ids decide), so most comparisons of a search read
+/// the node alone and not the id's heap block. Applying a 64-writer batch
+/// spent about a microsecond per entry searching, most of it fetching ids
+/// from the heap (docs/benchmarks.md, "Applying a batch").
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Key {
+    head: u128,
+    id: String,
+    version: Reverse<u64>,
+}
+
+impl Key {
+    fn new(id: String, version: u64) -> Key {
+        Key {
+            head: head(&id),
+            id,
+            version: Reverse(version),
+        }
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> std::cmp::Ordering {
+        self.head
+            .cmp(&other.head)
+            .then_with(|| self.id.cmp(&other.id))
+            .then(self.version.cmp(&other.version))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An id's first 16 bytes, zero-padded, as a big-endian number.
+#[expect(
+    clippy::big_endian_bytes,
+    reason = "an in-memory sort key, never stored: big-endian so that numbers order as the bytes do"
+)]
+fn head(id: &str) -> u128 {
+    let mut bytes = [0u8; 16];
+    let n = id.len().min(16);
+    bytes[..n].copy_from_slice(&id.as_bytes()[..n]);
+    u128::from_be_bytes(bytes)
+}
 
 /// Sorted, multi-version entries.
 #[derive(Debug, Default, Clone)]
 pub struct Memtable {
-    map: BTreeMap<(String, Reverse<u64>), EntryValue>,
+    map: BTreeMap<Key, EntryValue>,
     payload_bytes: usize,
     /// Inserts ever made into this table (a replay's re-insert included),
     /// so a copy can tell that the table changed after it was made.
@@ -232,14 +283,15 @@ impl Memtable {
         let added = e.payload_bytes();
         let mut id = e.id;
         id.shrink_to_fit();
-        match self.map.entry((id, Reverse(e.version))) {
+        match self.map.entry(Key::new(id, e.version)) {
             btree_map::Entry::Vacant(slot) => {
                 slot.insert(e.value);
                 self.payload_bytes += added;
             }
             btree_map::Entry::Occupied(mut slot) => {
                 let old = slot.insert(e.value);
-                self.payload_bytes = self.payload_bytes + added - held_payload(&slot.key().0, &old);
+                self.payload_bytes =
+                    self.payload_bytes + added - held_payload(&slot.key().id, &old);
             }
         }
     }
@@ -251,13 +303,13 @@ impl Memtable {
     /// which assumes half-full nodes, overstates such a table a little:
     /// on the budget's safe side.
     fn newer_than(&self, folded_version: u64) -> Memtable {
-        let map: BTreeMap<(String, Reverse<u64>), EntryValue> = self
+        let map: BTreeMap<Key, EntryValue> = self
             .map
             .iter()
-            .filter(|((_, Reverse(version)), _)| *version > folded_version)
+            .filter(|(k, _)| k.version.0 > folded_version)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let payload_bytes = map.iter().map(|((id, _), v)| held_payload(id, v)).sum();
+        let payload_bytes = map.iter().map(|(k, v)| held_payload(&k.id, v)).sum();
         Memtable {
             map,
             payload_bytes,
@@ -278,14 +330,14 @@ impl Memtable {
 
     /// The newest entry of `id` with version `<= at`.
     pub fn get(&self, id: &str, at: u64) -> Option<Entry> {
-        let start = (id.to_owned(), Reverse(at));
-        let ((found_id, Reverse(version)), value) = self
+        let start = Key::new(id.to_owned(), at);
+        let (found, value) = self
             .map
             .range((Bound::Included(start), Bound::Unbounded))
             .next()?;
-        (found_id == id).then(|| Entry {
-            id: found_id.clone(),
-            version: *version,
+        (found.id == id).then(|| Entry {
+            id: found.id.clone(),
+            version: found.version.0,
             value: value.clone(),
         })
     }
@@ -301,13 +353,13 @@ impl Memtable {
         ids_max: usize,
     ) -> (Vec<Entry>, Option<String>) {
         let start = match from {
-            Bound::Included(id) => Bound::Included((id.to_owned(), Reverse(u64::MAX))),
-            Bound::Excluded(id) => Bound::Excluded((id.to_owned(), Reverse(0))),
+            Bound::Included(id) => Bound::Included(Key::new(id.to_owned(), u64::MAX)),
+            Bound::Excluded(id) => Bound::Excluded(Key::new(id.to_owned(), 0)),
             Bound::Unbounded => Bound::Unbounded,
         };
         let mut out: Vec<Entry> = Vec::new();
         let mut ids = 0;
-        for ((id, Reverse(version)), value) in self.map.range((start, Bound::Unbounded)) {
+        for (Key { id, version, .. }, value) in self.map.range((start, Bound::Unbounded)) {
             if !before_to(id, to) {
                 break;
             }
@@ -320,7 +372,7 @@ impl Memtable {
             }
             out.push(Entry {
                 id: id.clone(),
-                version: *version,
+                version: version.0,
                 value: value.clone(),
             });
         }
@@ -331,6 +383,86 @@ impl Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    /// Ids that meet the head's edges: shorter than, exactly and longer
+    /// than 16 bytes, sharing 16-byte prefixes, a NUL (which pads the
+    /// same as nothing), bytes above 0x7f.
+    fn id() -> impl Strategy<Value = String> {
+        let byte = prop_oneof![
+            Just('\0'),
+            Just('a'),
+            Just('b'),
+            Just('\u{7f}'),
+            Just('é'),
+            Just('\u{10ffff}'),
+        ];
+        let tail =
+            proptest::collection::vec(byte, 0..6).prop_map(|cs| cs.into_iter().collect::<String>());
+        (0..22usize, tail).prop_map(|(n, tail)| "p".repeat(n) + &tail)
+    }
+
+    proptest! {
+        /// The map's order, with the heads, is exactly segment order (id
+        /// ascending, version descending), and `get` and `range_ids` find
+        /// what that order says, for held ids and ids beside them.
+        #[test]
+        fn keys_keep_segment_order(entries in proptest::collection::vec((id(), 1..5u64), 1..40)) {
+            let doc = &b"\x08\0\0\0\0"[..];
+            let mut m = Memtable::default();
+            for (id, version) in &entries {
+                m.insert(Entry::put(id.as_str(), *version, doc));
+            }
+            let got: Vec<(String, u64)> = m
+                .range_ids(Bound::Unbounded, Bound::Unbounded, usize::MAX)
+                .0
+                .into_iter()
+                .map(|e| (e.id, e.version))
+                .collect();
+            let mut expected: Vec<(String, u64)> = entries.clone();
+            expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            expected.dedup();
+            prop_assert_eq!(&got, &expected);
+            // `get` at every version from 0 to past the newest, of every
+            // id held and of ids that share a held id's head but are not
+            // held: the newest version at or below, or nothing.
+            let mut probes: Vec<String> = expected.iter().map(|(id, _)| id.clone()).collect();
+            probes.extend(expected.iter().map(|(id, _)| format!("{id}\0")));
+            probes.extend(expected.iter().map(|(id, _)| format!("{id}p")));
+            for probe in &probes {
+                for at in [0, 1, 2, 3, 4, 5, u64::MAX] {
+                    let want = expected
+                        .iter()
+                        .find(|(id, v)| id == probe && *v <= at)
+                        .cloned();
+                    let found = m.get(probe, at).map(|e| (e.id, e.version));
+                    prop_assert_eq!(found, want, "get({:?}, {})", probe, at);
+                }
+            }
+            // `range_ids` from each probe, included and excluded.
+            for probe in &probes {
+                let from_in: Vec<(String, u64)> = m
+                    .range_ids(Bound::Included(probe.as_str()), Bound::Unbounded, usize::MAX)
+                    .0
+                    .into_iter()
+                    .map(|e| (e.id, e.version))
+                    .collect();
+                let want_in: Vec<(String, u64)> =
+                    expected.iter().filter(|(id, _)| id >= probe).cloned().collect();
+                prop_assert_eq!(from_in, want_in, "from {:?} included", probe);
+                let from_ex: Vec<(String, u64)> = m
+                    .range_ids(Bound::Excluded(probe.as_str()), Bound::Unbounded, usize::MAX)
+                    .0
+                    .into_iter()
+                    .map(|e| (e.id, e.version))
+                    .collect();
+                let want_ex: Vec<(String, u64)> =
+                    expected.iter().filter(|(id, _)| id > probe).cloned().collect();
+                prop_assert_eq!(from_ex, want_ex, "from {:?} excluded", probe);
+            }
+        }
+    }
 
     #[test]
     fn reads_honour_snapshot_versions() {

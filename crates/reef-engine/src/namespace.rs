@@ -193,13 +193,15 @@ impl Namespace {
                     self.adopt_if_head_moved().await?;
                 }
                 let folded = self.lock_state().manifest.last_applied_lsn;
-                let apply = async {
-                    for record in run.records.iter().filter(|r| r.lsn > folded) {
+                let records = std::mem::take(&mut run.records);
+                let last_run = run.missing.is_some() || records.is_empty();
+                let apply = async move {
+                    for record in records.into_iter().filter(|r| r.lsn > folded) {
                         self.apply(record)?;
                     }
                     Ok::<(), Error>(())
                 };
-                if run.missing.is_some() || run.records.is_empty() {
+                if last_run {
                     apply.await?;
                     break run.missing;
                 }
@@ -353,8 +355,11 @@ impl Namespace {
         Ok(())
     }
 
-    /// Applies one durable WAL record (ours or another writer's).
-    pub fn apply(&self, record: &WalRecord) -> Result<()> {
+    /// Applies one durable WAL record (ours or another writer's). The
+    /// record's entries move into the memtable: copying each id cost the
+    /// commit leader an allocation per entry, and freeing the record's
+    /// copy another.
+    pub fn apply(&self, record: WalRecord) -> Result<()> {
         let mut s = self.lock_state();
         if record.lsn != s.last_lsn + 1 {
             return Err(self.inconsistent(format!(
@@ -373,7 +378,6 @@ impl Namespace {
                 s.last_version
             )));
         }
-        memtable::apply(&s.memtable, record.entries().cloned());
         if let Some(last) = record.entries().last() {
             s.last_version = last.version;
         }
@@ -389,6 +393,8 @@ impl Namespace {
                 );
             }
         }
+        let entries = record.requests.into_iter().flat_map(|r| r.ops);
+        memtable::apply(&s.memtable, entries.map(|op| op.entry));
         s.last_lsn = record.lsn;
         s.unfolded_since
             .get_or_insert_with(tokio::time::Instant::now);
