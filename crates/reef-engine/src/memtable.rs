@@ -403,6 +403,15 @@ mod tests {
         (0..22usize, tail).prop_map(|(n, tail)| "p".repeat(n) + &tail)
     }
 
+    /// Every `(id, version)` `range_ids` yields from `from` to the end.
+    fn ids_from(m: &Memtable, from: Bound<&str>) -> Vec<(String, u64)> {
+        m.range_ids(from, Bound::Unbounded, usize::MAX)
+            .0
+            .into_iter()
+            .map(|e| (e.id, e.version))
+            .collect()
+    }
+
     proptest! {
         /// The map's order, with the heads, is exactly segment order (id
         /// ascending, version descending), and `get` and `range_ids` find
@@ -414,12 +423,7 @@ mod tests {
             for (id, version) in &entries {
                 m.insert(Entry::put(id.as_str(), *version, doc));
             }
-            let got: Vec<(String, u64)> = m
-                .range_ids(Bound::Unbounded, Bound::Unbounded, usize::MAX)
-                .0
-                .into_iter()
-                .map(|e| (e.id, e.version))
-                .collect();
+            let got = ids_from(&m, Bound::Unbounded);
             let mut expected: Vec<(String, u64)> = entries.clone();
             expected.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
             expected.dedup();
@@ -442,21 +446,11 @@ mod tests {
             }
             // `range_ids` from each probe, included and excluded.
             for probe in &probes {
-                let from_in: Vec<(String, u64)> = m
-                    .range_ids(Bound::Included(probe.as_str()), Bound::Unbounded, usize::MAX)
-                    .0
-                    .into_iter()
-                    .map(|e| (e.id, e.version))
-                    .collect();
+                let from_in = ids_from(&m, Bound::Included(probe.as_str()));
                 let want_in: Vec<(String, u64)> =
                     expected.iter().filter(|(id, _)| id >= probe).cloned().collect();
                 prop_assert_eq!(from_in, want_in, "from {:?} included", probe);
-                let from_ex: Vec<(String, u64)> = m
-                    .range_ids(Bound::Excluded(probe.as_str()), Bound::Unbounded, usize::MAX)
-                    .0
-                    .into_iter()
-                    .map(|e| (e.id, e.version))
-                    .collect();
+                let from_ex = ids_from(&m, Bound::Excluded(probe.as_str()));
                 let want_ex: Vec<(String, u64)> =
                     expected.iter().filter(|(id, _)| id > probe).cloned().collect();
                 prop_assert_eq!(from_ex, want_ex, "from {:?} excluded", probe);
