@@ -404,7 +404,7 @@ impl Engine {
     /// Documents in id order within the range, as a stream read in
     /// bounded memory: a step of the scan holds a few runs of blocks per
     /// segment and at most a thousand memtable ids, and at most three
-    /// batches of steps (each at most 1,024 documents, 1 MiB or 64 steps,
+    /// batches of steps (each at most 8,192 documents, 1 MiB or 64 steps,
     /// plus one step) are alive at once, whatever the range's size. On a
     /// multi-threaded tokio runtime a task of its own reads the steps
     /// while the caller decodes documents; `limit` and dropping the stream
