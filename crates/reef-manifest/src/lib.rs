@@ -67,4 +67,4 @@ pub use objects::{Objects, WalCursor, WalRun};
 pub use rng::{Rng, SeededRng, SystemRng};
 #[doc(hidden)]
 pub use sabotage::Sabotage;
-pub use segments::SegmentReader;
+pub use segments::{BlockSlice, SegmentReader};

@@ -24,6 +24,24 @@ use crate::cache::BlockCache;
 use crate::error::{Error, Result};
 use crate::store::DynStore;
 
+/// Entries `entries` of `block`: a step's share of one block, its
+/// entries in segment order.
+#[derive(Debug, Clone)]
+pub struct BlockSlice {
+    /// The block (decoded, checked against the segment's index).
+    pub block: Arc<Block>,
+    /// The entries of the block in the step.
+    pub entries: Range<usize>,
+}
+
+impl BlockSlice {
+    /// The slice's entries, made owned (their documents share the block's
+    /// bytes).
+    pub fn to_entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        self.entries.clone().filter_map(|i| self.block.entry(i))
+    }
+}
+
 /// An opened segment: footer, index and bloom in memory, blocks on demand.
 #[derive(Debug, Clone)]
 pub struct SegmentReader {
@@ -188,12 +206,17 @@ impl SegmentReader {
     /// steps, each starting where the last ended, fetches every block once,
     /// in GETs that grow from one block to `READ_AHEAD_BYTES_MAX` (never
     /// past `ahead`'s limit).
+    ///
+    /// The entries come as slices of the blocks that hold them: nothing is
+    /// copied out of a block. The blocks are consecutive blocks of this
+    /// segment, each checked against the index (which orders them), so
+    /// the slices' entries are in segment order.
     pub async fn range_step(
         self: &Arc<Self>,
         from: Bound<&str>,
         to: Bound<&str>,
         ahead: &mut ReadAhead,
-    ) -> Result<Vec<Entry>> {
+    ) -> Result<Vec<BlockSlice>> {
         let mut out = Vec::new();
         let mut n = self.first_block(from);
         while n < self.index.blocks().len() {
@@ -231,12 +254,16 @@ impl SegmentReader {
             // over overlapping segments starts many steps inside one
             // block; skipping one by one made each step cost the block.
             let start = block.partition_point(|id| !after_from(id, from));
-            out.reserve(block.len() - start);
-            for i in start..block.len() {
-                if !before_to(block.id(i), to) {
-                    return Ok(out);
-                }
-                out.extend(block.entry(i));
+            let end = block.partition_point(|id| before_to(id, to)).max(start);
+            let whole = end == block.len();
+            if start < end {
+                out.push(BlockSlice {
+                    block,
+                    entries: start..end,
+                });
+            }
+            if !whole {
+                return Ok(out);
             }
             // Passed whole (a step's end may peek into the next block).
             ahead.maybe_prefetch(self, n);

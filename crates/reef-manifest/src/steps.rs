@@ -30,7 +30,7 @@ use std::sync::Arc;
 use reef_format::Entry;
 
 use crate::error::Result;
-use crate::segments::{ReadAhead, SegmentReader};
+use crate::segments::{BlockSlice, ReadAhead, SegmentReader};
 
 /// One segment's place: the reader and the blocks it read ahead.
 struct Cursor {
@@ -94,6 +94,16 @@ impl RangeSteps {
     /// step's start and within `to`. After `Included(id)` the next step
     /// starts after `id`; any other bound ends the walk for the caller.
     pub async fn read(&mut self, to: Bound<&str>) -> Result<Vec<Vec<Entry>>> {
+        let runs = self.read_slices(to).await?;
+        Ok(runs
+            .iter()
+            .map(|run| run.iter().flat_map(BlockSlice::to_entries).collect())
+            .collect())
+    }
+
+    /// `read`'s runs as slices of the blocks that hold their entries
+    /// (`SegmentReader::range_step`), one run per segment.
+    pub async fn read_slices(&mut self, to: Bound<&str>) -> Result<Vec<Vec<BlockSlice>>> {
         let mut runs = Vec::with_capacity(self.cursors.len());
         let lower = as_str(&self.lower);
         for c in &mut self.cursors {

@@ -4,7 +4,12 @@
 //! last ids of the blocks the segments would fetch next, and after at most
 //! `MEMTABLE_IDS_PER_STEP` memtable ids; it reads only entries up to there,
 //! merges them with `MergeIter::visible` and keeps the visible entries
-//! for the next batch before the next step starts after that id.
+//! for the next batch before the next step starts after that id. A step
+//! whose entries all come from one segment (no memtable id, no other
+//! segment's entry in it: the common case once compaction has left
+//! non-overlapping level-1 segments) needs no merge: the same rule runs
+//! over the segment's blocks as they are, and the batch keeps each
+//! visible entry in its block (`batch.rs`).
 //!
 //! Invariants:
 //! - A step holds a few runs of blocks per segment, each at most
@@ -30,9 +35,9 @@
 //! on a task of its own, in batches, while its consumer decodes the
 //! documents; elsewhere it reads them in line.
 
+mod batch;
 mod stream;
 
-use std::collections::VecDeque;
 use std::ops::Bound;
 
 pub use stream::DocStream;
@@ -40,7 +45,10 @@ pub(crate) use stream::stream;
 
 use reef_format::segment::before_to;
 use reef_format::{Entry, FormatError, MergeIter, Tombstones};
+use reef_manifest::BlockSlice;
 use reef_manifest::steps::{RangeSteps, as_str};
+
+use batch::Batch;
 
 use crate::error::{Error, Result};
 use crate::namespace::View;
@@ -92,7 +100,7 @@ pub(crate) struct Scanner {
     /// The segments' side of the walk (and where the next step starts).
     steps: RangeSteps,
     /// Visible entries (each with a document) merged but not handed out.
-    ready: VecDeque<Entry>,
+    ready: Batch,
     /// Entries the next batch may gather (doubling up to
     /// `BATCH_ENTRIES_MAX`).
     batch_entries: usize,
@@ -137,7 +145,7 @@ impl Scanner {
             wanted,
             steps: RangeSteps::new(visible, lower, upper.clone()),
             upper,
-            ready: VecDeque::new(),
+            ready: Batch::default(),
             batch_entries: 1,
             failed: None,
             finished: wanted == 0,
@@ -148,8 +156,8 @@ impl Scanner {
     /// The next document of the scan, or `None` at its end.
     pub(crate) async fn next(&mut self) -> Result<Option<Doc>> {
         loop {
-            if let Some(e) = self.ready.pop_front() {
-                match to_doc(e, &self.namespace)? {
+            if let Some(e) = self.ready.pop(&self.namespace) {
+                match to_doc(e?, &self.namespace)? {
                     Some(doc) => return Ok(Some(doc)),
                     None => continue,
                 }
@@ -163,7 +171,7 @@ impl Scanner {
 
     /// The visible entries of the next steps, in id order (see
     /// `BATCH_ENTRIES_MAX` for how many), or `None` at the scan's end.
-    async fn next_batch(&mut self) -> Result<Option<VecDeque<Entry>>> {
+    async fn next_batch(&mut self) -> Result<Option<Batch>> {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
@@ -179,7 +187,7 @@ impl Scanner {
                 let capacity = self.ready.len();
                 return Ok(Some(std::mem::replace(
                     &mut self.ready,
-                    VecDeque::with_capacity(capacity),
+                    Batch::with_capacity(capacity),
                 )));
             }
             if self.finished {
@@ -219,41 +227,110 @@ impl Scanner {
             step_end = Bound::Included(id);
         }
         self.finished = step_end == self.upper;
-        let mut runs = Vec::with_capacity(self.view.segments.len() + 1);
+        let mut segment_runs = self.steps.read_slices(as_str(&step_end)).await?;
+        segment_runs.retain(|run| !run.is_empty());
+        if mem.is_empty() && segment_runs.len() <= 1 {
+            let run = segment_runs.pop().unwrap_or_default();
+            return Ok(self.take_one_run(&run));
+        }
+        let mut runs = Vec::with_capacity(segment_runs.len() + 1);
         runs.push(mem);
-        runs.extend(self.steps.read(as_str(&step_end)).await?);
+        runs.extend(
+            segment_runs
+                .iter()
+                .map(|run| run.iter().flat_map(BlockSlice::to_entries).collect()),
+        );
         // Each run as it is: wrapping entries in `Ok` lazily, not into a
         // second vector per run and step.
         let ok: fn(Entry) -> std::result::Result<Entry, FormatError> = Ok;
         let runs: Vec<_> = runs
             .into_iter()
-            .map(|run| run.into_iter().map(ok))
+            .map(|run: Vec<Entry>| run.into_iter().map(ok))
             .collect();
         let mut added = 0;
         for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
             let e = e?;
-            if let Some(p) = &self.prefix
-                && !e.id.starts_with(p.as_str())
-            {
-                if e.id.as_str() > p.as_str() {
-                    self.finished = true;
-                    break;
-                }
-                continue;
-            }
             // Hidden tombstones aside, every visible entry has a document;
             // decoding it is the consumer's part (`to_doc`).
-            if e.doc().is_some() {
-                added += e.payload_bytes();
-                self.ready.push_back(e);
-                self.wanted -= 1;
-                if self.wanted == 0 {
+            if e.doc().is_none() {
+                continue;
+            }
+            match self.in_prefix(&e.id) {
+                None => {
                     self.finished = true;
                     break;
                 }
+                Some(false) => continue,
+                Some(true) => {}
+            }
+            added += e.payload_bytes();
+            self.ready.push(e);
+            if self.took_one() {
+                break;
             }
         }
         Ok(added)
+    }
+
+    /// One segment's entries alone (the memtable and every other segment
+    /// have none in this step): `MergeIter::visible`'s rule applied to the
+    /// run as it is, each visible entry left in its block. The slices are
+    /// consecutive blocks of one segment, each checked against the
+    /// segment's index when it was decoded, so the run is in segment
+    /// order (ids ascending, each id's versions newest first), and there
+    /// is nothing to merge: per id, the first version at or below the
+    /// view's is the visible one. The bytes of ids and documents added.
+    fn take_one_run(&mut self, slices: &[BlockSlice]) -> usize {
+        let mut added = 0;
+        // The last id whose visible version was met: its older ones go.
+        let mut decided: Option<&str> = None;
+        'run: for s in slices {
+            let block = &s.block;
+            for i in s.entries.clone() {
+                let id = block.id(i);
+                if decided == Some(id) || block.version(i) > self.view.at {
+                    continue;
+                }
+                decided = Some(id);
+                // A visible tombstone hides the id.
+                if !block.is_put(i) {
+                    continue;
+                }
+                match self.in_prefix(id) {
+                    None => {
+                        self.finished = true;
+                        break 'run;
+                    }
+                    Some(false) => continue,
+                    Some(true) => {}
+                }
+                added += block.payload_bytes(i);
+                self.ready.push_in_block(block, i);
+                if self.took_one() {
+                    break 'run;
+                }
+            }
+        }
+        added
+    }
+
+    /// Whether a visible id is in the scan's prefix: `Some(false)` before
+    /// it (skip the id), `None` past every id under it (the scan is over).
+    fn in_prefix(&self, id: &str) -> Option<bool> {
+        match &self.prefix {
+            Some(p) if !id.starts_with(p.as_str()) => (id < p.as_str()).then_some(false),
+            _ => Some(true),
+        }
+    }
+
+    /// Counts a document taken; `true` (and the scan finished) once the
+    /// limit is reached.
+    fn took_one(&mut self) -> bool {
+        self.wanted -= 1;
+        if self.wanted == 0 {
+            self.finished = true;
+        }
+        self.wanted == 0
     }
 }
 
@@ -633,7 +710,7 @@ pub(super) mod tests {
         let (mut sizes, mut most_bytes) = (Vec::new(), 0);
         while let Some(batch) = scanner.next_batch().await.unwrap() {
             sizes.push(batch.len());
-            most_bytes = most_bytes.max(batch.iter().map(Entry::payload_bytes).sum::<usize>());
+            most_bytes = most_bytes.max(batch.payload_bytes());
         }
         assert_eq!(sizes.iter().sum::<usize>(), 40_000);
         assert!(sizes[0] <= per_step, "{sizes:?}");
@@ -726,5 +803,90 @@ pub(super) mod tests {
         };
         assert!(by_step > 0 && by_step < 4_000, "{by_step}");
         assert_eq!(by_batch, by_step, "before {failure}");
+    }
+
+    /// A step over one segment alone skips the merge. It shows what
+    /// `MergeIter::visible` over the same entries shows, at every
+    /// snapshot, with prefixes and limits, through `collect` and the
+    /// stream, on one segment and on two that do not overlap, and leaves
+    /// the entries in their blocks.
+    #[tokio::test]
+    async fn one_segment_alone_shows_what_the_merge_shows() {
+        // Ids of one to four versions, newest first, some of them
+        // tombstones; each id's versions lie in its own band of ten, so
+        // snapshots fall between versions of one id.
+        let mut entries = Vec::new();
+        for n in 0..600u64 {
+            let id = format!("k{n:04}");
+            for j in (0..=n % 4).rev() {
+                let v = n * 10 + j + 1;
+                entries.push(if (n + j) % 5 == 0 {
+                    Entry::delete(id.clone(), v)
+                } else {
+                    Entry::put(id.clone(), v, doc(v as i64))
+                });
+            }
+        }
+        let (one, blocks) = view_of_entries(entries.clone(), 4096).await;
+        assert!(blocks > 10, "{blocks}");
+        // The same entries in two segments, split between two ids.
+        let split = entries.partition_point(|e| e.id.as_str() < "k0300");
+        let (low, _) = view_of_entries(entries[..split].to_vec(), 4096).await;
+        let (high, _) = view_of_entries(entries[split..].to_vec(), 4096).await;
+        let two = View {
+            segments: Arc::new(
+                low.segments
+                    .iter()
+                    .chain(high.segments.iter())
+                    .cloned()
+                    .collect(),
+            ),
+            ..one.clone()
+        };
+        // 11 and 1,232 leave an id's newest version above the snapshot and
+        // an older document visible; 4,503 is an id's newest version.
+        for at in [0, 11, 1_232, 1_233, 3_002, 4_502, 4_503, 5_999, u64::MAX] {
+            for prefix in [None, Some("k00"), Some("k012"), Some("k05")] {
+                for limit in [None, Some(7), Some(450)] {
+                    let range = ScanRange {
+                        prefix: prefix.map(str::to_owned),
+                        limit,
+                        ..ScanRange::default()
+                    };
+                    let runs = vec![entries.clone().into_iter().map(Ok::<Entry, FormatError>)];
+                    let expected: Vec<(String, u64)> =
+                        MergeIter::visible(runs, at, Tombstones::Hide)
+                            .map(Result::unwrap)
+                            .filter(|e| prefix.is_none_or(|p| e.id.starts_with(p)))
+                            .take(limit.unwrap_or(usize::MAX))
+                            .map(|e| (e.id, e.version))
+                            .collect();
+                    for view in [&one, &two] {
+                        let at_view = View { at, ..view.clone() };
+                        let got: Vec<(String, u64)> = collect(at_view.clone(), "t", &range)
+                            .await
+                            .unwrap()
+                            .into_iter()
+                            .map(|d| (d.id, d.version))
+                            .collect();
+                        let what = format!("at {at}, prefix {prefix:?}, limit {limit:?}");
+                        assert_eq!(got, expected, "{what}");
+                        let streamed: Vec<(String, u64)> =
+                            stream(Scanner::new(at_view, "t", &range), ())
+                                .map_ok(|d| (d.id, d.version))
+                                .try_collect()
+                                .await
+                                .unwrap();
+                        assert_eq!(streamed, expected, "{what}, streamed");
+                    }
+                }
+            }
+        }
+        for view in [one, two] {
+            let mut scanner = Scanner::new(view, "t", &ScanRange::default());
+            while let Some(batch) = scanner.next_batch().await.unwrap() {
+                assert_eq!(batch.in_block(), batch.len(), "merged, not left in blocks");
+            }
+        }
     }
 }

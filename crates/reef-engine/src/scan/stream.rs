@@ -25,14 +25,12 @@
 //!   has handed over its last batch (or the stream ends); what is left in
 //!   batches needs no segment.
 
-use std::collections::VecDeque;
-
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use reef_format::Entry;
 use tokio::runtime::RuntimeFlavor;
 
 use super::Scanner;
+use super::batch::Batch;
 use crate::error::{Error, Result};
 use crate::read::{Doc, to_doc};
 
@@ -68,7 +66,7 @@ pub(crate) fn stream<K: Send + 'static>(scanner: Scanner, keep: K) -> DocStream 
 fn decoded(batches: Batches, namespace: String) -> DocStream {
     Box::pin(Decoded {
         batches,
-        batch: VecDeque::new().into_iter(),
+        batch: Batch::default(),
         namespace,
         ended: false,
     })
@@ -82,7 +80,7 @@ fn decoded(batches: Batches, namespace: String) -> DocStream {
 /// combinators: those cost 7% of a full scan.
 struct Decoded {
     batches: Batches,
-    batch: std::collections::vec_deque::IntoIter<Entry>,
+    batch: Batch,
     namespace: String,
     ended: bool,
 }
@@ -93,7 +91,7 @@ impl Decoded {
     /// not when the caller drops the stream.
     fn end(&mut self) {
         self.ended = true;
-        self.batch = VecDeque::new().into_iter();
+        self.batch = Batch::default();
         self.batches = Box::pin(futures_util::stream::empty());
     }
 }
@@ -111,8 +109,8 @@ impl futures_util::Stream for Decoded {
             if this.ended {
                 return Poll::Ready(None);
             }
-            if let Some(e) = this.batch.next() {
-                match to_doc(e, &this.namespace) {
+            if let Some(e) = this.batch.pop(&this.namespace) {
+                match e.and_then(|e| to_doc(e, &this.namespace)) {
                     Ok(Some(doc)) => return Poll::Ready(Some(Ok(doc))),
                     Ok(None) => continue,
                     Err(e) => {
@@ -122,7 +120,7 @@ impl futures_util::Stream for Decoded {
                 }
             }
             match std::task::ready!(this.batches.poll_next_unpin(cx)) {
-                Some(Ok(batch)) => this.batch = batch.into_iter(),
+                Some(Ok(batch)) => this.batch = batch,
                 Some(Err(e)) => {
                     this.end();
                     return Poll::Ready(Some(Err(e)));
@@ -133,7 +131,7 @@ impl futures_util::Stream for Decoded {
     }
 }
 
-type Batches = BoxStream<'static, Result<VecDeque<Entry>>>;
+type Batches = BoxStream<'static, Result<Batch>>;
 
 /// The steps, read when the consumer asks for them.
 fn in_line<K: Send + 'static>(scanner: Scanner, keep: K) -> Batches {
@@ -148,7 +146,7 @@ fn in_line<K: Send + 'static>(scanner: Scanner, keep: K) -> Batches {
 
 /// What the reading task sends: a batch's entries, its error, or the end.
 enum Sent {
-    Batch(Result<VecDeque<Entry>>),
+    Batch(Result<Batch>),
     End,
 }
 
@@ -238,7 +236,6 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
     use std::sync::Arc;
 
     use futures_util::{StreamExt, TryStreamExt};
@@ -518,10 +515,9 @@ mod tests {
     #[tokio::test]
     async fn a_channel_closed_without_the_end_ends_the_stream_in_an_error() {
         let (tx, rx) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
-        let entry = Entry::put("a", 1, doc(1));
-        tx.send(Sent::Batch(Ok(VecDeque::from([entry]))))
-            .await
-            .unwrap();
+        let mut batch = Batch::default();
+        batch.push(Entry::put("a", 1, doc(1)));
+        tx.send(Sent::Batch(Ok(batch))).await.unwrap();
         drop(tx);
         let task = AbortOnDrop(tokio::spawn(async {}));
         let mut batches = received(rx, task, "t".to_owned());

@@ -209,6 +209,20 @@ impl Block {
         self.slots.get(i).map_or(0, |s| s.version)
     }
 
+    /// Whether entry `i` holds a document (false for a tombstone, and past
+    /// the end).
+    pub fn is_put(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.put)
+    }
+
+    /// Bytes of entry `i`'s id and document (`Entry::payload_bytes`
+    /// without making the entry; 0 past the end).
+    pub fn payload_bytes(&self, i: usize) -> usize {
+        self.slots.get(i).map_or(0, |s| {
+            usize::from(s.id_len) + if s.put { s.doc_len as usize } else { 0 }
+        })
+    }
+
     /// Entry `i` as an owned entry; its document shares the block's bytes.
     pub fn entry(&self, i: usize) -> Option<Entry> {
         self.slots.get(i).map(|s| self.entry_of(s))
