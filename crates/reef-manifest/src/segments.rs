@@ -40,6 +40,14 @@ impl BlockSlice {
     pub fn to_entries(&self) -> impl Iterator<Item = Entry> + '_ {
         self.entries.clone().filter_map(|i| self.block.entry(i))
     }
+
+    /// A run of slices (one segment's share of a step) as owned entries,
+    /// for a merge.
+    pub fn run_entries(run: &[BlockSlice]) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(run.iter().map(|s| s.entries.len()).sum());
+        out.extend(run.iter().flat_map(BlockSlice::to_entries));
+        out
+    }
 }
 
 /// An opened segment: footer, index and bloom in memory, blocks on demand.

@@ -97,7 +97,7 @@ impl RangeSteps {
         let runs = self.read_slices(to).await?;
         Ok(runs
             .iter()
-            .map(|run| run.iter().flat_map(BlockSlice::to_entries).collect())
+            .map(|run| BlockSlice::run_entries(run))
             .collect())
     }
 

@@ -235,17 +235,13 @@ impl Scanner {
         }
         let mut runs = Vec::with_capacity(segment_runs.len() + 1);
         runs.push(mem);
-        runs.extend(
-            segment_runs
-                .iter()
-                .map(|run| run.iter().flat_map(BlockSlice::to_entries).collect()),
-        );
+        runs.extend(segment_runs.iter().map(|run| BlockSlice::run_entries(run)));
         // Each run as it is: wrapping entries in `Ok` lazily, not into a
         // second vector per run and step.
         let ok: fn(Entry) -> std::result::Result<Entry, FormatError> = Ok;
         let runs: Vec<_> = runs
             .into_iter()
-            .map(|run: Vec<Entry>| run.into_iter().map(ok))
+            .map(|run| run.into_iter().map(ok))
             .collect();
         let mut added = 0;
         for e in MergeIter::visible(runs, self.view.at, Tombstones::Hide) {
