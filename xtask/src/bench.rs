@@ -17,14 +17,18 @@ pub enum Mode {
     /// The peer harness (`peer/`): Reef and SlateDB side by side, its
     /// tables written into docs/benchmarks.md.
     Peer { seconds: u32 },
+    /// The limits that are not ratios (`limits.rs`); `quick`: CI's slice.
+    Limits { quick: bool },
 }
 
-/// Parses `[--quick]` or `--peer [SECONDS]`.
+/// Parses `[--quick]`, `--peer [SECONDS]` or `--limits [--quick]`.
 pub fn parse_args(args: &[String]) -> Result<Mode> {
     match args {
         [] => Ok(Mode::Criterion { quick: false }),
         [q] if q == "--quick" => Ok(Mode::Criterion { quick: true }),
         [p] if p == "--peer" => Ok(Mode::Peer { seconds: 5 }),
+        [l] if l == "--limits" => Ok(Mode::Limits { quick: false }),
+        [l, q] if l == "--limits" && q == "--quick" => Ok(Mode::Limits { quick: true }),
         [p, s] if p == "--peer" => match s.parse() {
             Ok(seconds) if seconds > 0 => Ok(Mode::Peer { seconds }),
             _ => usage_error(format!(
@@ -32,7 +36,8 @@ pub fn parse_args(args: &[String]) -> Result<Mode> {
             )),
         },
         _ => usage_error(format!(
-            "`cargo xtask bench` takes `--quick` or `--peer [SECONDS]`, got `{}`",
+            "`cargo xtask bench` takes `--quick`, `--peer [SECONDS]` or `--limits [--quick]`, \
+             got `{}`",
             args.join(" ")
         )),
     }
@@ -135,7 +140,7 @@ mod tests {
     use super::{Mode, parse_args};
 
     #[test]
-    fn quick_and_peer_are_accepted() {
+    fn quick_peer_and_limits_are_accepted() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(parse_args(&[]).unwrap(), Mode::Criterion { quick: false });
         assert_eq!(
@@ -152,5 +157,14 @@ mod tests {
         );
         assert!(parse_args(&args(&["--peer", "0"])).is_err());
         assert!(parse_args(&["--fast".to_string()]).is_err());
+        assert_eq!(
+            parse_args(&args(&["--limits"])).unwrap(),
+            Mode::Limits { quick: false }
+        );
+        assert_eq!(
+            parse_args(&args(&["--limits", "--quick"])).unwrap(),
+            Mode::Limits { quick: true }
+        );
+        assert!(parse_args(&args(&["--limits", "2"])).is_err());
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::rgw::{self, Rgw};
-use crate::{fuzz, layering, loom, metadata, sim, tidy, util};
+use crate::{fuzz, layering, limits, loom, metadata, sim, tidy, util};
 
 /// One CI step; each is also its own `cargo xtask <name>` subcommand.
 pub struct Step {
@@ -59,7 +59,7 @@ pub const STEPS: &[Step] = &[
     },
     Step {
         name: "bench-test",
-        about: "run every criterion bench once in test mode, and the peer harness briefly",
+        about: "run every criterion bench once in test mode, the peer harness briefly, and the limits' steps at toy sizes",
         run: bench_test,
     },
     Step {
@@ -194,7 +194,10 @@ fn bench_test() -> Result<()> {
     cmd.args(["test", "--workspace", "--bench", "*"]);
     let _rgw = rgw::for_step(&mut cmd)?;
     util::run(&mut cmd)?;
-    peer_slice()
+    peer_slice()?;
+    // The limits' steps at toy sizes on the debug build: they run, nothing
+    // is judged or written.
+    limits::run(true)
 }
 
 /// The peer harness (`peer/`, Reef beside SlateDB) for a fraction of a

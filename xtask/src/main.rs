@@ -12,6 +12,7 @@ mod ci;
 mod deny;
 mod fuzz;
 mod layering;
+mod limits;
 mod loom;
 mod metadata;
 mod rgw;
@@ -66,6 +67,7 @@ fn dispatch(args: &[String]) -> Result<()> {
         "bench" => match bench::parse_args(rest)? {
             bench::Mode::Criterion { quick } => bench::run(quick),
             bench::Mode::Peer { seconds } => bench::peer(seconds),
+            bench::Mode::Limits { quick } => limits::run(quick),
         },
         "sim" => sim::sim(rest),
         "soak" => sim::soak(rest),
@@ -105,6 +107,10 @@ Commands:
   bench [--quick]        run criterion benches, write target/bench-report.md
   bench --peer [SECONDS] Reef and SlateDB 0.18 side by side (peer/), tables
                          written into docs/benchmarks.md
+  bench --limits [--quick]
+                         the limits that are not ratios (open, one-shot get,
+                         fold, compaction, peak RSS), each command a fresh
+                         `reef`; table written into docs/benchmarks.md
   sim [flags]            run the seeded whole-system simulation (release);
                          flags: --seeds N --first-seed S --seed S --steps K
                          --faults a,b,.. --knob NAME --expect-violation
