@@ -80,29 +80,15 @@ pub fn peer(seconds: u32) -> Result<()> {
         })
         .unwrap_or_else(|| "unknown CPU".to_owned());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let date = String::from_utf8(
-        std::process::Command::new("date")
-            .args(["-u", "+%Y-%m-%d"])
-            .output()
-            .context("running date")?
-            .stdout,
-    )?;
     let section = format!(
         "{PEER_BEGIN}\nMeasured {} on {cores} cores ({cpu}), local disk, {seconds} s per \
          workload, Reef and SlateDB 0.18.0 in one process (`peer/src/main.rs`), both \
          fsyncing what they put (SlateDB's `LocalFileSystem::with_fsync(true)`).\n\n{}\n{PEER_END}",
-        date.trim(),
+        util::utc_date()?,
         tables.trim_end()
     );
     let path = root.join("docs/benchmarks.md");
-    let doc = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let updated = match (doc.find(PEER_BEGIN), doc.find(PEER_END)) {
-        (Some(b), Some(e)) if b < e => {
-            format!("{}{section}{}", &doc[..b], &doc[e + PEER_END.len()..])
-        }
-        _ => format!("{}\n{section}\n", doc.trim_end()),
-    };
-    fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))?;
+    util::replace_section(&path, PEER_BEGIN, PEER_END, &section)?;
     println!("wrote the peer tables into {}", path.display());
     Ok(())
 }

@@ -98,6 +98,27 @@ pub fn capture(cmd: &mut Command) -> Result<String> {
     String::from_utf8(out.stdout).with_context(|| format!("`{shown}` printed non-UTF-8 output"))
 }
 
+/// Today's date in UTC, `YYYY-MM-DD` (for the tables written into docs).
+pub fn utc_date() -> Result<String> {
+    Ok(capture(Command::new("date").args(["-u", "+%Y-%m-%d"]))?
+        .trim()
+        .to_owned())
+}
+
+/// Replaces the part of the file at `path` from the line `begin` to the
+/// line `end` (both markers included) with `section`, which starts with
+/// `begin` and ends with `end`; appends `section` if the markers are not
+/// there.
+pub fn replace_section(path: &Path, begin: &str, end: &str, section: &str) -> Result<()> {
+    let doc =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let updated = match (doc.find(begin), doc.find(end)) {
+        (Some(b), Some(e)) if b < e => format!("{}{section}{}", &doc[..b], &doc[e + end.len()..]),
+        _ => format!("{}\n\n{section}\n", doc.trim_end()),
+    };
+    std::fs::write(path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
 /// Formats a wall-clock duration for summaries, e.g. `12.3s` or `2m05s`.
 pub fn fmt_duration(d: Duration) -> String {
     let secs = d.as_secs_f64();
